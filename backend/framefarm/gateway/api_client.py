@@ -1,0 +1,113 @@
+"""Endpoints for clients (the CLI and the Blender add-on): files and jobs."""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, current_app, g, jsonify, redirect, request, url_for
+
+from . import jobs, uploads
+from .auth import requires
+from .errors import ApiError, bad_request
+
+bp = Blueprint("client", __name__, url_prefix="/v1")
+
+MAX_HASHES_PER_QUERY = 20_000
+
+
+def farm():
+    return current_app.extensions["framefarm"]
+
+
+def owner_filter():
+    return None if g.identity.is_admin else g.identity.owner
+
+
+@bp.post("/files/missing")
+@requires("client")
+def files_missing():
+    body = request.get_json(silent=True)
+    hashes = body.get("hashes") if isinstance(body, dict) else None
+    if not isinstance(hashes, list) or len(hashes) > MAX_HASHES_PER_QUERY:
+        raise bad_request(f"send {{\"hashes\": [...]}} with at most {MAX_HASHES_PER_QUERY} SHA-256 digests")
+    f = farm()
+    wanted = dict.fromkeys(jobs.check_sha(h if isinstance(h, str) else repr(h)) for h in hashes)
+    missing = [h for h in wanted if not f.storage.exists(jobs.file_key(h))]
+    return jsonify({"missing": missing})
+
+
+@bp.put("/files/<sha>")
+@requires("client")
+def upload_file(sha: str):
+    f = farm()
+    jobs.check_sha(sha)
+    if f.storage.exists(jobs.file_key(sha)):
+        uploads.check_length(f.settings.max_upload_bytes)
+        return jsonify({"sha256": sha, "stored": False}), 200
+    size = uploads.stream_to(f.storage, jobs.file_key(sha), f.settings.max_upload_bytes, expect_sha=sha)
+    return jsonify({"sha256": sha, "stored": True, "size": size}), 201
+
+
+@bp.post("/jobs")
+@requires("client")
+def submit():
+    f = farm()
+    body = request.get_json(silent=True)
+    job_id, created = jobs.create(f, g.identity.owner, body, request.headers.get("Idempotency-Key"))
+    job = jobs.load(f, job_id, None)
+    return jsonify(jobs.view(f, job)), 201 if created else 200
+
+
+@bp.get("/jobs")
+@requires("client")
+def list_jobs():
+    f = farm()
+    return jsonify({"jobs": [jobs.view(f, j) for j in jobs.list_for(f, owner_filter())]})
+
+
+@bp.get("/jobs/<job_id>")
+@requires("client")
+def get_job(job_id: str):
+    """With ?wait=S&rev=R, answers as soon as the job's revision differs from R
+    (a long-poll: clients learn of progress at once without hammering)."""
+    f = farm()
+    job = jobs.load(f, job_id, owner_filter())
+    wait = request.args.get("wait", type=float) or 0.0
+    rev = request.args.get("rev", type=int)
+    if wait > 0 and rev is not None:
+        deadline = time.monotonic() + min(wait, f.settings.job_wait_max_s)
+        while True:
+            gen = f.notifier.generation(f"job:{job_id}")
+            job = jobs.load(f, job_id, None)
+            left = deadline - time.monotonic()
+            if int(job.get("rev", 0)) != rev or left <= 0 or f.notifier.closing:
+                break
+            f.notifier.wait(f"job:{job_id}", gen, min(left, 2.0))
+    out = jobs.view(f, job, with_parts=request.args.get("parts") == "1")
+    if job["status"] == "done":
+        out["download_url"] = download_url(job_id)
+    return jsonify(out)
+
+
+def download_url(job_id: str) -> str:
+    f = farm()
+    expires, sig = f.signer.sign(f"archive:{job_id}", f.settings.link_ttl_s)
+    return url_for("public.download", job_id=job_id, expires=expires, sig=sig, _external=True)
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@requires("client")
+def cancel(job_id: str):
+    f = farm()
+    job = jobs.load(f, job_id, owner_filter())
+    jobs.cancel(f, job)
+    return jsonify(jobs.view(f, jobs.load(f, job_id, None)))
+
+
+@bp.get("/jobs/<job_id>/archive")
+@requires("client")
+def archive(job_id: str):
+    f = farm()
+    job = jobs.load(f, job_id, owner_filter())
+    if job["status"] != "done":
+        raise ApiError(409, "wrong_state", f"job {job_id} is {job['status']}; its archive is not ready")
+    return redirect(download_url(job_id), code=302)

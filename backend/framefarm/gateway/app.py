@@ -1,0 +1,58 @@
+"""The gateway's Flask app factory.
+
+A gateway holds no state of its own: everything lives in Redis and storage, so
+any number of them (each with several gunicorn processes) serve the same farm.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+
+from . import api_client, api_public, api_worker, archive, errors, gateways, scheduling
+from .background import loop
+from .config import Settings
+from .farm import Farm
+
+log = logging.getLogger("framefarm.gateway")
+
+
+def create_app(settings: Settings | None = None, *, background: bool = False) -> Flask:
+    """Build a gateway app. `background` starts this process's duties (event
+    subscription, announcing itself, requeueing expired leases, assembling
+    finished jobs); gunicorn processes want them, unit tests usually not."""
+    settings = settings or Settings.from_env()
+    farm = Farm.from_settings(settings)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = None  # uploads enforce their own limit while streaming
+    app.json.sort_keys = False
+    app.extensions["framefarm"] = farm
+    app.extensions["framefarm.waiters"] = scheduling.Waiters(settings.max_waiters)
+    errors.install(app)
+    for bp in (api_public.bp, api_client.bp, api_worker.bp):
+        app.register_blueprint(bp)
+    if background:
+        start_background(farm)
+    return app
+
+
+def start_background(farm: Farm) -> threading.Event:
+    stop = threading.Event()
+    s = farm.settings
+    farm.notifier.start()
+    if s.public_url:
+        loop("announce", max(0.5, s.gateway_timeout_s / 4), lambda: gateways.announce(farm.redis, s.public_url), stop)
+    loop("reaper", 1.0, lambda: scheduling.reap(farm), stop)
+    loop("assembler", 1.0, lambda: archive.assemble_pending(farm), stop)
+    log.info("gateway process ready (redis %s, storage %s, public url %s)",
+             _redact(s.redis_url), s.storage, s.public_url or "-")
+    return stop
+
+
+def _redact(url: str) -> str:
+    """Redis URLs may hold a password; never log it."""
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

@@ -1,0 +1,82 @@
+"""Bearer tokens with roles, stored hashed in Redis.
+
+A token is shown once when created; Redis keeps only its SHA-256, so a leaked
+database dump does not leak working tokens. Clients own the jobs they submit:
+the owner is derived from the token's digest, so one client never sees another's.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+import redis
+from flask import g, request
+
+from . import keys
+from .errors import ApiError
+
+ROLES = ("client", "worker", "admin")
+
+
+@dataclass(frozen=True)
+class Identity:
+    role: str
+    owner: str
+    name: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(r: redis.Redis, role: str, name: str = "") -> str:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    token = f"ff_{role[0]}_{secrets.token_urlsafe(32)}"
+    d = digest(token)
+    r.hset(keys.token(d), mapping={"role": role, "name": name or f"{role}-{d[:8]}",
+                                   "created_at": int(time.time())})
+    return token
+
+
+def revoke_token(r: redis.Redis, token: str) -> bool:
+    return bool(r.delete(keys.token(digest(token))))
+
+
+def authenticate(r: redis.Redis, header: str | None) -> Identity:
+    if not header or not header.startswith("Bearer "):
+        raise ApiError(401, "unauthorized", "missing token: send 'Authorization: Bearer <token>'")
+    token = header[len("Bearer "):].strip()
+    d = digest(token)
+    role, name = r.hmget(keys.token(d), "role", "name")
+    if role is None:
+        raise ApiError(401, "unauthorized", "unknown token")
+    return Identity(role.decode(), d[:20], (name or b"").decode())
+
+
+def requires(*roles: str):
+    """Views decorated with this see `g.identity`; admins pass every role check."""
+
+    def wrap(view):
+        @functools.wraps(view)
+        def inner(*args, **kwargs):
+            from flask import current_app
+
+            ident = authenticate(current_app.extensions["framefarm"].redis,
+                                 request.headers.get("Authorization"))
+            if ident.role not in roles and not ident.is_admin:
+                raise ApiError(403, "forbidden",
+                               f"a {ident.role} token cannot do this; it needs a {' or '.join(roles)} token")
+            g.identity = ident
+            return view(*args, **kwargs)
+
+        return inner
+
+    return wrap

@@ -1,0 +1,61 @@
+"""JSON errors: every failure a client can cause is an ApiError with the right status.
+
+Anything else that escapes a view is logged and answered as a 500 in the same
+shape; tests fail on any 500, so one is always a bug here, never a client's fault.
+"""
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("framefarm.gateway")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+def bad_request(message: str, code: str = "bad_request", **extra) -> ApiError:
+    return ApiError(400, code, message, **extra)
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"{what} not found")
+
+
+def conflict(message: str, code: str = "conflict") -> ApiError:
+    return ApiError(409, code, message)
+
+
+def error_body(code: str, message: str, **extra):
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def install(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api(e: ApiError):
+        return jsonify(error_body(e.code, e.message, **e.extra)), e.status
+
+    @app.errorhandler(HTTPException)
+    def _http(e: HTTPException):
+        code = (e.name or "error").lower().replace(" ", "_")
+        return jsonify(error_body(code, e.description or e.name)), e.code
+
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
+    @app.errorhandler(redis.BusyLoadingError)
+    def _redis_down(e):
+        log.warning("redis unavailable: %s", e)
+        resp = jsonify(error_body("unavailable", "the farm's database is unreachable; retry shortly"))
+        resp.headers["Retry-After"] = "2"
+        return resp, 503
+
+    @app.errorhandler(Exception)
+    def _bug(e: Exception):
+        log.exception("unhandled error")
+        return jsonify(error_body("internal", "internal error; see the gateway log")), 500

@@ -1,0 +1,57 @@
+"""gunicorn settings for a Framefarm gateway (`gunicorn -c python:framefarm.gateway.gunicorn_conf`).
+
+Long-polls (idle workers waiting for parts, clients waiting for progress) hold a
+request open for up to ~30 s, so a sync worker per request would let a few
+hundred idle workers starve everyone else. gthread keeps each waiting request
+on a cheap thread; the gateway caps its own waiters per process below the
+thread count (FRAMEFARM_MAX_WAITERS), so clients always find a free thread.
+Every setting can be overridden with FRAMEFARM_* variables or gunicorn flags.
+"""
+import multiprocessing
+import os
+
+from framefarm.common.logs import FORMAT
+
+bind = os.environ.get("FRAMEFARM_BIND", "127.0.0.1:8400")
+workers = int(os.environ.get("FRAMEFARM_GUNICORN_WORKERS", min(4, multiprocessing.cpu_count() * 2)))
+worker_class = "gthread"
+threads = int(os.environ.get("FRAMEFARM_GUNICORN_THREADS", 100))
+os.environ.setdefault("FRAMEFARM_MAX_WAITERS", str(max(1, threads - 20)))
+# With gthread this is the worker process's liveness timeout, not a request limit.
+timeout = 60
+# On SIGTERM, requests in flight (uploads, long-polls) get this long to finish.
+graceful_timeout = 35
+keepalive = 5
+# Uploads stream through; nothing in the request line or headers is large.
+limit_request_line = 8190
+# %(U)s is the path without its query string: signed download links stay out of logs.
+accesslog = os.environ.get("FRAMEFARM_ACCESS_LOG", "-")
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+errorlog = "-"
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"framefarm": {"format": FORMAT}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "framefarm",
+                            "stream": "ext://sys.stderr"}},
+    "root": {"level": os.environ.get("FRAMEFARM_LOG_LEVEL", "INFO"), "handlers": ["stderr"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+    },
+}
+
+
+def post_worker_init(worker):
+    """On SIGTERM, end this process's long-polls at once so a graceful stop is quick
+    (waiting clients simply poll again, on another gateway if this one is gone)."""
+    import signal
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame):
+        worker.wsgi.extensions["framefarm"].notifier.close_waiters()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)

@@ -1,0 +1,25 @@
+-- Counts a part's uploaded result, once, if its lease token still fences it.
+-- ARGV: part_id, token, result_key
+-- Returns {'ok', job_status} | {'stale'} | {'ended', job_status}
+local pid, token = ARGV[1], ARGV[2]
+local wid = leased_part(pid, token)
+if not wid then return {'stale'} end
+local job_id = job_of(pid)
+local jk = k_job(job_id)
+local status = redis.call('HGET', jk, 'status')
+if status ~= 'running' then return {'ended', status} end
+local pk = k_part(pid)
+redis.call('ZREM', K_LEASES, pid)
+redis.call('SREM', k_wparts(wid), pid)
+redis.call('HSET', pk, 'state', 'done', 'result', ARGV[3], 'done_at', now_ms())
+redis.call('HDEL', pk, 'deadline')
+redis.call('HINCRBY', jk, 'frames_done', tonumber(redis.call('HGET', pk, 'count')))
+local done = redis.call('HINCRBY', jk, 'parts_done', 1)
+if done == tonumber(redis.call('HGET', jk, 'parts_total')) then
+  status = 'assembling'
+  redis.call('HSET', jk, 'status', status)
+  redis.call('ZADD', K_ASSEMBLY, now_ms(), job_id)
+  redis.call('PUBLISH', K_EVENTS, 'assemble')
+end
+touch_job(job_id)
+return {'ok', status}

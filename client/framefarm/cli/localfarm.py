@@ -1,0 +1,174 @@
+"""Starting and stopping the farm's processes on one machine.
+
+Used by `framefarm up`, by the tests and by the benchmarks, so all three run
+the farm the same way: a private redis-server (AOF on), gateways under
+gunicorn, and `framefarm worker` processes, each logging to its own file.
+Readiness is waited for by asking each service (Redis PING, /readyz), never by
+sleeping a fixed time.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import redis
+
+
+class ServiceError(RuntimeError):
+    pass
+
+
+def _die_with_parent() -> None:
+    """Children get SIGTERM if the process that started them dies (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Process:
+    """A child process with its log file; stop() is graceful, then forceful."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.name, self.argv, self.log_path = name, argv, log_path
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Process":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=self.env, preexec_fn=_die_with_parent, start_new_session=True)
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def wait_until(self, ready, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise ServiceError(f"{self.name} exited while starting; see {self.log_path}:\n{self.tail()}")
+            if ready():
+                return
+            time.sleep(0.05)
+        raise ServiceError(f"{self.name} was not {what} after {timeout:.0f}s; see {self.log_path}")
+
+    def tail(self, n: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except FileNotFoundError:
+            return ""
+
+
+class RedisServer(Process):
+    """A private redis-server on a Unix socket (reachable only by this user), with AOF."""
+
+    def __init__(self, data_dir: Path, log_path: Path, port: int = 0) -> None:
+        exe = shutil.which("redis-server")
+        if not exe:
+            raise ServiceError("redis-server is not installed (Debian: apt-get install redis-server)")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.socket = data_dir / "redis.sock"
+        if len(str(self.socket)) > 100:
+            raise ServiceError(f"the data folder path is too long for a Unix socket: {self.socket}")
+        self.port = port
+        super().__init__("redis", [exe, "--port", str(port), "--bind", "127.0.0.1",
+                                   "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+                                   "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
+                                   "--save", "", "--daemonize", "no"], log_path)
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}" if not self.port else f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+    def start(self) -> "RedisServer":
+        super().start()
+
+        def ping() -> bool:
+            try:
+                return bool(self.client().ping())
+            except (redis.ConnectionError, redis.BusyLoadingError, FileNotFoundError):
+                return False
+
+        self.wait_until(ping, 30, "answering")
+        return self
+
+
+class GatewayProcess(Process):
+    def __init__(self, port: int, redis_url: str, storage: str, log_path: Path, *, processes: int = 2,
+                 threads: int = 32, env: dict[str, str] | None = None) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        super().__init__(f"gateway:{port}", [
+            sys.executable, "-m", "gunicorn", "-c", "python:framefarm.gateway.gunicorn_conf",
+            "--workers", str(processes), "--threads", str(threads), "framefarm.gateway.wsgi:app"], log_path, {
+            "FRAMEFARM_BIND": f"127.0.0.1:{port}", "FRAMEFARM_PUBLIC_URL": self.url,
+            "FRAMEFARM_REDIS_URL": redis_url, "FRAMEFARM_STORAGE": storage,
+            "FRAMEFARM_MAX_WAITERS": str(max(1, threads - 8)), **(env or {})})
+
+    def start(self) -> "GatewayProcess":
+        super().start()
+
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as resp:
+                    return resp.status == 200
+            except OSError:
+                return False
+
+        self.wait_until(ready, 60, "ready")
+        return self
+
+
+class WorkerProcess(Process):
+    def __init__(self, name: str, gateways: list[str], token: str, workdir: Path, log_path: Path, *,
+                 blender: str | None = None, device: str = "auto", slots: int = 1,
+                 extra: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        argv = [sys.executable, "-m", "framefarm.cli.main", "worker", "--name", name,
+                "--workdir", str(workdir), "--device", device, "--slots", str(slots)]
+        for g in gateways:
+            argv += ["--gateway", g]
+        if blender:
+            argv += ["--blender", blender]
+        # The token travels in the environment, never on the command line (ps shows argv).
+        super().__init__(name, argv + (extra or []), log_path, {"FRAMEFARM_TOKEN": token, **(env or {})})

@@ -1,0 +1,238 @@
+"""The one HTTP client of Framefarm, with gateway failover.
+
+Used by the CLI, the worker agent and the Blender add-on (which bundles this
+package at build time), so it needs nothing beyond the standard library.
+
+It knows the configured gateways and, refreshed from `GET /v1/gateways`, the
+live ones. A refused connection, a timeout or a 502/503/504 marks that gateway
+down for a while and moves on to the next at once; when every gateway has
+failed it backs off with jitter and tries again until `retry_for` runs out.
+Connecting has its own short timeout, so a dead host is left within two
+seconds of its first failed call.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Callable, Iterable
+from urllib.parse import urlencode, urlsplit
+
+log = logging.getLogger("framefarm.client")
+
+USER_AGENT = "framefarm-client/0.1"
+RETRY_STATUSES = {502, 503, 504}
+DOWN_FOR_S = 10.0
+BLOCK = 1024 * 1024
+
+
+class FarmError(Exception):
+    """The farm answered with an error (4xx), or could not be reached at all."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None,
+                 details: dict | None = None) -> None:
+        super().__init__(message)
+        self.message, self.status, self.code, self.details = message, status, code, details or {}
+
+
+class FarmUnavailable(FarmError):
+    """No gateway answered within the retry window."""
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    raw: http.client.HTTPResponse | None = None
+    conn: http.client.HTTPConnection | None = field(default=None, repr=False)
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def normalize(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FarmError(f"{url!r} is not a gateway URL (expected http://host:port)")
+    return url
+
+
+class ProgressReader:
+    """Wraps a file being uploaded and reports the bytes sent."""
+
+    def __init__(self, fh: BinaryIO, callback: Callable[[int], None] | None) -> None:
+        self._fh, self._cb = fh, callback
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._fh.read(n)
+        if data and self._cb:
+            self._cb(len(data))
+        return data
+
+
+class Client:
+    def __init__(self, gateways: Iterable[str], token: str | None, *, connect_timeout: float = 2.0,
+                 read_timeout: float = 60.0, retry_for: float = 120.0, refresh_s: float = 30.0,
+                 discover: bool = True) -> None:
+        self.configured = [normalize(u) for u in gateways]
+        if not self.configured:
+            raise FarmError("no gateway configured: pass --gateway URL or set FRAMEFARM_GATEWAYS")
+        self.token = token
+        self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
+        self.retry_for, self.refresh_s, self.discover = retry_for, refresh_s, discover
+        self._known = list(self.configured)
+        self._down: dict[str, float] = {}
+        self._preferred = self.configured[0]
+        self._refreshed_at = float("-inf")
+        self._lock = threading.Lock()
+
+    # -- gateway list ------------------------------------------------------------------
+    @property
+    def gateways(self) -> list[str]:
+        with self._lock:
+            return list(self._known)
+
+    def _candidates(self) -> list[str]:
+        """Gateways to try, in order: the preferred one, then other live ones, then
+        those marked down (a down mark is a hint, never a reason to give up)."""
+        now = time.monotonic()
+        with self._lock:
+            order = sorted(self._known, key=lambda u: (u != self._preferred, self._down.get(u, 0) > now))
+        return order
+
+    def _mark_down(self, url: str, reason: object) -> None:
+        with self._lock:
+            if self._down.get(url, 0) <= time.monotonic():
+                log.warning("gateway %s failed (%s); trying the next one", url, reason)
+            self._down[url] = time.monotonic() + DOWN_FOR_S
+            if self._preferred == url:
+                live = [u for u in self._known if self._down.get(u, 0) <= time.monotonic()]
+                self._preferred = live[0] if live else url
+
+    def _mark_up(self, url: str) -> None:
+        with self._lock:
+            self._down.pop(url, None)
+            self._preferred = url
+
+    def refresh(self, force: bool = False) -> None:
+        """Learn the live gateways from the farm (new ones join, silent ones leave)."""
+        if not self.discover or (not force and time.monotonic() - self._refreshed_at < self.refresh_s):
+            return
+        self._refreshed_at = time.monotonic()
+        for url in self._candidates():
+            try:
+                resp = self._send(url, "GET", "/v1/gateways", None, {}, self.connect_timeout + 3, False)
+            except (OSError, http.client.HTTPException):
+                continue
+            if resp.status != 200:
+                continue
+            live = [normalize(g["url"]) for g in resp.json().get("gateways", []) if g.get("url")]
+            with self._lock:
+                # Configured gateways stay (they may come back); announced ones are added.
+                self._known = list(dict.fromkeys(self.configured + live))
+            return
+
+    # -- requests ----------------------------------------------------------------------
+    def request(self, method: str, path: str, *, json_body: Any = None, body: BinaryIO | bytes | None = None,
+                headers: dict[str, str] | None = None, params: dict[str, Any] | None = None,
+                read_timeout: float | None = None, ok: tuple[int, ...] = (200, 201, 204),
+                stream: bool = False, retry_for: float | None = None,
+                progress: Callable[[int], None] | None = None) -> Response:
+        self.refresh()
+        hdrs = {"User-Agent": USER_AGENT, **(headers or {})}
+        if self.token:
+            hdrs["Authorization"] = f"Bearer {self.token}"
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            hdrs["Content-Type"] = "application/json"
+        if params:
+            path += "?" + urlencode({k: v for k, v in params.items() if v is not None})
+        start_pos = body.tell() if hasattr(body, "seek") else None
+        deadline = time.monotonic() + (self.retry_for if retry_for is None else retry_for)
+        timeout = read_timeout or self.read_timeout
+        round_no, last, wait_hint = 0, "no gateway", 0.0
+        while True:
+            for url in self._candidates():
+                payload = body
+                if start_pos is not None:
+                    body.seek(start_pos)
+                    payload = ProgressReader(body, progress) if progress else body
+                try:
+                    resp = self._send(url, method, path, payload, hdrs, timeout, stream)
+                except (OSError, http.client.HTTPException) as e:
+                    self._mark_down(url, e)
+                    last = f"{url}: {e}"
+                    continue
+                if resp.status in RETRY_STATUSES:
+                    detail = _error_message(resp)
+                    resp.close()
+                    last = f"{url}: HTTP {resp.status} {detail}"
+                    wait_hint = max(wait_hint, _retry_after(resp))
+                    self._mark_down(url, f"HTTP {resp.status}")
+                    continue
+                self._mark_up(url)
+                if resp.status not in ok:
+                    raise _as_error(resp)
+                return resp
+            round_no += 1
+            pause = max(wait_hint, min(5.0, 0.25 * 2 ** round_no)) * random.uniform(0.5, 1.0)
+            if time.monotonic() + pause > deadline:
+                raise FarmUnavailable(f"no gateway answered ({last})")
+            log.info("no gateway answered (%s); retrying in %.1fs", last, pause)
+            time.sleep(pause)
+            self.refresh(force=True)
+
+    def _send(self, base: str, method: str, path: str, body, headers: dict[str, str], timeout: float,
+              stream: bool) -> Response:
+        parts = urlsplit(base)
+        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        conn = cls(parts.hostname, parts.port, timeout=self.connect_timeout, blocksize=BLOCK)
+        try:
+            conn.connect()
+            conn.sock.settimeout(timeout)
+            conn.request(method, parts.path + path, body=body, headers=headers)
+            raw = conn.getresponse()
+            hdrs = {k.lower(): v for k, v in raw.getheaders()}
+            if stream and 200 <= raw.status < 400:
+                return Response(raw.status, hdrs, raw=raw, conn=conn)
+            data = raw.read()
+        except BaseException:
+            conn.close()
+            raise
+        conn.close()
+        return Response(raw.status, hdrs, data)
+
+
+def _error_message(resp: Response) -> str:
+    try:
+        return resp.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return resp.body[:200].decode(errors="replace")
+
+
+def _retry_after(resp: Response) -> float:
+    try:
+        return float(resp.headers.get("retry-after", 0))
+    except ValueError:
+        return 0.0
+
+
+def _as_error(resp: Response) -> FarmError:
+    try:
+        err = resp.json()["error"]
+        details = {k: v for k, v in err.items() if k not in ("code", "message")}
+        return FarmError(err["message"], resp.status, err.get("code"), details)
+    except (ValueError, KeyError, TypeError):
+        return FarmError(f"HTTP {resp.status}: {resp.body[:200].decode(errors='replace')}", resp.status)

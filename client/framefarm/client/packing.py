@@ -1,0 +1,312 @@
+"""Pack a .blend with everything it references, as a content-addressed manifest.
+
+A worker has none of the artist's folders, so a job is a *job folder*: the main .blend plus
+every file it references (textures, linked libraries and their own textures, sounds,
+caches, movie clips), laid out so that each ``//relative`` path in those .blend files
+resolves inside the folder. The folder's root is the main .blend's directory: files under
+it keep their relative paths; files outside it (absolute paths, ``//../x.png``) go under
+``_outside_project/`` with the root stripped from their absolute path, and every .blend
+that refers to them is rewritten to point there.
+
+Blender Asset Tracer (BAT) does the tracing and the rewriting: its ``Packer.strategise()``
+decides where each asset goes and which .blend files need new paths, and ``execute()``
+rewrites those .blend files into a temporary folder and then hands every file to a
+*transferer*. Ours copies nothing; it only records "this local file goes to that place in
+the job", because the upload is content-addressed and a texture of gigabytes should be
+hashed and streamed from where it lies, not duplicated on the artist's disk first. Only the
+rewritten .blend files are written, as copies under ``workdir``; the artist's own files
+are only ever read.
+
+Pure Python (stdlib + BAT): this also runs inside Blender's bundled Python in the add-on.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import threading
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import BinaryIO, Callable
+
+from blender_asset_tracer import blendfile as bat_blendfile
+from blender_asset_tracer import bpathlib
+from blender_asset_tracer import pack as bat_pack
+from blender_asset_tracer.pack import progress as bat_progress
+from blender_asset_tracer.pack import transfer as bat_transfer
+from blender_asset_tracer.trace import result as bat_result
+
+__all__ = ["OUTSIDE_PROJECT", "PackError", "PackedScene", "check_blend_file", "pack_scene",
+           "sha256_file"]
+
+OUTSIDE_PROJECT = "_outside_project"  # BAT's own folder name for assets outside the root
+HASH_BLOCK_SIZE = 1 << 20
+
+_BLEND_MAGIC = b"BLENDER"
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+Progress = Callable[[str], None]
+
+# BAT caches open .blend files in a module-level dict and pack_scene empties it when done,
+# so two packs at once in one process (add-on and a script) must take turns.
+_BAT_LOCK = threading.Lock()
+
+
+class PackError(Exception):
+    """The scene cannot be packed: the file is missing, is not a .blend, or BAT failed."""
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file read in 1 MiB blocks, so a huge cache file costs no memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(HASH_BLOCK_SIZE):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class PackedScene:
+    """A packed scene: where each file of the job folder comes from on this machine.
+
+    ``files`` maps a POSIX path relative to the job folder to a local file: the artist's
+    original for anything unchanged, a rewritten copy under ``workdir`` for .blend files
+    whose paths had to change. ``missing`` lists references that point at nothing on
+    disk; packing still succeeds so the caller can decide whether that is fatal.
+    """
+
+    main: str
+    files: dict[str, Path]
+    missing: list[str] = field(default_factory=list)
+    _hashes: dict[Path, str] = field(default_factory=dict, init=False, repr=False,
+                                     compare=False)
+
+    def manifest(self) -> dict[str, str]:
+        """Relative path -> SHA-256 hex. Hashes are cached per local file, because the
+        submit path asks for the manifest more than once (which hashes are missing on the
+        farm, then the job itself) and hashing big caches twice would double the wait."""
+        result = {}
+        for relpath in sorted(self.files):
+            local = self.files[relpath]
+            if local not in self._hashes:
+                self._hashes[local] = sha256_file(local)
+            result[relpath] = self._hashes[local]
+        return result
+
+    def total_bytes(self) -> int:
+        """Size of the job folder, counting each entry once (for progress and quotas)."""
+        return sum(path.stat().st_size for path in self.files.values())
+
+
+def pack_scene(blend: Path, workdir: Path, progress: Progress | None = None) -> PackedScene:
+    """Trace ``blend`` and everything it references; see the module docstring.
+
+    ``workdir`` receives the rewritten .blend copies at their job-relative paths; it should
+    be a folder the caller owns (e.g. a temporary directory) and is never cleaned here.
+    ``progress`` gets short human-readable lines while tracing.
+    """
+    blend = bpathlib.make_absolute(Path(blend))
+    check_blend_file(blend)
+    workdir = bpathlib.make_absolute(Path(workdir))
+    workdir.mkdir(parents=True, exist_ok=True)
+    with _BAT_LOCK:
+        return _run_packer(blend, workdir, progress)
+
+
+def _run_packer(blend: Path, workdir: Path, progress: Progress | None) -> PackedScene:
+    """strategise() + execute() with every BAT failure turned into a PackError."""
+    packer = _ManifestPacker(blend, blend.parent, workdir)
+    if progress is not None:
+        packer.progress_cb = _ProgressAdapter(progress, blend.parent)
+    try:
+        with packer:
+            try:
+                packer.strategise()
+                packer.execute()
+            except (bat_pack.Aborted, bat_blendfile.exceptions.BlendFileError,
+                    bat_transfer.FileTransferError, OSError) as exc:
+                raise PackError(f"could not trace the dependencies of {blend}: {exc}") from exc
+            except Exception as exc:  # BAT asserts and NotImplemented on odd files
+                raise PackError(f"Blender Asset Tracer failed on {blend}: "
+                                f"{type(exc).__name__}: {exc}") from exc
+            return _collect(packer, workdir)
+    finally:
+        # BAT keeps every .blend it opened in a module-level cache, open. Left there, a
+        # second pack in the same process (the add-on) would see the old file contents.
+        bat_blendfile.close_all_cached()
+
+
+def check_blend_file(path: Path) -> None:
+    """Refuse early, with a message an artist understands, anything that is not a .blend
+    (BAT's own error for a PNG is a bare "not a blend file" deep in a traceback).
+    Compressed files are opened far enough to see Blender's magic inside."""
+    if not path.exists():
+        raise PackError(f"scene file not found: {path}")
+    if not path.is_file():
+        raise PackError(f"not a file: {path}")
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(len(_BLEND_MAGIC))
+            stream.seek(0)
+            if head.startswith(_GZIP_MAGIC):
+                with gzip.GzipFile(fileobj=stream) as inner:
+                    head = inner.read(len(_BLEND_MAGIC))
+            elif head.startswith(_ZSTD_MAGIC):
+                head = _zstd_head(path, stream)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise PackError(f"cannot read {path} as a .blend file: {exc}") from exc
+    if not head.startswith(_BLEND_MAGIC):
+        raise PackError(f"not a Blender file (no BLENDER header): {path}")
+
+
+def _zstd_head(path: Path, stream: BinaryIO) -> bytes:
+    """First bytes of a zstd-compressed .blend (Blender 3.0+ 'Compress' option). BAT
+    reads those only through the optional ``zstandard`` module; Blender bundles it, a
+    plain Python may not, so say exactly what is needed instead of failing later."""
+    try:
+        import zstandard
+    except ImportError:
+        raise PackError(f"{path} is saved compressed (Zstandard) and the 'zstandard' Python "
+                        "module is not installed: install it, or save the file without "
+                        "compression") from None
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(stream) as inner:
+            return inner.read(len(_BLEND_MAGIC))
+    except zstandard.ZstdError as exc:
+        raise PackError(f"{path} looks zstd-compressed but cannot be decompressed: "
+                        f"{exc}") from exc
+
+
+class _RecordingTransferer(bat_transfer.FileTransferer):
+    """A BAT transferer that notes each (source, destination) instead of copying.
+
+    BAT queues originals as copies and its rewritten temporary .blend files as moves; the
+    thread it starts has nothing to do, so ``run`` returns at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.copies: list[tuple[Path, PurePath]] = []
+        self.moves: list[tuple[Path, PurePath]] = []
+
+    def run(self) -> None:
+        return
+
+    def queue_copy(self, src: Path, dst: PurePath) -> None:
+        self.copies.append((Path(src), dst))
+
+    def queue_move(self, src: Path, dst: PurePath) -> None:
+        self.moves.append((Path(src), dst))
+
+
+class _ManifestPacker(bat_pack.Packer):
+    """BAT's Packer with our transferer, human-readable missing files, no pack-info.txt,
+    and absolute references to files inside the project kept at their project path."""
+
+    def __init__(self, blend: Path, project: Path, target: Path) -> None:
+        super().__init__(blend, project, str(target))
+        self.recorder = _RecordingTransferer()
+        self.missing_references: set[str] = set()
+
+    def _create_file_transferer(self) -> bat_transfer.FileTransferer:
+        return self.recorder
+
+    def _write_info_file(self) -> None:
+        """BAT adds a pack-info.txt for humans; a job folder has no use for it."""
+
+    def _visit_asset(self, asset_path: Path, usage: bat_result.BlockUsage) -> None:
+        super()._visit_asset(asset_path, usage)
+        self._note_if_missing(asset_path, usage)
+
+    def _visit_sequence(self, asset_path: Path, usage: bat_result.BlockUsage) -> None:
+        super()._visit_sequence(asset_path, usage)
+        self._note_if_missing(asset_path, usage)
+
+    def _note_if_missing(self, asset_path: Path, usage: bat_result.BlockUsage) -> None:
+        """BAT records missing files as bare absolute paths; an artist needs the path as
+        written in Blender and which .blend holds it to find and fix the reference."""
+        if asset_path in self.missing_files:
+            written = bytes(usage.asset_path).decode("utf-8", "replace")
+            holder = self._project_relative(Path(usage.block.bfile.filepath))
+            self.missing_references.add(f"{written} (in {holder})")
+
+    def _project_relative(self, path: Path) -> str:
+        try:
+            return bpathlib.make_absolute(path).relative_to(self.project).as_posix()
+        except ValueError:
+            return str(path)
+
+    def _find_new_paths(self) -> None:
+        """BAT sends every absolutely-referenced asset to ``_outside_project``, even one
+        inside the project. Keep those at their project path instead: the job folder then
+        mirrors the artist's layout, and the referencing .blend still gets a relative
+        path rewritten in, which is what the worker needs."""
+        super()._find_new_paths()
+        project = bpathlib.make_absolute(self.project)
+        for path in self._new_location_paths:
+            try:
+                inside = bpathlib.make_absolute(path).relative_to(project)
+            except ValueError:
+                continue
+            self._actions[path].new_path = Path(self._target_path, inside)
+
+
+def _collect(packer: _ManifestPacker, workdir: Path) -> PackedScene:
+    """Turn what the transferer recorded into a PackedScene, moving the rewritten .blend
+    files out of BAT's temporary folder (deleted when the packer closes) into workdir."""
+    target = Path(packer._target_path)
+    originals = {bpathlib.make_absolute(Path(path)) for path in packer._actions}
+    files: dict[str, Path] = {}
+
+    def add(relpath: str, local: Path) -> None:
+        if files.get(relpath, local) != local:
+            raise PackError(f"two different files would both be packed as {relpath}: "
+                            f"{files[relpath]} and {local}")
+        files[relpath] = local
+
+    for src, dst in packer.recorder.copies:
+        add(Path(dst).relative_to(target).as_posix(), src)
+    for src, dst in packer.recorder.moves:
+        relpath = Path(dst).relative_to(target).as_posix()
+        dest = workdir / relpath
+        if bpathlib.make_absolute(dest) in originals:
+            raise PackError(f"workdir {workdir} would overwrite the artist's file {dest}; "
+                            "use a separate folder")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(src, dest)
+        except OSError:  # another file system than BAT's temporary folder
+            shutil.copyfile(src, dest)
+        add(relpath, dest)
+    main = Path(packer.output_path).relative_to(target).as_posix()
+    if main not in files:
+        raise PackError(f"Blender Asset Tracer did not pack the main file {main}")
+    return PackedScene(main=main, files=files, missing=sorted(packer.missing_references))
+
+
+class _ProgressAdapter(bat_progress.Callback):
+    """Forwards BAT's progress events as one-line messages to the caller's function."""
+
+    def __init__(self, report: Progress, project: Path) -> None:
+        self._report = report
+        self._project = project
+
+    def _name(self, path: PurePath) -> str:
+        try:
+            return Path(path).relative_to(self._project).as_posix()
+        except ValueError:
+            return str(path)
+
+    def trace_blendfile(self, filename: Path) -> None:
+        self._report(f"tracing {self._name(filename)}")
+
+    def trace_asset(self, filename: Path) -> None:
+        self._report(f"found {self._name(filename)}")
+
+    def missing_file(self, filename: Path) -> None:
+        self._report(f"missing {self._name(filename)}")
+
+    def rewrite_blendfile(self, orig_filename: Path) -> None:
+        self._report(f"rewriting paths in a copy of {self._name(orig_filename)}")

@@ -1,0 +1,74 @@
+"""Submitting a scene and following its job: shared by the CLI and the add-on.
+
+Content addressing keeps resubmission cheap: every file is named by its
+SHA-256, the farm says which hashes it lacks, and only those are uploaded.
+"""
+from __future__ import annotations
+
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .api import FarmAPI
+from .http import FarmError
+from .packing import pack_scene
+
+TERMINAL = ("done", "failed", "cancelled")
+
+
+@dataclass
+class UploadStats:
+    files: int = 0
+    uploaded_files: int = 0
+    uploaded_bytes: int = 0
+    total_bytes: int = 0
+
+
+def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk: int | None = None,
+                 priority: int = 0, name: str | None = None, allow_missing: bool = False,
+                 on_status: Callable[[str], None] | None = None,
+                 on_upload: Callable[[int, int], None] | None = None,
+                 idempotency_key: str | None = None) -> tuple[dict, UploadStats]:
+    """Pack `blend` with its dependencies, upload what the farm lacks, submit the job."""
+    say = on_status or (lambda _msg: None)
+    with tempfile.TemporaryDirectory(prefix="framefarm-pack-") as work:
+        say(f"tracing the dependencies of {blend.name}")
+        packed = pack_scene(Path(blend), Path(work))
+        if packed.missing and not allow_missing:
+            raise FarmError("the scene references files that do not exist: " + "; ".join(packed.missing[:10]))
+        manifest = packed.manifest()
+        by_sha = {sha: packed.files[path] for path, sha in manifest.items()}
+        stats = UploadStats(files=len(manifest))
+        say(f"checking which of {len(by_sha)} file(s) the farm already holds")
+        missing = api.missing(sorted(by_sha))
+        stats.total_bytes = sum(by_sha[sha].stat().st_size for sha in missing)
+
+        def sent(n: int) -> None:
+            stats.uploaded_bytes += n
+            if on_upload:
+                on_upload(stats.uploaded_bytes, stats.total_bytes)
+
+        for sha in missing:
+            say(f"uploading {by_sha[sha].name}")
+            api.upload(sha, by_sha[sha], progress=sent)
+            stats.uploaded_files += 1
+        payload = {"manifest": manifest, "main": packed.main, "frames": frames, "step": step,
+                   "priority": priority, "name": name or Path(blend).stem}
+        if chunk is not None:
+            payload["chunk"] = chunk
+        job = api.submit(payload, idempotency_key or str(uuid.uuid4()))
+    return job, stats
+
+
+def follow(api: FarmAPI, job_id: str, on_update: Callable[[dict], None] | None = None,
+           poll_s: float = 25.0) -> dict:
+    """Long-poll a job until it ends; calls `on_update` with each new state."""
+    job = api.job(job_id)
+    while True:
+        if on_update:
+            on_update(job)
+        if job["status"] in TERMINAL:
+            return job
+        job = api.job(job_id, wait=poll_s, rev=job["rev"])

@@ -1,0 +1,119 @@
+"""Frame requests and how they split into parts.
+
+The seed system lost frames whenever a range did not start at 1, because it split
+by counting from 1. Here a request is a plain arithmetic progression
+(start, end, step) and a part is a contiguous slice of that progression, so the
+parts cover exactly the requested frames, disjoint and in order, for any range.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+# Blender's own limits for scene frames (MAXFRAME); negative frames are not
+# accepted because Blender names such files inconsistently across versions.
+MIN_FRAME = 0
+MAX_FRAME = 1048574
+
+_RANGE = re.compile(r"^\s*(\d+)\s*(?:(?:-|\.\.)\s*(\d+)\s*)?$")
+
+
+class FrameSpecError(ValueError):
+    """A frame request a user typed or sent is not valid; the message says why."""
+
+
+@dataclass(frozen=True)
+class FrameRange:
+    start: int
+    end: int
+    step: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end", "step"):
+            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
+                raise FrameSpecError(f"{name} must be a whole number")
+        if self.step < 1:
+            raise FrameSpecError(f"step must be 1 or more, got {self.step}")
+        if self.start < MIN_FRAME or self.end > MAX_FRAME:
+            raise FrameSpecError(f"frames must lie between {MIN_FRAME} and {MAX_FRAME}")
+        if self.end < self.start:
+            raise FrameSpecError(f"the range {self.start}-{self.end} ends before it starts")
+
+    @property
+    def count(self) -> int:
+        return (self.end - self.start) // self.step + 1
+
+    @property
+    def last(self) -> int:
+        """The last frame actually rendered (end may not lie on the step)."""
+        return self.start + (self.count - 1) * self.step
+
+    def frames(self) -> list[int]:
+        return list(range(self.start, self.last + 1, self.step))
+
+    def spec(self) -> str:
+        return f"{self.start}-{self.end}" + (f" step {self.step}" if self.step != 1 else "")
+
+
+def parse_frames(text: str, step: int = 1) -> FrameRange:
+    """Parse 'A-B', 'A..B' or a single frame 'A' into a FrameRange."""
+    match = _RANGE.match(text or "")
+    if not match:
+        raise FrameSpecError(f"cannot read frames {text!r}: expected A-B (for example 1-250) or a single frame")
+    start = int(match.group(1))
+    end = int(match.group(2)) if match.group(2) is not None else start
+    return FrameRange(start, end, step)
+
+
+@dataclass(frozen=True)
+class PartSpan:
+    """One part: `count` frames of the request, starting at `start`."""
+
+    index: int
+    start: int
+    count: int
+    step: int
+
+    @property
+    def end(self) -> int:
+        return self.start + (self.count - 1) * self.step
+
+    def frames(self) -> list[int]:
+        return list(range(self.start, self.end + 1, self.step))
+
+
+def part_count(frames: FrameRange, chunk: int) -> int:
+    if chunk < 1:
+        raise FrameSpecError(f"frames per part must be 1 or more, got {chunk}")
+    return math.ceil(frames.count / chunk)
+
+
+def part_span(frames: FrameRange, chunk: int, index: int) -> PartSpan:
+    """The index-th part, computed without listing the others."""
+    first = index * chunk
+    count = min(chunk, frames.count - first)
+    if index < 0 or count <= 0:
+        raise IndexError(index)
+    return PartSpan(index, frames.start + first * frames.step, count, frames.step)
+
+
+def split(frames: FrameRange, chunk: int) -> list[PartSpan]:
+    return [part_span(frames, chunk, i) for i in range(part_count(frames, chunk))]
+
+
+# Blender needs about a second to start and load a small scene; parts shorter
+# than this many frames spend more time starting Blender than rendering.
+MIN_AUTO_CHUNK = 5
+# Aim for a few parts per worker so a slow machine does not hold up the end.
+PARTS_PER_WORKER = 3
+
+
+def auto_chunk(frame_count: int, live_workers: int) -> int:
+    """Frames per part when the user did not choose: every worker gets work,
+    without parts so small that Blender's start-up dominates."""
+    workers = max(1, live_workers)
+    chunk = math.ceil(frame_count / (workers * PARTS_PER_WORKER))
+    # Never below the start-up floor, unless that would leave a worker idle.
+    floor = min(MIN_AUTO_CHUNK, math.ceil(frame_count / workers))
+    return max(1, chunk, floor)

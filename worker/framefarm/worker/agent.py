@@ -1,0 +1,206 @@
+"""The worker agent: register, claim parts, render them, report, heartbeat.
+
+Each slot is a thread that long-polls the farm for a part, renders it with
+Blender and uploads the frames under the part's lease token. A heartbeat thread
+renews the leases it holds and stops Blender at once for parts the farm says to
+abandon (a cancelled job, or a lease that went to another worker).
+
+Stopping: SIGTERM (or Ctrl-C) stops claiming, stops Blender and hands every
+held part back at once, so the farm requeues it without waiting for the lease to
+run out. SIGKILL leaves the leases to expire.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from framefarm.client.api import FarmAPI
+from framefarm.client.http import FarmError
+
+from .render import BlenderInfo, RenderCancelled, RenderError, choose_device, process_policy, render_frames
+from .scene_cache import CacheError, SceneCache
+
+log = logging.getLogger("framefarm.worker")
+
+
+@dataclass
+class Held:
+    part: dict
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class Agent:
+    def __init__(self, api: FarmAPI, info: BlenderInfo, *, workdir: Path, device: str = "auto",
+                 slots: int = 1, name: str | None = None, cores: int | None = None) -> None:
+        self.api, self.info, self.slots = api, info, slots
+        self.device = choose_device(device, info)
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.cores = cores or os.cpu_count() or 1
+        self.workdir = workdir
+        self.cache = SceneCache(workdir / "cache")
+        self.stop = threading.Event()
+        self.held: dict[str, Held] = {}
+        self._lock = threading.Lock()
+        self._released = threading.Condition(self._lock)
+        self.worker_id = ""
+        self.heartbeat_s = 3.0
+        self.claim_wait_s = 20.0
+        self.lease_s = 10.0
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def register(self) -> None:
+        reply = self.api.register({
+            "name": self.name, "blender_version": self.info.version, "blender": self.info.version_string,
+            "device": self.device, "devices": self.info.devices, "slots": self.slots})
+        self.worker_id = reply["id"]
+        self.heartbeat_s, self.lease_s = reply["heartbeat_s"], reply["lease_s"]
+        self.claim_wait_s = reply["claim_wait_s"]
+        log.info("registered as %s (Blender %s, device %s, %d slot(s))", self.worker_id,
+                 self.info.version_string, self.device, self.slots)
+
+    def run(self) -> None:
+        """Work until `self.stop` is set, then hand back what is held."""
+        self.register()
+        threads = [threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)]
+        threads += [threading.Thread(target=self._slot_loop, name=f"slot-{i}", daemon=True)
+                    for i in range(self.slots)]
+        for t in threads:
+            t.start()
+        self.stop.wait()
+        with self._lock:
+            log.info("stopping: handing back %d held part(s)", len(self.held))
+            for held in self.held.values():
+                held.cancel.set()
+        # Slots that are rendering come back as soon as Blender has stopped and the
+        # part is handed back; slots waiting in a claim long-poll are not waited for.
+        with self._released:
+            self._released.wait_for(lambda: not self.held, timeout=15)
+        try:
+            self.api.unregister(self.worker_id)
+        except FarmError as e:
+            log.warning("could not unregister: %s", e.message)
+
+    # -- heartbeats --------------------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        while not self.stop.wait(self.heartbeat_s):
+            with self._lock:
+                parts = [{"id": pid, "token": h.part["token"]} for pid, h in self.held.items()]
+            if not parts:
+                continue  # an idle worker's claim long-polls already keep it registered
+            try:
+                abandon = self.api.heartbeat(self.worker_id, parts)
+            except FarmError as e:
+                if e.code == "unknown_worker":
+                    log.warning("the farm forgot this worker (silent too long); registering again")
+                    self._reregister()
+                else:
+                    log.warning("heartbeat failed: %s", e.message)
+                continue
+            for pid in abandon:
+                with self._lock:
+                    held = self.held.get(pid)
+                if held:
+                    log.info("part %s is no longer ours (job cancelled or lease lost): stopping Blender", pid)
+                    held.cancel.set()
+
+    def _reregister(self) -> None:
+        try:
+            self.register()
+        except FarmError as e:
+            log.warning("registering again failed: %s", e.message)
+
+    # -- parts -------------------------------------------------------------------------
+    def _slot_loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                part = self.api.claim(self.worker_id, self.claim_wait_s)
+            except FarmError as e:
+                if e.code == "unknown_worker":
+                    self._reregister()
+                else:
+                    log.warning("claim failed: %s", e.message)
+                    self.stop.wait(2.0)
+                continue
+            if part is None:
+                continue
+            if self.stop.is_set():
+                self._release(part)
+                return
+            self.process(part)
+
+    def process(self, part: dict) -> None:
+        pid, token = part["id"], part["token"]
+        held = Held(part)
+        with self._lock:
+            self.held[pid] = held
+        frames = part["frames"]
+        out = self.workdir / "parts" / f"{pid.replace(':', '-')}-{token}"
+        log.info("part %s: frames %d-%d (%d frames, attempt %d)", pid, frames[0], frames[-1], len(frames),
+                 part["attempts"] + 1)
+        try:
+            scene_dir = self._scene(part)
+            per_slot = max(1, self.cores // self.slots)
+            files = render_frames(self.info, scene_dir / part["main"], frames, out / "frames",
+                                  device=self.device, processes=process_policy(len(frames), per_slot),
+                                  cancel=held.cancel, log_path=out / "blender.log")
+            archive = self._zip(files, out / "result.zip")
+            self.api.upload_result(pid, token, archive)
+            log.info("part %s done", pid)
+        except RenderCancelled:
+            if self.stop.is_set():
+                self._release(part)
+            else:
+                log.info("part %s abandoned", pid)
+        except RenderError as e:
+            log.warning("part %s failed: %s", pid, e.message)
+            self._report(part, e.message, e.log_tail, e.deterministic)
+        except CacheError as e:
+            self._report(part, f"scene download failed: {e}", "", False)
+        except FarmError as e:
+            if e.status == 409:
+                log.warning("part %s: the farm refused our result (%s)", pid, e.message)
+            elif e.status == 400:
+                self._report(part, f"the farm rejected the result: {e.message}", "", False)
+            else:
+                log.error("part %s: %s", pid, e.message)
+        except OSError as e:
+            self._report(part, f"worker error: {e}", "", False)
+        finally:
+            with self._lock:
+                self.held.pop(pid, None)
+                self._released.notify_all()
+            shutil.rmtree(out, ignore_errors=True)
+
+    def _scene(self, part: dict) -> Path:
+        pid, token = part["id"], part["token"]
+        scene = self.api.scene(pid, token)
+        return self.cache.scene(part["scene_hash"][:16] + "-" + part["job"], scene["files"],
+                                lambda sha, dest: self.api.fetch_file(pid, token, sha, dest))
+
+    @staticmethod
+    def _zip(files: list[Path], dest: Path) -> Path:
+        # Stored, not deflated: rendered images are already compressed.
+        with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for f in files:
+                zf.write(f, arcname=f.name)
+        return dest
+
+    def _report(self, part: dict, message: str, log_tail: str, deterministic: bool) -> None:
+        try:
+            outcome = self.api.report_failure(part["id"], part["token"], message, log_tail, deterministic)
+            log.info("part %s: failure reported (%s)", part["id"], outcome.get("outcome"))
+        except FarmError as e:
+            log.warning("part %s: could not report the failure: %s", part["id"], e.message)
+
+    def _release(self, part: dict) -> None:
+        try:
+            self.api.release(part["id"], part["token"])
+            log.info("part %s handed back to the farm", part["id"])
+        except FarmError as e:
+            log.warning("part %s: could not hand it back (%s); its lease will expire", part["id"], e.message)

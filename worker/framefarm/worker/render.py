@@ -1,0 +1,432 @@
+"""The worker's render back end: Blender's command line, run and watched.
+
+A part (an arithmetic progression of frames) is rendered by one or more `blender -b`
+processes whose output streams to a log; a cancelled part stops them at once. The seed
+marked a part done whenever Blender exited; here it is done only when every expected
+frame exists and decodes. Failures carry Blender's own words and say whether a retry
+can help, so a scene without a camera fails its job at once instead of using up retries.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from framefarm.worker.frames_check import FrameCheckError, check_frame
+
+# Best first: OptiX is the fastest path on NVIDIA cards, CPU always works.
+GPU_PREFERENCE = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
+TAIL_LINES = 60
+TERMINATE_GRACE_S = 5.0
+PROBE_TIMEOUT_S = 120.0
+_PROBE_MARKER = "FRAMEFARM-PROBE "
+_OUR_ERROR = "FRAMEFARM-ERROR: "
+
+# Blender's messages for scenes that fail the same way on every try and worker.
+_DETERMINISTIC = re.compile(
+    r"no camera|Failed to read blend file|File format is not supported|Cannot read file"
+    r"|not a blend file|newer Blender",
+    re.IGNORECASE,
+)
+_PYTHON_EXCEPTION = re.compile(r"^\w+(Error|Exception): ")
+
+
+class RenderError(Exception):
+    """Blender could not render the part.
+
+    `deterministic` is True when retrying cannot help (no camera, a corrupt or
+    unsupported .blend, a video output format, a scene newer than this Blender),
+    so the farm fails the job instead of retrying the part elsewhere.
+    """
+
+    def __init__(self, message: str, log_tail: str = "", deterministic: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.log_tail = log_tail
+        self.deterministic = deterministic
+
+
+class RenderCancelled(Exception):
+    """The part was cancelled while Blender rendered it; Blender has been stopped."""
+
+
+@dataclass
+class BlenderInfo:
+    path: str
+    version: int  # major * 100 + minor: 304 for 3.4, as Blender numbers files
+    version_string: str  # '3.4.1'
+    devices: list[str]  # Cycles device types with at least one device; always has 'CPU'
+    has_oidn: bool  # built with OpenImageDenoise; without it denoising must be off
+
+
+# Runs inside Blender (--python-expr), guarded so that it answers from 3.4 to 5.x.
+# The marker is split so that a program echoing its arguments cannot fake it.
+_PROBE = """
+import json, bpy
+info = {"version": list(bpy.app.version), "version_string": bpy.app.version_string,
+        "devices": ["CPU"], "has_oidn": False}
+try:
+    import _cycles
+    info["has_oidn"] = bool(getattr(_cycles, "with_openimagedenoise", False))
+except ImportError:
+    pass
+info["has_oidn"] = info["has_oidn"] or bool(getattr(bpy.app.build_options, "openimagedenoise", False))
+addon = bpy.context.preferences.addons.get("cycles")
+prefs = addon.preferences if addon else None
+for kind in {kinds!r}:
+    try:
+        if hasattr(prefs, "get_devices_for_type"):
+            found = prefs.get_devices_for_type(kind)
+        else:
+            prefs.refresh_devices()
+            found = prefs.devices
+    except Exception:  # no Cycles, or a device type this build does not know
+        found = []
+    # GPU lists include the CPU entries too, so count only devices of this type.
+    if any(device.type == kind for device in found):
+        info["devices"].append(kind)
+print("FRAMEFARM" + "-PROBE " + json.dumps(info), flush=True)
+""".replace("{kinds!r}", repr(GPU_PREFERENCE))
+
+
+def probe_blender(path: str = "blender") -> BlenderInfo:
+    """Start Blender once to learn its version, Cycles devices and denoiser,
+    which the worker reports when it registers and uses for every render."""
+    cmd = [path, "-b", "--factory-startup", "--python-exit-code", "1", "--python-expr", _PROBE]
+    try:
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              errors="replace", timeout=PROBE_TIMEOUT_S)
+    except FileNotFoundError:
+        raise RenderError(f"Blender not found: {path!r} does not exist or is not on PATH") from None
+    except PermissionError:
+        raise RenderError(f"Blender at {path!r} is not executable") from None
+    except subprocess.TimeoutExpired:
+        raise RenderError(f"{path!r} did not finish starting within {PROBE_TIMEOUT_S:.0f} s") from None
+    output = done.stdout + done.stderr
+    for line in output.splitlines():
+        if line.startswith(_PROBE_MARKER):
+            data = json.loads(line[len(_PROBE_MARKER):])
+            major, minor = data["version"][:2]
+            return BlenderInfo(path=os.path.abspath(shutil.which(path) or path), version=major * 100 + minor,
+                               version_string=data["version_string"], devices=data["devices"],
+                               has_oidn=data["has_oidn"])
+    tail = "\n".join(output.splitlines()[-TAIL_LINES:])
+    raise RenderError(f"{path!r} does not look like Blender: it exited with code {done.returncode} "
+                      "without printing the probe result", log_tail=tail)
+
+
+def choose_device(requested: str, info: BlenderInfo) -> str:
+    """'auto' takes the fastest device type this Blender found; an explicit type
+    this machine lacks is an error rather than a silent fall back to the CPU."""
+    wanted = requested.strip().upper()
+    if wanted == "AUTO":
+        return next((kind for kind in GPU_PREFERENCE if kind in info.devices), "CPU")
+    if wanted not in info.devices:
+        raise RenderError(f"Cycles device {wanted} is not available here; Blender "
+                          f"{info.version_string} found: {', '.join(info.devices)}")
+    return wanted
+
+
+def process_policy(frame_count: int, cores: int) -> int:
+    """How many Blender processes share one part.
+
+    Each Blender spends about a second starting and loading the scene, and small
+    frames leave cores idle during that time and between frames; a few processes
+    working on contiguous slices overlap those gaps. Short parts do not repay
+    the extra start-ups and memory, so: 1 below 8 frames, 2 below 32, else 4,
+    never more than the cores available.
+    """
+    wanted = 1 if frame_count < 8 else 2 if frame_count < 32 else 4
+    return max(1, min(wanted, cores))
+
+
+class _Blender:
+    """One running Blender process: its output goes to the shared log and a tail."""
+
+    def __init__(self, cmd: list[str], expect: Path, label: str, log: IO[str] | None,
+                 log_lock: threading.Lock) -> None:
+        self.expect = expect
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, errors="replace",
+                                     start_new_session=True)  # its own group, killed as one
+        self._reader = threading.Thread(target=self._read, args=(label, log, log_lock),
+                                        name=f"blender-log{label.strip()}", daemon=True)
+        self._reader.start()
+
+    def _read(self, label: str, log: IO[str] | None, lock: threading.Lock) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.rstrip("\r\n")
+            self.tail.append(line)
+            if log is not None:
+                with lock:
+                    log.write(f"{label}{line}\n")
+                    log.flush()
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+
+    def finish(self) -> None:
+        self._reader.join(timeout=10)
+
+
+def render_frames(info: BlenderInfo, scene: Path, frames: list[int], out_dir: Path, *,
+                  device: str = "CPU", processes: int = 1, threads: int | None = None,
+                  cancel: threading.Event | None = None,
+                  log_path: Path | None = None) -> list[Path]:
+    """Render `frames` (start, start+step, ...) of `scene` into `out_dir` as
+    0001.png-style files and return the checked frame files in frame order.
+
+    Raises RenderError (Blender failed, or a frame is missing or broken) or
+    RenderCancelled (`cancel` was set; Blender is stopped before this returns).
+    """
+    step = _progression(frames)
+    device = choose_device(device, info)
+    scene, out_dir = Path(scene).resolve(), Path(out_dir).resolve()
+    if "#" in str(out_dir):
+        raise ValueError(f"output folder {out_dir} contains '#', which Blender reads as a frame number")
+    if not scene.is_file():
+        raise RenderError(f"scene file not found on this worker: {scene}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    slices = _split(frames, processes)
+    per_process = None
+    if threads is not None or len(slices) > 1:
+        per_process = max(1, (threads or len(os.sched_getaffinity(0))) // len(slices))
+    with tempfile.TemporaryDirectory(prefix="framefarm-render-") as tmp, \
+            (log_path.open("a", encoding="utf-8") if log_path else contextlib.nullcontext()) as log:
+        runs = _start(info, scene, slices, step, out_dir, Path(tmp), device, per_process, log)
+        outcome = _wait(runs, cancel)
+        if outcome == "cancelled":
+            raise RenderCancelled(f"render of frames {frames[0]}-{frames[-1]} cancelled")
+        if isinstance(outcome, _Blender):
+            raise _failure(outcome)
+        return _verify(runs)
+
+
+def _progression(frames: list[int]) -> int:
+    if not frames:
+        raise ValueError("no frames to render")
+    step = frames[1] - frames[0] if len(frames) > 1 else 1
+    if step < 1 or list(frames) != list(range(frames[0], frames[-1] + 1, step)):
+        raise ValueError(f"frames must be an increasing arithmetic progression, got {frames[:5]}...")
+    return step
+
+
+def _split(frames: list[int], processes: int) -> list[list[int]]:
+    """Contiguous slices of near-equal length, one per Blender process."""
+    count = max(1, min(processes, len(frames)))
+    size, extra = divmod(len(frames), count)
+    slices, start = [], 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        slices.append(frames[start:end])
+        start = end
+    return slices
+
+
+def _start(info: BlenderInfo, scene: Path, slices: list[list[int]], step: int, out_dir: Path,
+           tmp: Path, device: str, threads: int | None, log: IO[str] | None) -> list[_Blender]:
+    lock, runs = threading.Lock(), []
+    setup_source = inspect.getsource(_blender_setup)
+    try:
+        for index, part in enumerate(slices):
+            expect = tmp / f"expected-{index}.json"
+            params = {"frames": part, "expect": str(expect), "device": device, "has_oidn": info.has_oidn}
+            setup = tmp / f"setup-{index}.py"
+            setup.write_text(f"{setup_source}\n_blender_setup({params!r})\n", encoding="utf-8")
+            cmd = blender_command(info.path, scene, out_dir, setup, part[0], part[-1], step, device, threads)
+            label = f"[{index}] " if len(slices) > 1 else ""
+            if log is not None:
+                with lock:
+                    log.write(f"{label}$ {subprocess.list2cmdline(cmd)}\n")
+            runs.append(_Blender(cmd, expect, label, log, lock))
+    except BaseException as exc:
+        _stop(runs)
+        if isinstance(exc, OSError):
+            raise RenderError(f"cannot start Blender {info.path!r}: {exc}") from None
+        raise
+    return runs
+
+
+def blender_command(blender: str, scene: Path, out_dir: Path, setup: Path, first: int, last: int,
+                    step: int, device: str, threads: int | None) -> list[str]:
+    """The command line; Blender applies its options in order, so the output path
+    comes before the setup script (which reads it back) and everything before -a."""
+    return [blender, "-b", "--factory-startup", "--disable-autoexec", str(scene),
+            "-o", f"{out_dir}/####", "-x", "1", *(["-t", str(threads)] if threads else []),
+            "--python-exit-code", "2", "--python", str(setup),
+            "-s", str(first), "-e", str(last), "-j", str(step), "-a",
+            "--", "--cycles-device", device]
+
+
+def _wait(runs: list[_Blender], cancel: threading.Event | None) -> str | _Blender:
+    """Watch the processes: 'ok', 'cancelled', or the first one that failed
+    (the others are stopped then: the part fails anyway)."""
+    outcome: str | _Blender = "ok"
+    try:
+        while True:
+            if cancel is not None and cancel.is_set():
+                outcome = "cancelled"
+                break
+            codes = [run.proc.poll() for run in runs]
+            failed = next((run for run, code in zip(runs, codes, strict=True) if code not in (None, 0)), None)
+            if failed is not None:
+                outcome = failed
+                break
+            if all(code == 0 for code in codes):
+                break
+            if cancel is not None:
+                cancel.wait(0.1)
+            else:
+                time.sleep(0.1)
+    finally:
+        _stop(runs)
+    return outcome
+
+
+def _stop(runs: list[_Blender]) -> None:
+    """SIGTERM, then SIGKILL for any Blender still alive after the grace period."""
+    for run in runs:
+        run.signal(signal.SIGTERM)
+    deadline = time.monotonic() + TERMINATE_GRACE_S
+    for run in runs:
+        try:
+            run.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            run.signal(signal.SIGKILL)
+            run.proc.wait()
+    for run in runs:
+        run.finish()
+
+
+def _failure(run: _Blender) -> RenderError:
+    """Blender's own words for what went wrong, and whether a retry could help."""
+    code = run.proc.returncode
+    tail = "\n".join(run.tail)
+    text, ours = _blender_message(list(run.tail))
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+        hint = " (often the system running out of memory)" if -code == signal.SIGKILL else ""
+        message = f"Blender crashed with {name}{hint}" + (f": {text}" if text else "")
+        return RenderError(message, tail, deterministic=False)
+    if not text:
+        return RenderError(f"Blender exited with code {code} and printed no error message", tail)
+    return RenderError(text, tail, deterministic=ours or bool(_DETERMINISTIC.search(text)))
+
+
+def _blender_message(lines: list[str]) -> tuple[str, bool]:
+    """(message, whether it is Framefarm's own refusal) from Blender's output."""
+    ours = [line[len(_OUR_ERROR):].strip() for line in lines if line.startswith(_OUR_ERROR)]
+    if ours:
+        return ours[-1], True
+    errors: list[str] = []
+    for line in lines:
+        text = line[len("Error:"):].strip() if line.startswith("Error:") else ""
+        if not text and _PYTHON_EXCEPTION.match(line):
+            text = line.strip()
+        if text and not text.startswith(("Python: Traceback", "script failed")) and text not in errors:
+            errors.append(text)
+    if errors:
+        return "; ".join(errors[-3:]), False
+    hints = [line.strip() for line in lines
+             if not line.startswith("Fra:") and re.search(r"(?i)\b(cannot|failed|error)\b", line)]
+    return (hints[-1] if hints else ""), False
+
+
+def _verify(runs: list[_Blender]) -> list[Path]:
+    """Every expected frame, in frame order, checked to exist and decode."""
+    frames: list[Path] = []
+    problems: list[str] = []
+    for run in runs:
+        try:
+            expected = json.loads(run.expect.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RenderError("Blender exited without running Framefarm's setup script",
+                              "\n".join(run.tail)) from None
+        for _frame, paths in expected["files"]:
+            for path in map(Path, paths):
+                try:
+                    check_frame(path, expected["width"], expected["height"])
+                except FrameCheckError as exc:
+                    problems.append(exc.message)
+                frames.append(path)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise RenderError(f"Blender exited normally but a frame is bad: {problems[0]}{more}",
+                          "\n".join(runs[-1].tail))
+    return frames
+
+
+def _blender_setup(params: dict) -> None:  # type: ignore[type-arg]
+    """Runs inside Blender, after the scene loads and before it renders.
+
+    Its source is copied into a script file, so it imports what it needs itself
+    and must stay valid in every Blender's Python (3.10 and later).
+    """
+    import json
+    import struct
+
+    import bpy  # type: ignore[import-not-found]
+
+    scene = bpy.context.scene
+    render = scene.render
+
+    def refuse(message: str) -> None:
+        print("FRAMEFARM-ERROR: " + message, flush=True)
+        raise RuntimeError(message)
+
+    saved, running = tuple(bpy.data.version[:2]), tuple(bpy.app.version[:2])
+    if saved > running:
+        refuse(f"the scene was saved by Blender {saved[0]}.{saved[1]}, newer than this worker's "
+               f"Blender {bpy.app.version_string}")
+    if render.is_movie_format:
+        refuse(f"the scene's output format is {render.image_settings.file_format}, a video; the farm "
+               "renders frames as images, so choose an image format such as PNG or OpenEXR in Output Properties")
+    render.use_overwrite = True  # a frame left by an earlier try must not count as rendered
+    render.use_placeholder = False  # an empty placeholder would pass for a frame
+    cycles = getattr(scene, "cycles", None)
+    optix = params["device"] == "OPTIX" and getattr(cycles, "denoiser", "") == "OPTIX"
+    if cycles is not None and not params["has_oidn"] and not optix:
+        if render.engine == "CYCLES" and cycles.use_denoising:
+            print("FRAMEFARM-WARNING: denoising switched off: this Blender has no OpenImageDenoise")
+        cycles.use_denoising = False
+        for layer in scene.view_layers:
+            if hasattr(getattr(layer, "cycles", None), "use_denoising"):
+                layer.cycles.use_denoising = False
+        if hasattr(cycles, "use_preview_denoising"):
+            cycles.use_preview_denoising = False
+
+    # Blender's own arithmetic: integer percentage, float32 border corners.
+    width = render.resolution_x * render.resolution_percentage // 100
+    height = render.resolution_y * render.resolution_percentage // 100
+    if render.use_border and render.use_crop_to_border:
+        def f32(value: float) -> float:
+            return float(struct.unpack("f", struct.pack("f", value))[0])
+        width = int(f32(render.border_max_x * width)) - int(f32(render.border_min_x * width))
+        height = int(f32(render.border_max_y * height)) - int(f32(render.border_min_y * height))
+    views = []
+    if render.use_multiview and render.image_settings.views_format == "STEREO_3D":
+        width = height = None  # side by side, top-bottom, anaglyph: size depends on the mode
+    elif render.use_multiview and render.image_settings.views_format == "INDIVIDUAL":
+        views = [view.name for view in render.views if view.use
+                 and (render.views_format == "MULTIVIEW" or view.name in ("left", "right"))]
+    files = [[frame, [render.frame_path(frame=frame, view=view) for view in views]
+              if views else [render.frame_path(frame=frame)]] for frame in params["frames"]]
+    with open(params["expect"], "w", encoding="utf-8") as out:
+        json.dump({"files": files, "width": width, "height": height,
+                   "extension": render.file_extension}, out)
