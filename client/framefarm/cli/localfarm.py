@@ -8,7 +8,6 @@ sleeping a fixed time.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
@@ -21,17 +20,11 @@ from pathlib import Path
 
 import redis
 
+from framefarm.common.procs import die_with_parent
+
 
 class ServiceError(RuntimeError):
     pass
-
-
-def _die_with_parent() -> None:
-    """Children get SIGTERM if the process that started them dies (Linux)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def free_port() -> int:
@@ -52,7 +45,7 @@ class Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=self.env, preexec_fn=_die_with_parent, start_new_session=True)
+                                     env=self.env, preexec_fn=die_with_parent(signal.SIGTERM), start_new_session=True)
         log.close()
         return self
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from framefarm.common.procs import die_with_parent
 from framefarm.worker.frames_check import FrameCheckError, check_frame
 
 # Best first: OptiX is the fastest path on NVIDIA cards, CPU always works.
@@ -161,7 +162,8 @@ class _Blender:
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, errors="replace",
-                                     start_new_session=True)  # its own group, killed as one
+                                     start_new_session=True,  # its own group, killed as one
+                                     preexec_fn=die_with_parent(signal.SIGKILL))
         self._reader = threading.Thread(target=self._read, args=(label, log, log_lock),
                                         name=f"blender-log{label.strip()}", daemon=True)
         self._reader.start()

@@ -1,0 +1,144 @@
+"""Shared fixtures: a real redis-server, gateway apps, gunicorn clusters, scenes."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from farmtools import make_scene, require, require_blender
+from framefarm.cli.localfarm import GatewayProcess, RedisServer, WorkerProcess, free_port
+from framefarm.gateway.app import create_app
+from framefarm.gateway.auth import create_token
+from framefarm.gateway.config import Settings
+
+
+@pytest.fixture(scope="session")
+def short_tmp():
+    # Unix socket paths must stay short; pytest's tmp paths can be long.
+    path = Path(tempfile.mkdtemp(prefix="ff-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server(short_tmp):
+    require("redis-server")
+    server = RedisServer(short_tmp / "redis", short_tmp / "redis.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    r = redis_server.client()
+    r.flushall()
+    return r
+
+
+@dataclass
+class Tokens:
+    client: str
+    client2: str
+    worker: str
+    admin: str
+
+
+@pytest.fixture
+def tokens(redis_client) -> Tokens:
+    return Tokens(*(create_token(redis_client, role) for role in ("client", "client", "worker", "admin")))
+
+
+@pytest.fixture
+def settings(redis_server, redis_client, tmp_path) -> Settings:
+    return Settings(redis_url=redis_server.url, storage=f"file://{tmp_path / 'storage'}", lease_s=2.0,
+                    claim_wait_s=0.5, max_upload_bytes=5 * 1024 * 1024, max_frames=1000)
+
+
+@pytest.fixture
+def app(settings):
+    return create_app(settings, background=False)
+
+
+@pytest.fixture
+def http(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def scenes(short_tmp):
+    """Scenes generated once per session with the real Blender, by options."""
+    made: dict[tuple[str, ...], Path] = {}
+
+    def get(*options: str) -> Path:
+        require_blender()
+        if options not in made:
+            folder = short_tmp / "scenes" / str(len(made))
+            extra = ["--texture", str(folder / "textures" / "tex.png")] if "--no-texture" not in options else []
+            opts = [o for o in options if o != "--no-texture"]
+            made[options] = make_scene(folder / "scene.blend", *opts, *extra)
+        return made[options]
+
+    return get
+
+
+@dataclass
+class Cluster:
+    """A real farm: redis-server, gunicorn gateways, `framefarm worker` processes."""
+
+    root: Path
+    redis: RedisServer
+    tokens: Tokens
+    env: dict[str, str]
+    gateways: list[GatewayProcess] = field(default_factory=list)
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def add_gateway(self, processes: int = 2) -> GatewayProcess:
+        gw = GatewayProcess(free_port(), self.redis.url, f"file://{self.root / 'storage'}",
+                            self.root / f"gateway-{len(self.gateways)}.log", processes=processes, threads=16,
+                            env=self.env)
+        self.gateways.append(gw.start())
+        return gw
+
+    def add_worker(self, **kwargs) -> WorkerProcess:
+        n = len(self.workers)
+        w = WorkerProcess(f"test-{n}", [g.url for g in self.gateways], self.tokens.worker,
+                          self.root / f"worker-{n}", self.root / f"worker-{n}.log", device="CPU", **kwargs)
+        self.workers.append(w.start())
+        return w
+
+    @property
+    def urls(self) -> list[str]:
+        return [g.url for g in self.gateways]
+
+    def client_env(self) -> dict[str, str]:
+        return {"FRAMEFARM_GATEWAYS": ",".join(self.urls), "FRAMEFARM_TOKEN": self.tokens.client,
+                "FRAMEFARM_HOME": str(self.root / "home")}
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.tail(40)}" for p in self.gateways + self.workers)
+
+    def stop(self) -> None:
+        for p in self.workers + self.gateways:
+            p.stop(timeout=20)
+
+
+@pytest.fixture
+def cluster(redis_server, redis_client, tokens, tmp_path, request):
+    require_blender()
+    env = {"FRAMEFARM_LEASE_S": "4", "FRAMEFARM_HEARTBEAT_S": "1", "FRAMEFARM_CLAIM_WAIT_S": "5"}
+    c = Cluster(tmp_path, redis_server, tokens, env)
+    yield c
+    c.stop()
+    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
+        print(c.logs())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
