@@ -1,0 +1,24 @@
+# Sourced by demo.sh and test.sh: installs what Framefarm needs on Debian 12 and
+# makes a virtual environment in .venv with the project in it.
+#   EXTRAS="[test]" to install the test dependencies too.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+APT_PACKAGES="blender redis-server python3-venv python3-pip ${EXTRA_APT_PACKAGES:-}"
+missing=""
+for pkg in $APT_PACKAGES; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "installing Debian packages:$missing"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".${EXTRAS:-}"
+export PATH="$PWD/.venv/bin:$PATH"
