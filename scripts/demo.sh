@@ -6,6 +6,7 @@ source "$(dirname "$0")/setup-env.sh"
 
 export FRAMEFARM_HOME="${FRAMEFARM_HOME:-$PWD/var/demo}"
 sample="$PWD/var/sample"
+mkdir -p "$sample"
 echo "generating the sample scene with Blender..."
 blender -b --factory-startup --python-exit-code 1 --python scripts/make_scene.py -- \
   --output "$sample/shot.blend" --texture "$sample/textures/checker.png" \

@@ -61,7 +61,7 @@ def zip_bytes(entries: dict[str, bytes]) -> bytes:
 def framefarm_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
                   cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real `framefarm` command line in a child process."""
-    return subprocess.run([sys.executable, "-m", "framefarm.cli.main", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "framefarm.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd)
 
 
@@ -104,3 +104,31 @@ def processes_mentioning(text: str) -> list[int]:
         if text in cmdline and state != "Z":
             pids.append(int(entry.name))
     return pids
+
+
+def descendants(pid: int) -> set[int]:
+    """All live descendants of a process (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(") ", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"

@@ -12,7 +12,7 @@ from framefarm.client.api import FarmAPI, extract_frames
 from framefarm.common import frameset
 from framefarm.common.blendfile import BlendFileError, read_blend_info
 
-from .main import UsageError
+from .usage import UsageError
 
 
 def _api(args) -> FarmAPI:

@@ -14,7 +14,7 @@ from framefarm.client import config
 from framefarm.common import home
 
 from .localfarm import GatewayProcess, RedisServer, ServiceError, WorkerProcess
-from .main import UsageError
+from .usage import UsageError
 
 log = logging.getLogger("framefarm.up")
 

@@ -157,7 +157,7 @@ class WorkerProcess(Process):
     def __init__(self, name: str, gateways: list[str], token: str, workdir: Path, log_path: Path, *,
                  blender: str | None = None, device: str = "auto", slots: int = 1,
                  extra: list[str] | None = None, env: dict[str, str] | None = None) -> None:
-        argv = [sys.executable, "-m", "framefarm.cli.main", "worker", "--name", name,
+        argv = [sys.executable, "-m", "framefarm.cli", "worker", "--name", name,
                 "--workdir", str(workdir), "--device", device, "--slots", str(slots)]
         for g in gateways:
             argv += ["--gateway", g]

@@ -12,11 +12,9 @@ import sys
 from framefarm.client.http import FarmError
 from framefarm.common import logs
 
+from .usage import UsageError
+
 log = logging.getLogger("framefarm.cli")
-
-
-class UsageError(Exception):
-    """Bad usage found after parsing (a missing file, a malformed range): exit 2."""
 
 
 def _client_options(p: argparse.ArgumentParser) -> None:

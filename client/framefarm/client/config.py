@@ -15,12 +15,14 @@ from .http import Client, FarmError
 class ClientConfig:
     gateways: list[str]
     token: str | None
+    # How long to keep trying when no gateway answers (a restarting farm comes back).
+    retry_for: float = 60.0
 
     def api(self, **client_options) -> FarmAPI:
         if not self.token:
             raise FarmError("no token: pass --token, set FRAMEFARM_TOKEN, or run `framefarm up` "
                             "(which writes a client config)")
-        return FarmAPI(Client(self.gateways, self.token, **client_options))
+        return FarmAPI(Client(self.gateways, self.token, retry_for=self.retry_for, **client_options))
 
 
 def resolve(gateways: list[str] | None = None, token: str | None = None) -> ClientConfig:
@@ -29,4 +31,12 @@ def resolve(gateways: list[str] | None = None, token: str | None = None) -> Clie
     return ClientConfig(
         gateways=list(gateways or env_gateways or saved.get("gateways") or []),
         token=token or os.environ.get("FRAMEFARM_TOKEN") or saved.get("token"),
+        retry_for=_seconds(os.environ.get("FRAMEFARM_RETRY_FOR"), 60.0),
     )
+
+
+def _seconds(raw: str | None, default: float) -> float:
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        raise FarmError(f"FRAMEFARM_RETRY_FOR={raw!r} is not a number of seconds") from None
