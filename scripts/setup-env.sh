@@ -19,6 +19,11 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".${EXTRAS:-}"
+# pip's build chatter goes to a log, shown only if the install fails.
+if ! { .venv/bin/python -m pip install -q --upgrade pip &&
+       .venv/bin/python -m pip install -q -e ".${EXTRAS:-}"; } >.venv/pip.log 2>&1; then
+  cat .venv/pip.log
+  echo "installing the Python packages failed (log above, also in .venv/pip.log)" >&2
+  exit 1
+fi
 export PATH="$PWD/.venv/bin:$PATH"

@@ -48,6 +48,14 @@ def bar(done: int, total: int, width: int = 30) -> str:
     return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 
+def size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
 def job_line(job: dict) -> str:
     f = job["frames"]
     text = f"{bar(f['done'], f['total'])} {f['done']}/{f['total']} frames  {job['status']}"
@@ -76,7 +84,7 @@ def submit(args) -> int:
     job, stats = submission.submit_scene(
         api, scene, frames=args.frames, step=args.step, chunk=args.chunk, priority=args.priority,
         name=args.name, allow_missing=args.allow_missing,
-        on_upload=lambda sent, total: progress.show(f"uploading {bar(sent, total)} {sent >> 20}/{total >> 20} MiB"))
+        on_upload=lambda sent, total: progress.show(f"uploading {bar(sent, total)} {size(sent)} of {size(total)}"))
     progress.done()
     print(f"submitted job {job['id']}: {job['frames']['total']} frames in {job['parts']['total']} parts "
           f"({stats.uploaded_files} of {stats.files} files uploaded)", file=sys.stderr)

@@ -1,0 +1,67 @@
+"""The part of the render back end that runs inside Blender.
+
+render.py copies this function's source into a script that Blender runs with
+`--python` after loading the scene and before rendering; it therefore imports
+what it needs itself and must stay valid in every Blender's Python (3.10+).
+"""
+from __future__ import annotations
+
+
+def _blender_setup(params: dict) -> None:  # type: ignore[type-arg]
+    """Runs inside Blender, after the scene loads and before it renders.
+
+    Its source is copied into a script file, so it imports what it needs itself
+    and must stay valid in every Blender's Python (3.10 and later).
+    """
+    import json
+    import struct
+
+    import bpy  # type: ignore[import-not-found]
+
+    scene = bpy.context.scene
+    render = scene.render
+
+    def refuse(message: str) -> None:
+        print("FRAMEFARM-ERROR: " + message, flush=True)
+        raise RuntimeError(message)
+
+    saved, running = tuple(bpy.data.version[:2]), tuple(bpy.app.version[:2])
+    if saved > running:
+        refuse(f"the scene was saved by Blender {saved[0]}.{saved[1]}, newer than this worker's "
+               f"Blender {bpy.app.version_string}")
+    if render.is_movie_format:
+        refuse(f"the scene's output format is {render.image_settings.file_format}, a video; the farm "
+               "renders frames as images, so choose an image format such as PNG or OpenEXR in Output Properties")
+    render.use_overwrite = True  # a frame left by an earlier try must not count as rendered
+    render.use_placeholder = False  # an empty placeholder would pass for a frame
+    cycles = getattr(scene, "cycles", None)
+    optix = params["device"] == "OPTIX" and getattr(cycles, "denoiser", "") == "OPTIX"
+    if cycles is not None and not params["has_oidn"] and not optix:
+        if render.engine == "CYCLES" and cycles.use_denoising:
+            print("FRAMEFARM-WARNING: denoising switched off: this Blender has no OpenImageDenoise")
+        cycles.use_denoising = False
+        for layer in scene.view_layers:
+            if hasattr(getattr(layer, "cycles", None), "use_denoising"):
+                layer.cycles.use_denoising = False
+        if hasattr(cycles, "use_preview_denoising"):
+            cycles.use_preview_denoising = False
+
+    # Blender's own arithmetic: integer percentage, float32 border corners.
+    width = render.resolution_x * render.resolution_percentage // 100
+    height = render.resolution_y * render.resolution_percentage // 100
+    if render.use_border and render.use_crop_to_border:
+        def f32(value: float) -> float:
+            return float(struct.unpack("f", struct.pack("f", value))[0])
+        width = int(f32(render.border_max_x * width)) - int(f32(render.border_min_x * width))
+        height = int(f32(render.border_max_y * height)) - int(f32(render.border_min_y * height))
+    views = []
+    if render.use_multiview and render.image_settings.views_format == "STEREO_3D":
+        width = height = None  # side by side, top-bottom, anaglyph: size depends on the mode
+    elif render.use_multiview and render.image_settings.views_format == "INDIVIDUAL":
+        views = [view.name for view in render.views if view.use
+                 and (render.views_format == "MULTIVIEW" or view.name in ("left", "right"))]
+    files = [[frame, [render.frame_path(frame=frame, view=view) for view in views]
+              if views else [render.frame_path(frame=frame)]] for frame in params["frames"]]
+    with open(params["expect"], "w", encoding="utf-8") as out:
+        json.dump({"files": files, "width": width, "height": height,
+                   "extension": render.file_extension}, out)
