@@ -100,3 +100,24 @@ def test_killed_workers_part_is_rendered_by_the_other_after_its_lease(cluster, s
     assert res.returncode == 0, res.stderr
     check_frames(out, list(range(1, 9)), (64, 64))
     assert survivor.alive()
+
+
+def test_cancel_stops_blender_on_the_worker_within_a_heartbeat(cluster, scenes, redis_client):
+    scene = scenes("--animated", "--size", "64", "--samples", "64")
+    cluster.add_gateway()
+    cluster.add_worker()
+    env = cluster.client_env()
+    res = framefarm_cli("submit", str(scene), "--frames", "1-40", "--chunk", "20", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    job_id = json.loads(res.stdout)["id"]
+    workdir = str(cluster.root / "worker-0")
+    wait_for(lambda: [p for p in processes_mentioning(workdir) if p != cluster.workers[0].pid
+                      and "blender" in open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace")],
+             60, "Blender to start rendering the first part")
+    res = framefarm_cli("cancel", job_id, "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["status"] == "cancelled"
+    # Heartbeats come every second in this cluster; Blender must be gone soon after.
+    wait_for(lambda: processes_mentioning(workdir) == [cluster.workers[0].pid], 10, "Blender to be stopped")
+    assert redis_client.hget(keys.part(keys.part_id(job_id, 1)), "state") == b"cancelled"
+    assert cluster.workers[0].alive()
