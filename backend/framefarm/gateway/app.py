@@ -8,14 +8,16 @@ from __future__ import annotations
 import logging
 import threading
 
-from flask import Flask
+from flask import Flask, request
 
-from . import api_client, api_public, api_worker, archive, errors, gateways, scheduling
+from . import api_client, api_public, api_worker, archive, cleanup, errors, gateways, scheduling
 from .background import loop
 from .config import Settings
 from .farm import Farm
 
 log = logging.getLogger("framefarm.gateway")
+
+MAX_JSON_BYTES = 16 * 1024 * 1024
 
 
 def create_app(settings: Settings | None = None, *, background: bool = False) -> Flask:
@@ -30,6 +32,13 @@ def create_app(settings: Settings | None = None, *, background: bool = False) ->
     app.extensions["framefarm"] = farm
     app.extensions["framefarm.waiters"] = scheduling.Waiters(settings.max_waiters)
     errors.install(app)
+
+    @app.before_request
+    def _limit_json_bodies():
+        # Only PUT uploads stream large bodies (each under its own limit); a JSON
+        # request is read whole, so it is capped before a byte of it is read.
+        if request.method != "PUT" and (request.content_length or 0) > MAX_JSON_BYTES:
+            raise errors.ApiError(413, "too_large", f"request bodies are limited to {MAX_JSON_BYTES} bytes")
     for bp in (api_public.bp, api_client.bp, api_worker.bp):
         app.register_blueprint(bp)
     if background:
@@ -45,6 +54,7 @@ def start_background(farm: Farm) -> threading.Event:
         loop("announce", max(0.5, s.gateway_timeout_s / 4), lambda: gateways.announce(farm.redis, s.public_url), stop)
     loop("reaper", 1.0, lambda: scheduling.reap(farm), stop)
     loop("assembler", 1.0, lambda: archive.assemble_pending(farm), stop)
+    loop("cleanup", s.cleanup_period_s, lambda: cleanup.step(farm), stop)
     log.info("gateway process ready (redis %s, storage %s, public url %s)",
              _redact(s.redis_url), s.storage, s.public_url or "-")
     return stop
