@@ -9,27 +9,17 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import shutil
 import struct
 import subprocess
 import tracemalloc
 from pathlib import Path
 
 import pytest
+
+from farmtools import require_blender
 import zstandard
 
 from framefarm.common.blendfile import BlendFileError, BlendInfo, read_blend_info
-
-
-def require_blender() -> str:
-    """Path of the blender binary; a skip locally, a failure when CI demands everything."""
-    blender = shutil.which("blender")
-    if blender is None:
-        message = "blender is not installed"
-        if os.environ.get("FRAMEFARM_REQUIRE_ALL") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return blender
 
 
 class _Unseekable(io.RawIOBase):

@@ -9,8 +9,7 @@ import sys
 
 import pytest
 
-from farmtools import (check_frames, descendants, framefarm_cli, pid_alive, require, require_blender,
-                       wait_for)
+from farmtools import check_frames, descendants, framefarm_cli, pid_alive, require, require_blender
 from framefarm.gateway import auth, keys
 
 

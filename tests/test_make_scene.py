@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from farmtools import require_blender
 from PIL import Image
 
 from framefarm.common.blendfile import read_blend_info
@@ -49,17 +51,6 @@ VARIANTS: dict[str, list[str]] = {
     "BLENDER_EEVEE": ["--engine", "BLENDER_EEVEE", "--samples", "2"],
     "BLENDER_WORKBENCH": ["--engine", "BLENDER_WORKBENCH"],
 }
-
-
-def require_blender() -> str:
-    """Path of the blender binary; a skip locally, a failure when CI demands everything."""
-    blender = shutil.which("blender")
-    if blender is None:
-        message = "blender is not installed"
-        if os.environ.get("FRAMEFARM_REQUIRE_ALL") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return blender
 
 
 def make_scene(blender: str, output: Path, *options: str) -> subprocess.CompletedProcess[str]:

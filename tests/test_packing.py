@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -19,6 +18,8 @@ import zlib
 from pathlib import Path
 
 import pytest
+
+from farmtools import require_blender
 
 from framefarm.client.packing import OUTSIDE_PROJECT, PackError, PackedScene, pack_scene
 
@@ -93,17 +94,6 @@ print("RESULT:" + json.dumps({
                     if getattr(o, "is_missing", o.library is not None and o.data is None)],
 }))
 '''
-
-
-def require_blender() -> str:
-    """Path of the blender binary; a skip locally, a failure when CI demands everything."""
-    blender = shutil.which("blender")
-    if blender is None:
-        message = "blender is not installed"
-        if os.environ.get("FRAMEFARM_REQUIRE_ALL") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return blender
 
 
 def run_blender(*args: str) -> str:

@@ -9,7 +9,6 @@ retries the part or fails the job.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from farmtools import require_blender
 from PIL import Image
 
 from framefarm.worker.frames_check import FrameCheckError, check_frame
@@ -34,17 +35,6 @@ SCENES: dict[str, list[str]] = {
     "exr": ["--format", "OPEN_EXR"],
     "slow": ["--size", "64", "--samples", "1000000"],
 }
-
-
-def require_blender() -> str:
-    """Path of the blender binary; a skip locally, a failure when CI demands everything."""
-    blender = shutil.which("blender")
-    if blender is None:
-        message = "blender is not installed"
-        if os.environ.get("FRAMEFARM_REQUIRE_ALL") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return blender
 
 
 @pytest.fixture(scope="module")
