@@ -47,9 +47,13 @@ class Tokens:
     admin: str
 
 
+def _make_tokens(r) -> Tokens:
+    return Tokens(*(create_token(r, role) for role in ("client", "client", "worker", "admin")))
+
+
 @pytest.fixture
 def tokens(redis_client) -> Tokens:
-    return Tokens(*(create_token(redis_client, role) for role in ("client", "client", "worker", "admin")))
+    return _make_tokens(redis_client)
 
 
 @pytest.fixture
@@ -126,15 +130,53 @@ class Cluster:
             p.stop(timeout=20)
 
 
-@pytest.fixture
-def cluster(redis_server, redis_client, tokens, tmp_path, request):
-    require_blender()
-    env = {"FRAMEFARM_LEASE_S": "4", "FRAMEFARM_HEARTBEAT_S": "1", "FRAMEFARM_CLAIM_WAIT_S": "5"}
-    c = Cluster(tmp_path, redis_server, tokens, env)
+def _run_cluster(c: Cluster, request):
     yield c
     c.stop()
     if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
         print(c.logs())
+
+
+def _cluster_env() -> dict[str, str]:
+    return {"FRAMEFARM_LEASE_S": "4", "FRAMEFARM_HEARTBEAT_S": "1", "FRAMEFARM_CLAIM_WAIT_S": "5"}
+
+
+@pytest.fixture
+def cluster(redis_server, redis_client, tokens, tmp_path, request):
+    require_blender()
+    yield from _run_cluster(Cluster(tmp_path, redis_server, tokens, _cluster_env()), request)
+
+
+@pytest.fixture
+def own_cluster(short_tmp, tmp_path, request):
+    """A cluster on a redis-server of its own, for tests that stop and restart Redis
+    (the session's shared server must stay up for every other test)."""
+    require_blender()
+    require("redis-server")
+    folder = Path(tempfile.mkdtemp(prefix="redis-", dir=short_tmp))
+    server = RedisServer(folder, folder / "redis.log").start()
+    try:
+        yield from _run_cluster(Cluster(tmp_path, server, _make_tokens(server.client()), _cluster_env()), request)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(short_tmp):
+    """A real gcp-storage-emulator process with one bucket, and a test service-account key."""
+    from gcstools import Emulator
+
+    emulator = Emulator(short_tmp / "gcs").start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def gcs(gcs_emulator, monkeypatch):
+    """The emulator, with this process's environment pointed at it (as a deployment's would be)."""
+    for name, value in gcs_emulator.client_env().items():
+        monkeypatch.setenv(name, value)
+    return gcs_emulator
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,10 +1,12 @@
-"""Endpoints that need no token: health, the live gateway list, signed downloads."""
+"""Endpoints that need no token: health, the live gateway list, the API description, signed downloads."""
 from __future__ import annotations
+
+from importlib import resources
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file, stream_with_context
 
-from . import gateways, jobs
-from .archive import archive_key
+from . import cleanup, gateways, jobs
+from .archive import archive_key, download_name
 from .errors import ApiError
 
 bp = Blueprint("public", __name__)
@@ -41,6 +43,13 @@ def list_gateways():
     return jsonify({"gateways": gateways.live(farm().redis, farm().settings.gateway_timeout_s)})
 
 
+@bp.get("/v1/openapi.yaml")
+def openapi():
+    """The API's own description (kept in the package beside the code it describes)."""
+    spec = resources.files("framefarm.gateway").joinpath("openapi.yaml").read_bytes()
+    return Response(spec, mimetype="application/yaml")
+
+
 @bp.get("/v1/download/<job_id>")
 def download(job_id: str):
     f = farm()
@@ -48,10 +57,12 @@ def download(job_id: str):
         raise ApiError(403, "bad_signature", "this download link is invalid or has expired; "
                        "ask the farm for a new one")
     job = jobs.load(f, job_id, owner=None)
+    if job["status"] == "expired":
+        raise cleanup.expired_error(job, f.settings)
     if job["status"] != "done":
         raise ApiError(409, "wrong_state", f"job {job_id} is {job['status']}")
     key = archive_key(job_id)
-    name = f"{job.get('name') or job_id}-{job_id}.zip".replace("/", "_").replace('"', "")
+    name = download_name(job)
     local = f.storage.local_path(key)
     if local is not None:
         return send_file(local, mimetype="application/zip", as_attachment=True, download_name=name,

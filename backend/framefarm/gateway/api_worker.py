@@ -6,6 +6,7 @@ worker, or the job ended) is answered 409 and changes nothing.
 """
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ bp = Blueprint("worker", __name__, url_prefix="/v1")
 
 MAX_MESSAGE = 4000
 MAX_LOG_TAIL = 16000
+_VERSION = re.compile(r"(\d{1,2})\.(\d{1,2})(\.|$)", re.ASCII)
 
 
 def farm():
@@ -44,12 +46,11 @@ def _body() -> dict:
 
 def parse_version(value) -> int:
     """304 or '3.4' or '3.4.1' -> 304."""
-    if isinstance(value, int) and not isinstance(value, bool) and 100 <= value < 10000:
-        return value
-    if isinstance(value, str):
-        parts = value.split(".")
-        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
-            return int(parts[0]) * 100 + int(parts[1])
+    # ASCII digits only, and few of them: str.isdigit() accepts '²', which int() refuses.
+    match = _VERSION.match(value) if isinstance(value, str) else None
+    number = int(match[1]) * 100 + int(match[2]) if match else value
+    if isinstance(number, int) and not isinstance(number, bool) and 100 <= number < 10000:
+        return number
     raise bad_request(f"blender_version must look like '3.4.1' or 304, got {value!r}", "bad_version")
 
 
@@ -110,7 +111,7 @@ def claim(wid: str):
     f, body = farm(), _body()
     w = _worker(wid)
     wait = body.get("wait", f.settings.claim_wait_s)
-    if not isinstance(wait, (int, float)) or isinstance(wait, bool) or wait < 0:
+    if not isinstance(wait, (int, float)) or isinstance(wait, bool) or not wait >= 0:  # NaN waits forever
         raise bad_request("wait must be a number of seconds")
     try:
         lease = scheduling.claim(f, wid, int(w["blender_version"]), min(wait, f.settings.claim_wait_s),
@@ -175,7 +176,7 @@ def scene(pid: str):
 def scene_file(pid: str, sha: str):
     f = farm()
     _leased(pid)
-    if sha not in jobs.manifest_of(f, keys.job_of_part(pid)).values():
+    if not f.redis.sismember(keys.files_held(keys.job_of_part(pid)), sha):
         raise not_found(f"file {sha} in this part's scene")
     key = jobs.file_key(sha)
     local = f.storage.local_path(key)

@@ -10,7 +10,7 @@ import threading
 
 from flask import Flask, request
 
-from . import api_client, api_public, api_worker, archive, cleanup, errors, gateways, scheduling
+from . import api_client, api_public, api_worker, archive, cleanup, errors, gateways, redisconn, scheduling
 from .background import loop
 from .config import Settings
 from .farm import Farm
@@ -56,13 +56,5 @@ def start_background(farm: Farm) -> threading.Event:
     loop("assembler", 1.0, lambda: archive.assemble_pending(farm), stop)
     loop("cleanup", s.cleanup_period_s, lambda: cleanup.step(farm), stop)
     log.info("gateway process ready (redis %s, storage %s, public url %s)",
-             _redact(s.redis_url), s.storage, s.public_url or "-")
+             redisconn.redact(s.redis_url), s.storage, s.public_url or "-")
     return stop
-
-
-def _redact(url: str) -> str:
-    """Redis URLs may hold a password; never log it."""
-    if "@" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url

@@ -11,17 +11,20 @@ final key only when complete, so a half-written archive is never served.
 from __future__ import annotations
 
 import logging
+import lzma
 import re
 import secrets
 import shutil
 import tempfile
 import zipfile
+import zlib
 from contextlib import ExitStack
 from pathlib import Path
 
 from . import keys
 from .errors import bad_request
 from .farm import Farm
+from .storage import StorageError
 
 log = logging.getLogger("framefarm.gateway.archive")
 
@@ -39,6 +42,11 @@ def part_result_key(job_id: str, index: int, token: str) -> str:
 
 def archive_key(job_id: str) -> str:
     return f"archives/{job_id}.zip"
+
+
+def download_name(job: dict[str, str]) -> str:
+    """The file name a browser saves the archive under."""
+    return f"{job.get('name') or job['id']}-{job['id']}.zip".replace("/", "_").replace('"', "")
 
 
 def frame_of(name: str) -> int | None:
@@ -69,7 +77,10 @@ def check_result(path: Path, frames: list[int]) -> None:
             broken = zf.testzip()
             if broken is not None:
                 raise bad_request(f"{broken} is corrupt in the result zip", "bad_result")
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError, RuntimeError,
+            OSError, zlib.error, lzma.LZMAError) as e:
+        # Corrupt compressed data, an unknown compression method or an encrypted entry
+        # surface as these, not as BadZipFile; each is the worker's bad zip, not a bug here.
         raise bad_request(f"the result is not a readable zip: {e}", "bad_result") from None
 
 
@@ -129,12 +140,22 @@ def assemble(farm: Farm, job_id: str) -> bool:
     return True
 
 
+MAX_ASSEMBLY_FAILURES = 3
+
+
 def assemble_pending(farm: Farm) -> None:
     """Background step: assemble jobs waiting for it (including ones whose
-    assembling gateway died: their lock has expired)."""
+    assembling gateway died: their lock has expired). An assembly that keeps
+    failing (a part result lost from storage, say) fails its job with the reason
+    instead of being retried forever."""
     for raw in farm.redis.zrange(keys.ASSEMBLY, 0, 20):
         job_id = raw.decode()
         try:
             assemble(farm, job_id)
         except LostLock:
             log.warning("lost the assembly lock of job %s to another gateway", job_id)
+        except (OSError, StorageError, zipfile.BadZipFile) as e:
+            failures = farm.redis.hincrby(keys.job(job_id), "assembly_failures", 1)
+            log.error("assembling job %s failed (%d/%d): %s", job_id, failures, MAX_ASSEMBLY_FAILURES, e)
+            if failures >= MAX_ASSEMBLY_FAILURES:
+                farm.scripts.fail_assembly(args=[job_id, f"assembling the final zip failed: {e}"])

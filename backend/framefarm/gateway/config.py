@@ -30,6 +30,11 @@ class Settings:
     max_upload_bytes: int = 8 * 1024**3
     max_frames: int = 100_000
     link_ttl_s: int = 3600
+    # Clean-up (cleanup.py): final zips are deleted this long after their job finished;
+    # an unheld scene file is kept this long after its upload and after its last job.
+    archive_retention_s: int = 7 * 24 * 3600
+    files_grace_s: int = 3600
+    cleanup_period_s: float = 60.0
     # Per gunicorn process: long-polls beyond this answer at once, so waiting
     # workers can never take every thread and starve clients.
     max_waiters: int = 48

@@ -11,6 +11,8 @@ import redis
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from .storage import StorageUnavailable
+
 log = logging.getLogger("framefarm.gateway")
 
 
@@ -53,6 +55,13 @@ def install(app: Flask) -> None:
         log.warning("redis unavailable: %s", e)
         resp = jsonify(error_body("unavailable", "the farm's database is unreachable; retry shortly"))
         resp.headers["Retry-After"] = "2"
+        return resp, 503
+
+    @app.errorhandler(StorageUnavailable)
+    def _storage_down(e):
+        log.warning("storage unavailable: %s", e)
+        resp = jsonify(error_body("unavailable", "the farm's storage is unreachable; retry shortly"))
+        resp.headers["Retry-After"] = "5"
         return resp, 503
 
     @app.errorhandler(Exception)

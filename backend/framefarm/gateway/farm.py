@@ -8,8 +8,15 @@ import redis
 from .config import Settings
 from .keys import Scripts
 from .notify import Notifier
+from .redisconn import redis_from_url
 from .signing import Signer
 from .storage import Storage, open_storage
+
+# redis-py 8 caps a client's pool at 100 connections. A gunicorn process has up to
+# FRAMEFARM_GUNICORN_THREADS request threads (100 by default) plus its background
+# threads and event subscription, each holding a connection at peak; at the cap,
+# requests fail with "Too many connections" (503) under load.
+MAX_REDIS_CONNECTIONS = 1000
 
 
 @dataclass
@@ -28,8 +35,8 @@ class Farm:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Farm":
-        r = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3,
-                                 health_check_interval=15)
+        r = redis_from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3,
+                           health_check_interval=15, max_connections=MAX_REDIS_CONNECTIONS)
         return cls(settings, r, open_storage(settings.storage))
 
     def ms(self, seconds: float) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 from framefarm.common import frameset
 from framefarm.common.blendfile import BlendFileError, read_blend_info
 
-from . import keys
+from . import cleanup, keys
 from .errors import ApiError, bad_request, not_found
 from .farm import Farm
 from .gateways import redis_now_ms
@@ -51,7 +51,7 @@ def _manifest(payload: dict) -> tuple[dict[str, str], str]:
         raise bad_request(f"a job may hold at most {MAX_MANIFEST_FILES} files", "bad_manifest")
     for path, sha in manifest.items():
         norm = posixpath.normpath(path) if isinstance(path, str) else ""
-        if (not norm or norm != path or path.startswith("/") or norm.startswith("..")
+        if (norm == "." or norm != path or path.startswith("/") or norm.startswith("..")
                 or "\\" in path or "\x00" in path):
             raise bad_request(f"manifest path {path!r} must be a plain relative path", "bad_manifest")
         if not isinstance(sha, str):
@@ -94,34 +94,38 @@ def create(farm: Farm, owner: str, payload: Any, idempotency_key: str | None) ->
     if not isinstance(name, str) or len(name) > 200:
         raise bad_request("name must be text of at most 200 characters", "bad_name")
 
-    missing = sorted({sha for sha in manifest.values() if not farm.storage.exists(file_key(sha))})
-    if missing:
-        raise bad_request(f"{len(missing)} file(s) of the manifest were not uploaded", "missing_files",
-                          missing=missing)
-    try:
-        with farm.storage.open_read(file_key(manifest[main])) as fh:
-            info = read_blend_info(fh)
-    except BlendFileError as e:
-        raise bad_request(f"{main}: {e}", "not_a_blend") from None
-
-    chunk = _int(payload, "chunk", None, 1, frameset.MAX_FRAME)
-    if chunk is None:
-        chunk = frameset.auto_chunk(fr.count, len(capable_workers(farm, info.version)))
-    n_parts = frameset.part_count(fr, chunk)
-
-    idem = ""
-    if idempotency_key:
-        if len(idempotency_key) > 200:
-            raise bad_request("Idempotency-Key is too long", "bad_idempotency_key")
-        idem = f"{keys.PREFIX}idem:{owner}:{idempotency_key}"
     job_id = secrets.token_hex(6)
-    fields = {"name": name, "main": main, "scene_hash": manifest[main], "priority": priority,
-              "start": fr.start, "end": fr.end, "step": fr.step, "frames_total": fr.count,
-              "chunk": chunk, "blender_version": info.version}
-    flat = [str(x) for kv in fields.items() for x in kv]
-    created, jid = farm.scripts.create_job(args=[
-        job_id, owner, idem, IDEMPOTENCY_TTL_S, info.version, priority, fr.start, fr.step, fr.count,
-        chunk, n_parts, json.dumps(manifest, sort_keys=True), *flat])
+    # Held before checking they exist, so clean-up cannot delete one in between (cleanup.py).
+    with cleanup.holding_files(farm, job_id, manifest.values()) as hold:
+        missing = sorted(hold.blocked | {sha for sha in manifest.values()
+                                         if not farm.storage.exists(file_key(sha))})
+        if missing:
+            raise bad_request(f"{len(missing)} file(s) of the manifest were not uploaded", "missing_files",
+                              missing=missing)
+        try:
+            with farm.storage.open_read(file_key(manifest[main])) as fh:
+                info = read_blend_info(fh)
+        except BlendFileError as e:
+            raise bad_request(f"{main}: {e}", "not_a_blend") from None
+
+        chunk = _int(payload, "chunk", None, 1, frameset.MAX_FRAME)
+        if chunk is None:
+            chunk = frameset.auto_chunk(fr.count, len(capable_workers(farm, info.version)))
+        n_parts = frameset.part_count(fr, chunk)
+
+        idem = ""
+        if idempotency_key:
+            if len(idempotency_key) > 200:
+                raise bad_request("Idempotency-Key is too long", "bad_idempotency_key")
+            idem = f"{keys.PREFIX}idem:{owner}:{idempotency_key}"
+        fields = {"name": name, "main": main, "scene_hash": manifest[main], "priority": priority,
+                  "start": fr.start, "end": fr.end, "step": fr.step, "frames_total": fr.count,
+                  "chunk": chunk, "blender_version": info.version}
+        flat = [str(x) for kv in fields.items() for x in kv]
+        created, jid = farm.scripts.create_job(args=[
+            job_id, owner, idem, IDEMPOTENCY_TTL_S, info.version, priority, fr.start, fr.step, fr.count,
+            chunk, n_parts, json.dumps(manifest, sort_keys=True), *flat])
+        hold.keep = bool(created)  # a repeated request's files are held by the first job
     return jid.decode(), bool(created)
 
 

@@ -21,6 +21,12 @@ LEASES = PREFIX + "leases"            # zset part id -> lease deadline (ms)
 ASSEMBLY = PREFIX + "assembly"        # zset job id -> time it became ready
 QUEUES = PREFIX + "queues"            # set of minimum Blender versions with a queue
 ALL_JOBS = PREFIX + "jobs"             # zset job id -> created (ms), for admins
+# Clean-up (cleanup.py): scene files are held by the jobs that need them.
+FILE_REFS = PREFIX + "files:refs"          # hash sha -> number of jobs holding the file
+FILE_HOLDERS = PREFIX + "files:holders"    # zset job id -> when it took its hold (ms)
+FILE_RELEASED = PREFIX + "files:released"  # hash sha -> when its last holder let go (ms)
+ARCHIVES = PREFIX + "archives"             # zset job id -> when its archive was finished (ms)
+CLEANUP_LOCK = PREFIX + "lock:cleanup"
 
 
 def token(digest: str) -> str:
@@ -59,6 +65,16 @@ def assembly_lock(job_id: str) -> str:
     return f"{PREFIX}lock:assembly:{job_id}"
 
 
+def files_held(job_id: str) -> str:
+    """Set of the scene-file hashes a job holds (until it ends); also answers in O(1)
+    whether a worker leasing one of its parts may fetch a file."""
+    return f"{PREFIX}job:{job_id}:files"
+
+
+def file_deleting(sha: str) -> str:
+    return f"{PREFIX}files:deleting:{sha}"
+
+
 def queue(min_version: int) -> str:
     return f"{PREFIX}queue:{min_version}"
 
@@ -72,7 +88,8 @@ class Scripts:
     """
 
     NAMES = ("create_job", "claim", "heartbeat", "complete", "fail", "release", "cancel",
-             "reap", "finish_assembly", "renew_lock")
+             "reap", "finish_assembly", "fail_assembly", "renew_lock",
+             "hold_files", "release_files", "doom_file", "expire_archive")
 
     def __init__(self, r: redis.Redis) -> None:
         lib = _read("_lib.lua")

@@ -3,6 +3,12 @@
 Keys are slash-separated names such as `files/<sha256>` or `parts/<job>/<part>.zip`.
 Writers are all-or-nothing: an object appears under its key only when the write
 completed, so a reader never sees half an upload, and a failed upload leaves nothing.
+Every back end streams both ways, so no object is ever held in memory whole.
+
+`open_storage` picks the back end from FRAMEFARM_STORAGE: `file:///path` (the
+default, one machine) or `gs://bucket/prefix` (Google Cloud Storage, see
+gcs_storage.py), which can also sign expiring URLs so big downloads bypass the
+gateways; or several of them, one per kind of object (RoutedStorage).
 """
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Protocol
 from urllib.parse import urlparse
@@ -18,8 +25,22 @@ from urllib.parse import urlparse
 _KEY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.:-]+)*$")
 
 
+TEMP_PREFIX = ".part-"
+
+
 class StorageError(RuntimeError):
     pass
+
+
+class StorageUnavailable(StorageError):
+    """The storage service did not answer (a network or service outage): retry later."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    updated: float  # seconds since the epoch when the object was last written
 
 
 class Storage(Protocol):
@@ -28,7 +49,16 @@ class Storage(Protocol):
     def open_read(self, key: str) -> BinaryIO: ...
     def writer(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]: ...
     def delete(self, key: str) -> None: ...
+    def delete_prefix(self, prefix: str) -> None: ...
+    def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]: ...
     def local_path(self, key: str) -> Path | None: ...
+
+    def signed_url(self, key: str, ttl_s: int, method: str = "GET",
+                   filename: str | None = None) -> str | None:
+        """An expiring URL that grants `method` on this one object without a
+        token, or None where the back end cannot sign (the gateway then streams)."""
+        ...
+
     def ping(self) -> None: ...
 
 
@@ -68,7 +98,7 @@ class LocalStorage:
     def writer(self, key: str) -> Iterator[BinaryIO]:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as fh:
                 yield fh
@@ -87,18 +117,96 @@ class LocalStorage:
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self._path(prefix), ignore_errors=True)
 
+    def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Objects under `prefix/`, in no particular order; writes in progress are not objects yet."""
+        base = self._path(prefix)
+        for dirpath, _dirs, names in os.walk(base):
+            for name in names:
+                if name.startswith(TEMP_PREFIX):
+                    continue
+                path = Path(dirpath) / name
+                try:
+                    st = path.stat()
+                except FileNotFoundError:  # deleted while we walked
+                    continue
+                yield ObjectInfo(path.relative_to(self.root).as_posix(), st.st_size, st.st_mtime)
+
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+    def signed_url(self, key: str, ttl_s: int, method: str = "GET", filename: str | None = None) -> str | None:
+        return None
 
     def ping(self) -> None:
         if not os.access(self.root, os.W_OK):
             raise StorageError(f"storage folder {self.root} is not writable")
 
 
+class RoutedStorage:
+    """Objects kept in different places by kind (the key's first segment), so a studio can
+    give scenes, parts and results their own buckets, access rules and retention."""
+
+    def __init__(self, default: Storage, routes: dict[str, Storage]) -> None:
+        self.default, self.routes = default, routes
+
+    def _for(self, key: str) -> Storage:
+        return self.routes.get(check_key(key).split("/", 1)[0], self.default)
+
+    def exists(self, key: str) -> bool:
+        return self._for(key).exists(key)
+
+    def size(self, key: str) -> int | None:
+        return self._for(key).size(key)
+
+    def open_read(self, key: str) -> BinaryIO:
+        return self._for(key).open_read(key)
+
+    def writer(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        return self._for(key).writer(key)
+
+    def delete(self, key: str) -> None:
+        self._for(key).delete(key)
+
+    def delete_prefix(self, prefix: str) -> None:
+        self._for(prefix).delete_prefix(prefix)
+
+    def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
+        return self._for(prefix).list_prefix(prefix)
+
+    def local_path(self, key: str) -> Path | None:
+        return self._for(key).local_path(key)
+
+    def signed_url(self, key: str, ttl_s: int, method: str = "GET", filename: str | None = None) -> str | None:
+        return self._for(key).signed_url(key, ttl_s, method, filename)
+
+    def ping(self) -> None:
+        for store in (self.default, *self.routes.values()):
+            store.ping()
+
+
 def open_storage(url: str) -> Storage:
-    """`file:///abs/path`, `file://relative/path` or a plain path."""
+    """`file:///abs/path`, `file://relative/path`, a plain path, or `gs://bucket[/prefix]`;
+    or a comma-separated list of one of those (the default) and `KIND=URL` entries for
+    the kinds kept elsewhere: `gs://farm/main,archives=gs://farm-results/main`."""
+    if "," in url:
+        default, routes = None, {}
+        for entry in (e.strip() for e in url.split(",") if e.strip()):
+            kind, sep, target = entry.partition("=")
+            if sep and re.fullmatch(r"[a-z]+", kind) and kind not in routes:
+                routes[kind] = open_storage(target)
+            elif not sep and default is None:
+                default = open_storage(entry)
+            else:
+                raise StorageError(f"bad storage entry {entry!r}: use one default URL and KIND=URL for the others")
+        if default is None:
+            raise StorageError(f"storage {url!r} names no default location")
+        return RoutedStorage(default, routes)
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         path = url[len("file://"):] if url.startswith("file://") else url
         return LocalStorage(path)
-    raise StorageError(f"unsupported storage {url!r}: use file:///path")
+    if parsed.scheme == "gs":
+        from .gcs_storage import GCSStorage  # google-cloud-storage is only needed here
+
+        return GCSStorage.from_url(url)
+    raise StorageError(f"unsupported storage {url!r}: use file:///path or gs://bucket/prefix")

@@ -58,7 +58,9 @@ def _redis_for_tokens() -> redis.Redis:
     url = os.environ.get("FRAMEFARM_REDIS_URL") or home.read_json(home.farm_config_path()).get("redis_url")
     if not url:
         raise UsageError("no farm database: set FRAMEFARM_REDIS_URL, or start a local farm with `framefarm up`")
-    return redis.Redis.from_url(url, socket_connect_timeout=3)
+    from framefarm.gateway.redisconn import redis_from_url
+
+    return redis_from_url(url, socket_connect_timeout=3)
 
 
 def token_create(args) -> int:

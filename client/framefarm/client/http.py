@@ -134,9 +134,13 @@ class Client:
         for url in self._candidates():
             try:
                 resp = self._send(url, "GET", "/v1/gateways", None, {}, self.connect_timeout + 3, False)
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException) as e:
+                # Marked down here too, or the request that follows pays for the same dead gateway again.
+                self._mark_down(url, e)
                 continue
             if resp.status != 200:
+                if resp.status in RETRY_STATUSES:
+                    self._mark_down(url, f"HTTP {resp.status}")
                 continue
             live = [normalize(g["url"]) for g in resp.json().get("gateways", []) if g.get("url")]
             with self._lock:

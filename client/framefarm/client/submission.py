@@ -15,7 +15,7 @@ from .api import FarmAPI
 from .http import FarmError
 from .packing import pack_scene
 
-TERMINAL = ("done", "failed", "cancelled")
+TERMINAL = ("done", "failed", "cancelled", "expired")  # expired: done, and its zip deleted since
 
 
 @dataclass

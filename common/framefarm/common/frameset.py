@@ -16,7 +16,8 @@ from dataclasses import dataclass
 MIN_FRAME = 0
 MAX_FRAME = 1048574
 
-_RANGE = re.compile(r"^\s*(\d+)\s*(?:(?:-|\.\.)\s*(\d+)\s*)?$")
+# Digits are bounded: int() refuses strings of thousands of digits with a ValueError.
+_RANGE = re.compile(r"^\s*(\d{1,9})\s*(?:(?:-|\.\.)\s*(\d{1,9})\s*)?$")
 
 
 class FrameSpecError(ValueError):
@@ -114,6 +115,8 @@ def auto_chunk(frame_count: int, live_workers: int) -> int:
     without parts so small that Blender's start-up dominates."""
     workers = max(1, live_workers)
     chunk = math.ceil(frame_count / (workers * PARTS_PER_WORKER))
-    # Never below the start-up floor, unless that would leave a worker idle.
-    floor = min(MIN_AUTO_CHUNK, math.ceil(frame_count / workers))
+    # Never below the start-up floor, unless that would leave a worker idle; then
+    # the largest even split that still gives every worker a part.
+    busy = max(1, min(workers, frame_count))
+    floor = MIN_AUTO_CHUNK if math.ceil(frame_count / MIN_AUTO_CHUNK) >= busy else frame_count // busy
     return max(1, chunk, floor)

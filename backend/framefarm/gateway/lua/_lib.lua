@@ -10,6 +10,13 @@ local function k_wfail(id) return P .. 'job:' .. id .. ':wfail' end
 local K_LEASES = P .. 'leases'
 local K_ASSEMBLY = P .. 'assembly'
 local K_EVENTS = P .. 'events'
+-- Scene-file holds and archive retention (cleanup.py).
+local K_FILE_REFS = P .. 'files:refs'
+local K_FILE_HOLDERS = P .. 'files:holders'
+local K_FILE_RELEASED = P .. 'files:released'
+local K_ARCHIVES = P .. 'archives'
+local function k_held(id) return P .. 'job:' .. id .. ':files' end
+local function k_deleting(sha) return P .. 'files:deleting:' .. sha end
 
 local function now_ms()
   local t = redis.call('TIME')

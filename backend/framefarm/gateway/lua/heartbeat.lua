@@ -12,7 +12,9 @@ local out = {'ok'}
 for i = 4, #ARGV, 2 do
   local pid, token = ARGV[i], ARGV[i + 1]
   local holder = leased_part(pid, token)
-  local status = redis.call('HGET', k_job(job_of(pid)), 'status')
+  -- An id that names no part (no ':<index>') is simply abandoned.
+  local job_id = job_of(pid)
+  local status = job_id and redis.call('HGET', k_job(job_id), 'status')
   if holder == wid and status == 'running' then
     local deadline = now + lease_ms
     redis.call('HSET', k_part(pid), 'deadline', deadline)

@@ -1,0 +1,154 @@
+"""Clean-up: what the farm stores is deleted as soon as nothing needs it.
+
+- Part results are deleted by the assembly once the final zip is written (archive.py);
+  the parts a failed or cancelled job left behind are deleted here when it ends.
+- Scene files (`files/<sha>`) are shared by content hash, so they are counted, not
+  guessed about: a submission *holds* its files before it checks that they exist, and a
+  job lets go of them when it ends (done, failed or cancelled: its frames are rendered
+  or never will be). A file is deleted once no job holds it and both its upload and its
+  last release are older than `files_grace_s`, so a file uploaded for a submission that
+  is still being made is kept, and an artist who resubmits at once uploads nothing.
+  A deletion first marks the file, in the same atomic step that checks nothing holds it;
+  a submission that tries to hold a marked file is told it is missing, so no job can
+  ever refer to a deleted file, whatever the timing.
+- Final archives are deleted `archive_retention_s` after their job finished, and the job
+  becomes `expired`: its download link then answers 410 with a message that says so.
+
+The sweep runs in every gateway process but takes a Redis lock for one period, so one
+process of one gateway does it each period. It reads the jobs that still hold files
+and the archives past retention, never all jobs; scene files are found by listing
+`files/` in storage.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+from . import keys
+from .archive import archive_key
+from .errors import ApiError
+from .farm import Farm
+from .gateways import redis_now_ms
+
+log = logging.getLogger("framefarm.gateway.cleanup")
+
+ENDED = ("done", "failed", "cancelled", "expired")
+# How long a file stays marked for deletion if the sweep that marked it dies.
+DELETING_TTL_S = 600
+# Holders examined per sweep: the jobs still running plus those that ended since the last one.
+MAX_HOLDERS = 10_000
+MAX_ARCHIVES = 1_000
+_FILE_KEY = re.compile(r"^files/([0-9a-f]{64})$")
+
+
+@dataclass
+class Hold:
+    """A submission's hold on its scene files; `keep` once the job is recorded."""
+
+    job_id: str
+    blocked: set[str]
+    keep: bool = False
+
+
+@contextlib.contextmanager
+def holding_files(farm: Farm, job_id: str, shas: Iterable[str]) -> Iterator[Hold]:
+    """Hold `shas` for a job about to be recorded. Files being deleted right now are
+    not held but listed in `blocked`: report them missing. Unless `keep` is set by the
+    end of the block, the hold is dropped without a trace."""
+    blocked = farm.scripts.hold_files(args=[job_id, *sorted(set(shas))])
+    hold = Hold(job_id, {b.decode() for b in blocked})
+    try:
+        yield hold
+    finally:
+        if not hold.keep:
+            farm.scripts.release_files(args=[job_id, "abort"])
+
+
+@dataclass
+class Report:
+    released: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    deleted_files: list[str] = field(default_factory=list)
+
+
+def step(farm: Farm) -> Report | None:
+    """Background step: sweep, unless another gateway process swept this period."""
+    period_ms = max(1000, farm.ms(farm.settings.cleanup_period_s))
+    if not farm.redis.set(keys.CLEANUP_LOCK, secrets.token_hex(8), nx=True, px=period_ms):
+        return None
+    report = sweep(farm)
+    if report.released or report.expired or report.deleted_files:
+        log.info("clean-up: %d job(s) let go of their files, %d archive(s) expired, %d scene file(s) deleted",
+                 len(report.released), len(report.expired), len(report.deleted_files))
+    return report
+
+
+def sweep(farm: Farm) -> Report:
+    report = Report()
+    release_ended(farm, report)
+    expire_archives(farm, report)
+    delete_unheld_files(farm, report)
+    return report
+
+
+def release_ended(farm: Farm, report: Report) -> None:
+    """Jobs that ended let go of their files and lose any parts left in storage. A hold
+    whose job was never recorded (its gateway died mid-submission) goes after the grace."""
+    now = redis_now_ms(farm.redis)
+    holders = farm.redis.zrange(keys.FILE_HOLDERS, 0, MAX_HOLDERS - 1, withscores=True)
+    pipe = farm.redis.pipeline()
+    for job_id, _ in holders:
+        pipe.hget(keys.job(job_id.decode()), "status")
+    for (raw_id, held_at), status in zip(holders, pipe.execute()):
+        job_id = raw_id.decode()
+        orphan = status is None and now - held_at >= farm.ms(farm.settings.files_grace_s)
+        if not orphan and (status is None or status.decode() not in ENDED):
+            continue
+        if farm.scripts.release_files(args=[job_id, "ended"]):
+            farm.storage.delete_prefix(f"parts/{job_id}")
+            report.released.append(job_id)
+
+
+def expire_archives(farm: Farm, report: Report) -> None:
+    cutoff = redis_now_ms(farm.redis) - farm.ms(farm.settings.archive_retention_s)
+    for raw in farm.redis.zrangebyscore(keys.ARCHIVES, "-inf", cutoff, start=0, num=MAX_ARCHIVES):
+        job_id = raw.decode()
+        if farm.scripts.expire_archive(args=[job_id]):
+            farm.storage.delete(archive_key(job_id))
+            report.expired.append(job_id)
+        farm.redis.zrem(keys.ARCHIVES, job_id)
+
+
+def delete_unheld_files(farm: Farm, report: Report) -> None:
+    grace_ms = farm.ms(farm.settings.files_grace_s)
+    now = redis_now_ms(farm.redis)
+    for obj in farm.storage.list_prefix("files"):
+        m = _FILE_KEY.match(obj.key)
+        if not m or now - obj.updated * 1000 < grace_ms:
+            continue
+        sha = m.group(1)
+        if not farm.scripts.doom_file(args=[sha, grace_ms, DELETING_TTL_S]):
+            continue
+        try:
+            farm.storage.delete(obj.key)
+            report.deleted_files.append(sha)
+        finally:
+            farm.redis.delete(keys.file_deleting(sha))
+
+
+def expired_error(job: dict[str, str], settings) -> ApiError:
+    return ApiError(410, "expired",
+                    f"the frames of job {job['id']} were deleted: this farm keeps finished jobs' results "
+                    f"for {_duration(settings.archive_retention_s)}. Submit the scene again to render them anew.")
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} seconds"

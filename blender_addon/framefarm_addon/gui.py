@@ -1,0 +1,96 @@
+"""The Framefarm panel in Properties > Output, next to Blender's own frame range."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import bpy
+
+from . import operators, props, state
+
+if TYPE_CHECKING:
+    from bpy.stub_internal.rna_enums import IconItems as Icon
+else:
+    Icon = str
+
+STATUS_ICONS: dict[str, Icon] = {"queued": "TIME", "running": "RENDER_ANIMATION", "done": "CHECKMARK", "failed": "ERROR",
+                "cancelled": "CANCEL"}
+
+
+def progress(layout: bpy.types.UILayout, fraction: float, text: str) -> None:
+    """A progress bar where Blender has one (4.0+), text elsewhere."""
+    if hasattr(layout, "progress"):
+        layout.progress(factor=fraction, type="BAR", text=text)
+    else:
+        layout.label(text=f"{text} ({fraction:.0%})")
+
+
+class FRAMEFARM_PT_output(bpy.types.Panel):
+    bl_label = "Framefarm"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "output"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout, scene = self.layout, context.scene
+        if layout is None or scene is None:
+            return
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        ff = props.settings(scene)
+        layout.prop(ff, "use_scene_range")
+        col = layout.column(align=True)
+        if ff.use_scene_range:
+            col.enabled = False
+            col.prop(scene, "frame_start", text="Frame Start")
+            col.prop(scene, "frame_end", text="End")
+            col.prop(scene, "frame_step", text="Step")
+        else:
+            col.prop(ff, "frame_start", text="Frame Start")
+            col.prop(ff, "frame_end", text="End")
+            col.prop(ff, "frame_step", text="Step")
+        layout.prop(ff, "chunk")
+        layout.prop(ff, "priority")
+        layout.prop(ff, "job_name")
+        row = layout.row()
+        row.scale_y = 1.4
+        row.operator("framefarm.submit", icon="RENDER_ANIMATION")
+        blocker = operators.submit_blocker(context)
+        cur = state.current
+        if blocker and not cur.submitting:
+            layout.label(text=blocker, icon="INFO")
+        if cur.submitting or cur.progress_text:
+            if cur.progress_fraction is not None:
+                progress(layout, cur.progress_fraction, cur.progress_text)
+            else:
+                layout.label(text=cur.progress_text or "Working...", icon="SORTTIME")
+        self.draw_jobs(layout)
+
+    def draw_jobs(self, layout: bpy.types.UILayout) -> None:
+        store = state.current.store
+        records = store.records(operators.blend_key()) if store else []
+        if not records:
+            return
+        box = layout.box()
+        box.label(text="Farm Jobs of This File")
+        for rec in records[:10]:
+            col = box.column(align=True)
+            row = col.row(align=True)
+            row.label(text=f"{rec['name']} ({rec['frames']})", icon=STATUS_ICONS.get(rec["status"], "QUESTION"))
+            if rec["status"] in ("queued", "running"):
+                row.operator("framefarm.cancel", text="", icon="X").job_id = rec["id"]
+            elif rec["status"] == "done":
+                row.operator("framefarm.download", text="", icon="IMPORT").job_id = rec["id"]
+                row.operator("framefarm.open_link", text="", icon="URL").job_id = rec["id"]
+                row.operator("framefarm.copy_link", text="", icon="COPYDOWN").job_id = rec["id"]
+            if rec["status"] not in ("queued", "running"):
+                row.operator("framefarm.forget", text="", icon="TRASH").job_id = rec["id"]
+            total = max(1, rec["total"])
+            progress(col, rec["done"] / total, f"{rec['status']}: {rec['done']} / {rec['total']} frames")
+            note = rec.get("error") or rec.get("waiting")
+            if note:
+                col.label(text=note, icon="ERROR" if rec.get("error") else "INFO")
+
+
+
+CLASSES = (FRAMEFARM_PT_output,)

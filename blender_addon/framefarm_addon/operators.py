@@ -1,0 +1,272 @@
+"""`bpy.ops.framefarm.*`: submit, cancel, download, and the link buttons.
+
+Every operator works from a button and from a script (`execute`). Slow work goes
+to a background thread (see comms); an operator only reads Blender's data and
+starts it. `wait=True` makes a script's call block until the result is in.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import bpy
+
+from . import comms, preferences, props, state, tasks
+
+if TYPE_CHECKING:
+    from bpy.stub_internal.rna_enums import OperatorReturnItems as Result
+else:
+    Result = str
+
+WAIT_TIMEOUT_S = 600.0
+
+
+def blend_key() -> str:
+    """The job list's key for the open file ('' while it was never saved)."""
+    return os.path.abspath(bpy.data.filepath) if bpy.data.filepath else ""
+
+
+def submit_blocker(context: bpy.types.Context) -> str | None:
+    """Why the scene cannot be submitted now, in words for the tooltip; None if it can."""
+    scene = context.scene
+    if scene is None:
+        return "No scene to render"
+    farm = preferences.settings(context)
+    if farm is None:
+        return "No farm gateway configured: set one in Preferences > Add-ons > Framefarm"
+    if not farm.token:
+        return "No access token: set one in Preferences > Add-ons > Framefarm"
+    if not getattr(bpy.app, "online_access", True):
+        return "Online access is disabled: allow it in Preferences > System > Network to use the farm"
+    if state.current.submitting:
+        return "A submission is in progress"
+    if scene.camera is None:
+        return "The scene has no active camera"
+    if scene.render.is_movie_format:
+        return (f"The output format is a video ({scene.render.image_settings.file_format}): the farm renders "
+                "frames, choose an image format such as PNG or OpenEXR")
+    start, end, _step = props.frame_range(scene)
+    if end < start:
+        return f"The frame range {start}-{end} ends before it starts"
+    return None
+
+
+def save_copy() -> Path:
+    """Save the current state as a copy in a private folder. `copy=True` leaves the
+    open file's path and dirty flag alone; relative paths are remapped so that
+    they still resolve from the copy's folder."""
+    folder = Path(tempfile.mkdtemp(prefix="framefarm-submit-"))
+    name = bpy.path.basename(bpy.data.filepath) or "untitled.blend"
+    copy = folder / name
+    bpy.ops.wm.save_as_mainfile(filepath=str(copy), copy=True, relative_remap=True, check_existing=False)
+    return copy
+
+
+class FRAMEFARM_OT_submit(bpy.types.Operator):
+    """Render this scene on the farm: a copy is packed and uploaded in the background"""
+
+    bl_idname = "framefarm.submit"
+    bl_label = "Render on Farm"
+    bl_options = {"REGISTER"}
+
+    wait: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Wait", default=False, options={"SKIP_SAVE"},
+        description="Block until the job is created (for scripts; the UI never waits)")
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        reason = submit_blocker(context)
+        if reason and hasattr(cls, "poll_message_set"):
+            cls.poll_message_set(reason)
+        return reason is None
+
+    def execute(self, context: bpy.types.Context) -> set[Result]:
+        reason = submit_blocker(context)
+        farm = preferences.settings(context)
+        if reason or farm is None:
+            self.report({"ERROR"}, reason or "No farm configured")
+            return {"CANCELLED"}
+        scene = context.scene
+        if scene is None:
+            return {"CANCELLED"}
+        start, end, step = props.frame_range(scene)
+        ff = props.settings(scene)
+        request = {"frames": f"{start}-{end}", "step": step, "chunk": ff.chunk or None,
+                   "priority": ff.priority, "name": props.job_name(scene), "blend": blend_key()}
+        try:
+            copy = save_copy()
+        except (RuntimeError, OSError) as exc:
+            self.report({"ERROR"}, f"Could not save a copy of the scene to submit: {exc}")
+            return {"CANCELLED"}
+        cur = state.current
+        cur.submitting, cur.progress_text, cur.progress_fraction = True, "Packing the scene", None
+        comms.start("submit", tasks.submit, farm, copy, request)
+        count = (end - start) // step + 1
+        self.report({"INFO"}, f"Framefarm: submitting {request['name']} ({count} frames) in the background")
+        if self.wait:
+            comms.drain_until(lambda: not cur.submitting, WAIT_TIMEOUT_S)
+            job = cur.last_submission.get("job")
+            if cur.submitting or not job:
+                self.report({"ERROR"}, f"Framefarm: {cur.messages[-1][1] if cur.messages else 'no answer'}")
+                return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class _JobOperator(bpy.types.Operator):
+    """Base of the operators on one job of the file's list (never registered itself;
+    Blender collects the `job_id` property from the base class)."""
+
+    bl_options = {"INTERNAL"}
+
+    job_id: bpy.props.StringProperty(name="Job", options={"SKIP_SAVE"})  # type: ignore[valid-type]
+
+    def record(self) -> dict | None:
+        store = state.current.store
+        found = store.find(self.job_id) if store else None
+        if found is None:
+            self.report({"ERROR"}, f"Framefarm: job {self.job_id!r} is not in this file's job list")
+            return None
+        return found[1]
+
+    def link(self) -> str | None:
+        """The job's signed download link (refreshed each time the job is polled)."""
+        rec = self.record()
+        url = rec.get("download_url") if rec else None
+        if rec is not None and not url:
+            self.report({"ERROR"}, f"Framefarm: job {self.job_id} has no download link (it is {rec.get('status')})")
+        return url
+
+    def farm(self) -> tasks.FarmSettings | None:
+        farm = preferences.settings()
+        if farm is None:
+            self.report({"ERROR"}, "No farm gateway configured")
+        return farm
+
+
+class FRAMEFARM_OT_cancel(_JobOperator):
+    """Cancel this job on the farm"""
+
+    bl_idname = "framefarm.cancel"
+    bl_label = "Cancel Job"
+
+    def execute(self, context: bpy.types.Context) -> set[Result]:
+        farm = self.farm()
+        if farm is None or self.record() is None:
+            return {"CANCELLED"}
+        comms.start(f"cancel-{self.job_id}", tasks.cancel, farm, self.job_id)
+        return {"FINISHED"}
+
+
+class FRAMEFARM_OT_download(_JobOperator):
+    """Download the finished job's frames into the scene's output folder"""
+
+    bl_idname = "framefarm.download"
+    bl_label = "Download Frames"
+
+    directory: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Folder", subtype="DIR_PATH", options={"SKIP_SAVE"},
+        description="Where to put the frames; empty for the scene's output folder")
+    wait: bpy.props.BoolProperty(name="Wait", default=False, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> set[Result]:
+        farm, rec = self.farm(), self.record()
+        if farm is None or rec is None:
+            return {"CANCELLED"}
+        if rec.get("status") != "done":
+            self.report({"ERROR"}, f"Framefarm: job {self.job_id} is {rec.get('status')}, not done")
+            return {"CANCELLED"}
+        scene = context.scene
+        directory = self.directory or (output_folder(scene) if scene is not None else "")
+        if not directory:
+            self.report({"ERROR"}, "Framefarm: no folder given and no scene to take the output folder from")
+            return {"CANCELLED"}
+        folder = Path(bpy.path.abspath(directory))
+        name = f"download-{self.job_id}"
+        comms.start(name, tasks.download, farm, self.job_id, folder)
+        if self.wait:
+            cur = state.current
+            cur.downloads.pop(self.job_id, None)
+            comms.drain_until(lambda: not comms.running(name), WAIT_TIMEOUT_S)
+            comms.drain()
+            if self.job_id not in cur.downloads:
+                self.report({"ERROR"}, f"Framefarm: {cur.messages[-1][1] if cur.messages else 'download failed'}")
+                return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+def output_folder(scene: bpy.types.Scene) -> str:
+    """The folder of the scene's output path ('//render/' -> <blend folder>/render)."""
+    path = bpy.path.abspath(scene.render.filepath)
+    folder = path if path.endswith(("/", os.sep)) else os.path.dirname(path)
+    return folder or tempfile.gettempdir()
+
+
+class FRAMEFARM_OT_open_link(_JobOperator):
+    """Open the download link in the web browser"""
+
+    bl_idname = "framefarm.open_link"
+    bl_label = "Open Download Link"
+
+    def execute(self, context: bpy.types.Context) -> set[Result]:
+        url = self.link()
+        if url:
+            bpy.ops.wm.url_open(url=url)
+        return {"FINISHED"} if url else {"CANCELLED"}
+
+
+class FRAMEFARM_OT_copy_link(_JobOperator):
+    """Copy the download link to the clipboard"""
+
+    bl_idname = "framefarm.copy_link"
+    bl_label = "Copy Download Link"
+
+    def execute(self, context: bpy.types.Context) -> set[Result]:
+        url = self.link()
+        if not url or context.window_manager is None:
+            return {"CANCELLED"}
+        context.window_manager.clipboard = url
+        self.report({"INFO"}, "Download link copied")
+        return {"FINISHED"}
+
+
+class FRAMEFARM_OT_forget(_JobOperator):
+    """Remove this job from the file's job list (it stays on the farm)"""
+
+    bl_idname = "framefarm.forget"
+    bl_label = "Remove from List"
+
+    def execute(self, context: bpy.types.Context) -> set[Result]:
+        if state.current.store is not None:
+            state.current.store.remove(self.job_id)
+        return {"FINISHED"}
+
+
+class FRAMEFARM_OT_test_connection(bpy.types.Operator):
+    """Reach the configured gateways and check the token"""
+
+    bl_idname = "framefarm.test_connection"
+    bl_label = "Test Connection"
+
+    wait: bpy.props.BoolProperty(name="Wait", default=False, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> set[Result]:
+        cur = state.current
+        farm = preferences.settings(context)
+        if farm is None:
+            cur.connection, cur.connection_ok = "No gateway configured", False
+            return {"CANCELLED"}
+        if not getattr(bpy.app, "online_access", True):
+            cur.connection, cur.connection_ok = "Online access is disabled in Preferences > System", False
+            return {"CANCELLED"}
+        cur.connection, cur.connection_ok = "Testing...", None
+        comms.start("test-connection", tasks.test_connection, farm)
+        if self.wait:
+            comms.drain_until(lambda: cur.connection_ok is not None, 60)
+            self.report({"INFO" if cur.connection_ok else "ERROR"}, cur.connection)
+        return {"FINISHED"}
+
+
+CLASSES = (FRAMEFARM_OT_submit, FRAMEFARM_OT_cancel, FRAMEFARM_OT_download, FRAMEFARM_OT_open_link,
+           FRAMEFARM_OT_copy_link, FRAMEFARM_OT_forget, FRAMEFARM_OT_test_connection)

@@ -1,0 +1,50 @@
+"""The job settings an artist picks in the Output panel (saved with the scene,
+like Blender's own render range)."""
+from __future__ import annotations
+
+import bpy
+
+
+class FramefarmSceneSettings(bpy.types.PropertyGroup):
+    use_scene_range: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Scene Range", default=True,
+        description="Render the scene's frame range and step; off to choose another range for the farm")
+    frame_start: bpy.props.IntProperty(name="Start", default=1, min=0, max=1048574)  # type: ignore[valid-type]
+    frame_end: bpy.props.IntProperty(name="End", default=250, min=0, max=1048574)  # type: ignore[valid-type]
+    frame_step: bpy.props.IntProperty(name="Step", default=1, min=1, max=1000)  # type: ignore[valid-type]
+    chunk: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Frames per Part", default=0, min=0, max=100000,
+        description="How many frames one worker renders at a time; 0 lets the farm choose")
+    priority: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Priority", default=0, min=-1000, max=1000, description="Higher runs first")
+    job_name: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Job Name", default="", description="Shown on the farm; empty uses the file's name")
+
+
+def settings(scene: bpy.types.Scene) -> FramefarmSceneSettings:
+    return scene.framefarm  # type: ignore[attr-defined]
+
+
+def frame_range(scene: bpy.types.Scene) -> tuple[int, int, int]:
+    """(start, end, step) the farm will render."""
+    ff = settings(scene)
+    if ff.use_scene_range:
+        return scene.frame_start, scene.frame_end, scene.frame_step
+    return ff.frame_start, ff.frame_end, ff.frame_step
+
+
+def job_name(scene: bpy.types.Scene) -> str:
+    name = settings(scene).job_name.strip()
+    return name or bpy.path.display_name_from_filepath(bpy.data.filepath) or "untitled"
+
+
+CLASSES = (FramefarmSceneSettings,)
+
+
+def register() -> None:
+    bpy.types.Scene.framefarm = bpy.props.PointerProperty(  # type: ignore[attr-defined, func-returns-value]
+        type=FramefarmSceneSettings)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.framefarm  # type: ignore[attr-defined]

@@ -1,0 +1,158 @@
+"""The add-on's network and packing work, run on background threads.
+
+Nothing here imports `bpy`: these functions run off Blender's main thread and
+only ever report through `post(kind, **payload)`, which puts a message on the
+queue that `comms.drain()` empties on the main thread. The farm is reached with
+the same client code the `framefarm` CLI uses (bundled under `_vendor`).
+"""
+from __future__ import annotations
+
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ._vendor.framefarm.client.api import FarmAPI, extract_frames
+from ._vendor.framefarm.client.http import Client, FarmError, FarmUnavailable
+from ._vendor.framefarm.client.packing import PackError
+from ._vendor.framefarm.client.submission import TERMINAL, submit_scene
+
+Post = Callable[..., None]
+WATCH_WAIT_S = 10.0  # one long-poll per job at a time; short enough to stop promptly
+RETRY_FOR_S = 30.0
+
+
+@dataclass(frozen=True)
+class FarmSettings:
+    """What the threads need from the preferences, copied on the main thread."""
+
+    gateways: tuple[str, ...]
+    token: str
+
+    def api(self, retry_for: float = RETRY_FOR_S) -> "RecordingAPI":
+        return RecordingAPI(Client(self.gateways, self.token, retry_for=retry_for))
+
+
+class RecordingAPI(FarmAPI):
+    """FarmAPI that remembers which files it uploaded, so the add-on can say so
+    (and a resubmission can show that unchanged assets were not sent again)."""
+
+    def __init__(self, client: Client) -> None:
+        super().__init__(client)
+        self.uploaded: list[str] = []
+
+    def upload(self, sha: str, path: Path, progress: Callable[[int], None] | None = None) -> None:
+        super().upload(sha, path, progress)
+        self.uploaded.append(path.name)
+
+
+def describe(exc: BaseException) -> str:
+    """An artist-readable sentence for anything a farm call can raise."""
+    if isinstance(exc, FarmUnavailable):
+        return f"Cannot reach the farm: {exc.message}"
+    if isinstance(exc, FarmError):
+        if exc.status == 401:
+            return (f"The farm refused the access token ({exc.message}); check the token in "
+                    "Preferences > Add-ons > Framefarm")
+        if exc.status == 403:
+            return (f"This token may not do that ({exc.message}); an artist needs a client token: "
+                    "framefarm token create --role client")
+        if exc.status == 404 and exc.code in (None, "not_found") and "job" not in exc.message:
+            return f"This gateway does not speak the Framefarm API v1 ({exc.message}); check the URL"
+        return exc.message
+    if isinstance(exc, PackError):
+        return f"Could not pack the scene: {exc}"
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def submit(post: Post, settings: FarmSettings, copy: Path, request: dict[str, Any]) -> None:
+    """Pack the saved copy, upload what the farm lacks, create the job.
+    The copy's folder is ours (a temporary one) and is removed afterwards."""
+    def on_status(text: str) -> None:
+        post("progress", text=text, fraction=None)
+
+    def on_upload(sent: int, of: int) -> None:
+        post("progress", text=f"Uploading {sent / 1e6:.1f} of {of / 1e6:.1f} MB", fraction=sent / of if of else 1.0)
+
+    try:
+        api = settings.api()
+        job, stats = submit_scene(api, copy, frames=request["frames"], step=request["step"],
+                                  chunk=request.get("chunk"), priority=request["priority"], name=request["name"],
+                                  on_status=on_status, on_upload=on_upload, idempotency_key=str(uuid.uuid4()))
+    except Exception as exc:  # every failure becomes a message, never a traceback in the UI
+        post("submit_failed", message=describe(exc))
+        return
+    finally:
+        shutil.rmtree(copy.parent, ignore_errors=True)
+    post("submitted", job=job, uploaded=list(api.uploaded), files=stats.files,
+         uploaded_bytes=stats.uploaded_bytes, gateway=api.client._preferred,
+         blend=request["blend"])
+
+
+def watch(post: Post, settings: FarmSettings, job_id: str, stop: threading.Event) -> None:
+    """Follow one job with long-polls (the gateway answers as soon as it changes)
+    until it ends or the add-on stops; each new state is posted."""
+    try:
+        api = settings.api(retry_for=60.0)
+    except Exception as exc:
+        post("watch_failed", job_id=job_id, message=describe(exc), gone=False)
+        return
+    rev: int | None = None
+    while not stop.is_set():
+        try:
+            job = api.job(job_id, wait=WATCH_WAIT_S if rev is not None else None, rev=rev)
+        except FarmUnavailable:
+            if stop.wait(5.0):
+                return
+            continue
+        except Exception as exc:
+            post("watch_failed", job_id=job_id, message=describe(exc), gone=getattr(exc, "status", None) == 404)
+            return
+        if job["rev"] != rev:
+            post("job", job=job)
+        rev = job["rev"]
+        if job["status"] in TERMINAL:
+            return
+
+
+def cancel(post: Post, settings: FarmSettings, job_id: str) -> None:
+    try:
+        post("job", job=settings.api().cancel(job_id))
+    except Exception as exc:
+        post("error", message=f"Could not cancel job {job_id}: {describe(exc)}")
+
+
+def download(post: Post, settings: FarmSettings, job_id: str, directory: Path) -> None:
+    """Fetch the job's zip and unpack its frames into `directory`."""
+    archive = directory / f".framefarm-{job_id}.zip"
+
+    def progress(n: int) -> None:
+        got["bytes"] += n
+        post("progress", text=f"Downloading {got['bytes'] / 1e6:.1f} MB", fraction=None)
+
+    got = {"bytes": 0}
+    try:
+        settings.api().download_archive(job_id, archive, progress)
+        files = extract_frames(archive, directory)
+    except Exception as exc:
+        post("download_failed", job_id=job_id, message=describe(exc))
+        return
+    finally:
+        archive.unlink(missing_ok=True)
+    post("downloaded", job_id=job_id, directory=str(directory), files=[str(f) for f in files])
+
+
+def test_connection(post: Post, settings: FarmSettings) -> None:
+    """Reach a gateway and try the token, then say plainly what is wrong, if anything."""
+    try:
+        api = settings.api(retry_for=3.0)
+        jobs = api.jobs()
+    except Exception as exc:
+        post("connection", ok=False, message=describe(exc))
+        return
+    post("connection", ok=True, message=f"Connected to {api.client._preferred}: the token works "
+                                         f"({len(jobs)} job(s) on the farm, {len(api.client.gateways)} gateway(s))")

@@ -1,0 +1,172 @@
+"""The Blender add-on, inside real Blender, against a real farm.
+
+Each test builds the add-on zip with packaging/build_addon.py, installs it the way a
+user would (legacy add-on in Debian's Blender 3.4, extension in the bpy 5.0 wheel) into
+a throwaway user folder, and runs tests/addon_driver.py, which acts and records; the
+assertions are made here on what it recorded.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from farmtools import REPO, require_blender
+from framefarm.cli.localfarm import free_port
+
+DRIVER = REPO / "tests" / "addon_driver.py"
+FRAMES = (3, 6)  # not starting at 1, and two parts of two frames
+EXPECTED = [f"{f:04d}.png" for f in range(FRAMES[0], FRAMES[1] + 1)]
+
+
+@pytest.fixture(scope="module")
+def addon_zip(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("addon") / "framefarm_addon.zip"
+    subprocess.run([sys.executable, str(REPO / "packaging" / "build_addon.py"), "--output", str(out)],
+                   check=True, capture_output=True, timeout=60)
+    return out
+
+
+def bpy_python() -> str:
+    """A Python that imports the real `bpy` wheel: $FRAMEFARM_BPY_PYTHON, else this one."""
+    candidates = [os.environ.get("FRAMEFARM_BPY_PYTHON"), sys.executable]
+    for python in filter(None, candidates):
+        probe = subprocess.run([python, "-c", "import bpy; print(bpy.app.version_string)"],
+                               capture_output=True, text=True, timeout=60)
+        if probe.returncode == 0:
+            return python
+    message = "the bpy wheel is not installed (pip install bpy==5.0.1, or set FRAMEFARM_BPY_PYTHON)"
+    if os.environ.get("FRAMEFARM_REQUIRE_ALL") == "1":
+        pytest.fail(message + " (FRAMEFARM_REQUIRE_ALL=1 forbids skipping)")
+    pytest.skip(message)
+
+
+def run_driver(blender: str, config: dict, tmp: Path, timeout: float = 240) -> dict:
+    """Run one scenario in a fresh user folder, so the real user's Blender prefs are never touched."""
+    home = tmp / "blender-user"
+    env = {**os.environ, "BLENDER_USER_CONFIG": str(home / "config"), "BLENDER_USER_SCRIPTS": str(home / "scripts"),
+           "BLENDER_USER_DATAFILES": str(home / "datafiles"), "BLENDER_USER_EXTENSIONS": str(home / "extensions"),
+           "BLENDER_USER_RESOURCES": str(home)}
+    for var in ("FRAMEFARM_GATEWAYS", "FRAMEFARM_TOKEN"):
+        env.pop(var, None)
+    config = {**config, "out": str(tmp / f"{config['scenario']}-out.json")}
+    cfg = tmp / f"{config['scenario']}-config.json"
+    cfg.write_text(json.dumps(config))
+    if blender == "bpy":
+        cmd = [bpy_python(), str(DRIVER), str(cfg)]
+    else:
+        cmd = [require_blender(), "-b", "--factory-startup", "--python-exit-code", "1", "--python", str(DRIVER),
+               "--", str(cfg)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp)
+    log = proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert Path(config["out"]).exists(), f"the driver wrote nothing (exit {proc.returncode}):\n{log}"
+    out = json.loads(Path(config["out"]).read_text())
+    assert "exception" not in out, out["exception"] + "\n" + log
+    assert proc.returncode == 0, f"Blender exited with {proc.returncode}:\n{log}"
+    out["log"] = log
+    return out
+
+
+@pytest.fixture
+def bpy_launcher(tmp_path) -> Path:
+    """The worker's bpy back end: a Blender-compatible launcher around the wheel."""
+    from framefarm.worker.bpy_backend import write_launcher
+
+    return write_launcher(bpy_python(), tmp_path / "launcher" / "blender-bpy")
+
+
+def dead_gateway() -> str:
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def check_artist_file(out: dict, scene: Path) -> None:
+    before = out["before"]
+    assert before["filepath"] == str(scene)
+    assert before["packed"] == []
+    assert ("Checker", "//textures/tex.png") in [tuple(i) for i in before["images"]]
+    for moment in ("after_submit", "after"):
+        assert out[moment] == before, f"the artist's file changed ({moment})"
+
+
+@pytest.mark.parametrize("blender,render", [("3.4", True), ("bpy", True), ("bpy", False)],
+                         ids=["blender-3.4", "bpy-5.0", "bpy-5.0-no-capable-worker"])
+def test_submit_render_notify_download(blender, render, cluster, scenes, addon_zip, tmp_path, request):
+    scene = scenes("--frames", "1-10", "--animated")
+    cluster.add_gateway()
+    cluster.add_worker()  # Debian's Blender 3.4: it cannot open what Blender 5.0 saves
+    if blender == "bpy" and render:
+        cluster.add_worker(blender=str(request.getfixturevalue("bpy_launcher")))
+    config = {"scenario": "e2e", "zip": str(addon_zip), "scene": str(scene), "frames": FRAMES,
+              # a dead gateway first: the add-on must fail over to the live one
+              "gateways": f"{dead_gateway()}, {cluster.urls[0]}", "token": cluster.tokens.client,
+              "timeout": 150, "expect_render": render, "link_zip": str(tmp_path / "link.zip"),
+              "download_dir": str(tmp_path / "frames")}
+    out = run_driver(blender, config, tmp_path)
+    assert out["enabled"] and out["poll"], out["log"]
+    first = out["first"]
+    assert first["finished"], first["messages"]
+    job = first["submission"]["job"]
+    assert job["frames"]["total"] == len(EXPECTED)
+    assert "tex.png" in first["submission"]["uploaded"]
+    assert scene.name in first["submission"]["uploaded"]
+    check_artist_file(out, scene)
+    if render:
+        assert out["notified"], out["log"]
+        note = out["notification"]
+        assert note["status"] == "done" and note["frames"] == len(EXPECTED)
+        with zipfile.ZipFile(tmp_path / "link.zip") as zf:
+            linked = {name: zf.read(name) for name in zf.namelist()}
+        assert sorted(linked) == EXPECTED
+        assert out["download"] == ["FINISHED"]
+        got = sorted(p.name for p in (tmp_path / "frames").iterdir())
+        assert got == EXPECTED
+        for name in EXPECTED:
+            data = (tmp_path / "frames" / name).read_bytes()
+            assert data == linked[name]
+            assert Image.open(io.BytesIO(data)).size == (48, 48)
+    else:
+        waiting = out["waiting"]
+        assert waiting["blender"] == "5.0"
+        assert "saved by Blender 5.0" in waiting["waiting"], waiting
+        assert out["after_cancel"]["status"] == "cancelled"
+    # Resubmitting the same scene sends no asset again (only the .blend copy may differ).
+    second = out["second"]
+    assert second["finished"], second["messages"]
+    assert "tex.png" not in second["submission"]["uploaded"]
+    assert len(out["store"]) == 2
+    # The job list survives restarting Blender (same user folder, a new process).
+    reopened = run_driver(blender, {**config, "scenario": "reopen"}, tmp_path)
+    assert [r["id"] for r in reopened["store"]] == [r["id"] for r in out["store"]]
+    assert reopened["store"][-1]["status"] == ("done" if render else "cancelled")
+
+
+@pytest.mark.parametrize("blender", ["3.4", "bpy"])
+def test_poll_messages_and_clear_errors(blender, cluster, scenes, addon_zip, tmp_path):
+    scene = scenes("--frames", "1-10", "--animated")
+    cluster.add_gateway()
+    config = {"scenario": "checks", "zip": str(addon_zip), "scene": str(scene), "gateways": cluster.urls[0],
+              "token": cluster.tokens.client, "bad_token": "ff_c_not-a-real-token",
+              "dead_gateway": dead_gateway()}
+    out = run_driver(blender, config, tmp_path)
+    polls = out["polls"]
+    assert polls["no_gateway"] == [False, polls["no_gateway"][1]] and "No farm gateway" in polls["no_gateway"][1]
+    assert polls["ready"] == [True, None]
+    assert polls["no_camera"][0] is False and "no active camera" in polls["no_camera"][1]
+    assert polls["video"][0] is False and "video" in polls["video"][1]
+    assert polls["in_progress"][0] is False and "in progress" in polls["in_progress"][1]
+    if "offline" in polls:
+        assert polls["offline"][0] is False and "Online access" in polls["offline"][1]
+    bad = out["bad_token_submit"]
+    assert bad["finished"] and not bad["submission"]
+    assert any("refused the access token" in text for _level, text in bad["messages"]), bad["messages"]
+    assert not any("Traceback" in text for _level, text in bad["messages"])
+    assert "refused the access token" in out["bad_token_connection"]
+    assert out["dead_connection"].startswith("Cannot reach the farm")
+    assert out["good_connection"][0] is True, out["good_connection"]

@@ -1,0 +1,74 @@
+"""Assembly of the final zip: streamed, stored, exact, resumable, and failing cleanly."""
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+
+from farmtools import sha256, zip_bytes
+from framefarm.gateway import archive, keys
+from framefarm.gateway.app import create_app
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def done_parts(http, app, tokens, scenes):
+    """A 3-frame job whose two parts have been rendered and uploaded; returns (farm, job id)."""
+    blend = scenes("--no-texture").read_bytes()
+    sha = sha256(blend)
+    assert http.put(f"/v1/files/{sha}", data=blend, headers=auth(tokens.client)).status_code == 201
+    job = http.post("/v1/jobs", json={"manifest": {"shot.blend": sha}, "main": "shot.blend", "frames": "9-11",
+                                      "chunk": 2}, headers=auth(tokens.client)).get_json()
+    wid = http.post("/v1/workers", json={"blender_version": "3.4.1"}, headers=auth(tokens.worker)).get_json()["id"]
+    for _ in range(2):
+        part = http.post(f"/v1/workers/{wid}/claim", json={"wait": 0}, headers=auth(tokens.worker)).get_json()["part"]
+        body = zip_bytes({f"{f:04d}.png": f"frame {f}".encode() for f in part["frames"]})
+        res = http.put(f"/v1/parts/{part['id']}/result", data=body,
+                       headers={**auth(tokens.worker), "X-Lease-Token": part["token"]})
+        assert res.status_code == 200, res.get_json()
+    return app.extensions["framefarm"], job["id"]
+
+
+def test_assembly_streams_every_frame_once_stored_and_deletes_the_parts(done_parts):
+    farm, job_id = done_parts
+    assert farm.redis.hget(keys.job(job_id), "status") == b"assembling"
+    results = [farm.redis.hget(keys.part(keys.part_id(job_id, i)), "result").decode() for i in range(2)]
+    archive.assemble_pending(farm)
+    assert farm.redis.hget(keys.job(job_id), "status") == b"done"
+    with zipfile.ZipFile(farm.storage.local_path(archive.archive_key(job_id))) as zf:
+        assert zf.namelist() == ["0009.png", "0010.png", "0011.png"]
+        assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_STORED}
+        assert zf.read("0010.png") == b"frame 10"
+    assert not any(farm.storage.exists(r) for r in results)
+    assert farm.redis.zcard(keys.ASSEMBLY) == 0
+
+
+def test_a_second_gateway_takes_over_when_the_first_dies_holding_the_lock(done_parts, settings):
+    farm, job_id = done_parts
+    # The first gateway took the lock and died; the lock runs out by itself.
+    farm.redis.set(keys.assembly_lock(job_id), "dead-gateway", px=300)
+    other = create_app(settings).extensions["framefarm"]
+    assert archive.assemble(other, job_id) is False
+    assert farm.redis.hget(keys.job(job_id), "status") == b"assembling"
+    deadline_ms = farm.redis.pttl(keys.assembly_lock(job_id))
+    assert 0 < deadline_ms <= 300
+    farm.redis.delete(keys.assembly_lock(job_id))  # what its expiry does, without waiting for it
+    archive.assemble_pending(other)
+    assert farm.redis.hget(keys.job(job_id), "status") == b"done"
+
+
+def test_an_assembly_that_cannot_succeed_fails_the_job_with_the_reason(done_parts):
+    farm, job_id = done_parts
+    lost = farm.redis.hget(keys.part(keys.part_id(job_id, 1)), "result").decode()
+    farm.storage.delete(lost)
+    for _ in range(archive.MAX_ASSEMBLY_FAILURES):
+        farm.redis.delete(keys.assembly_lock(job_id))
+        archive.assemble_pending(farm)
+    job = farm.redis.hgetall(keys.job(job_id))
+    assert job[b"status"] == b"failed"
+    assert b"assembling the final zip failed" in job[b"error"]
+    assert not farm.storage.exists(archive.archive_key(job_id))
+    assert farm.redis.zcard(keys.ASSEMBLY) == 0
