@@ -5,26 +5,17 @@ every job that uses them, so re-rendering a scene downloads nothing.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import threading
 from pathlib import Path
 from typing import Callable
 
-BLOCK = 1024 * 1024
+from framefarm.client.packing import sha256_file
 
 
 class CacheError(RuntimeError):
     pass
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(BLOCK):
-            h.update(block)
-    return h.hexdigest()
 
 
 class SceneCache:
@@ -44,7 +35,7 @@ class SceneCache:
         tmp = self.files / f".{sha}.{threading.get_ident()}.tmp"
         try:
             fetch(tmp)
-            actual = sha256_of(tmp)
+            actual = sha256_file(tmp)
             if actual != sha:
                 raise CacheError(f"downloaded file hashes to {actual}, expected {sha}")
             os.replace(tmp, target)
