@@ -1,0 +1,193 @@
+"""Helpers for the fault-tolerance proofs (tests/test_chaos.py, test_failover.py,
+test_contention.py) and bench/failover.py.
+
+They watch the farm the way an operator would -- part state in Redis, the
+processes on the machine, the final zip -- and kill processes the way machines
+die, so the tests and the benchmark measure the same events the same way.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+import zipfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from farmtools import pid_alive
+from framefarm.cli.localfarm import Process
+from framefarm.client.api import FarmAPI
+from framefarm.client.http import Client
+from framefarm.client.submission import TERMINAL
+from framefarm.gateway import keys
+
+
+def fields(r: redis.Redis, key: str) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in r.hgetall(key).items()}
+
+
+def worker_ids(r: redis.Redis, name: str) -> list[str]:
+    """Ids registered under a worker's name (a worker that re-registers gets a new id)."""
+    ids = [w.decode() for w in r.zrange(keys.WORKERS, 0, -1)]
+    return [wid for wid in ids if r.hget(keys.worker(wid), "name") == name.encode()]
+
+
+def leases_of(r: redis.Redis, name: str) -> list[tuple[str, str]]:
+    """(part id, lease token) of every part currently leased to the worker called `name`."""
+    held = []
+    for wid in worker_ids(r, name):
+        for raw in r.smembers(f"{keys.worker(wid)}:parts"):
+            part = fields(r, keys.part(raw.decode()))
+            if part.get("state") == "leased" and part.get("worker") == wid:
+                held.append((raw.decode(), part["token"]))
+    return held
+
+
+def children(pid: int) -> list[int]:
+    """Live child processes of `pid`. Only its own /proc entries are read: scanning
+    every process's command line can stall on a stranger's busy process."""
+    found = []
+    for listing in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(c) for c in listing.read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return [c for c in found if pid_alive(c)]
+
+
+def rendering(r: redis.Redis, worker: Process) -> tuple[str, str] | None:
+    """The part a worker holds while its Blender (its child process) is running:
+    a kill now lands in the middle of the part, not between parts."""
+    held = leases_of(r, worker.name)
+    return held[0] if held and children(worker.pid) else None
+
+
+def still_leased(r: redis.Redis, pid: str, token: str) -> bool:
+    part = r.hmget(keys.part(pid), "state", "token")
+    return part == [b"leased", token.encode()]
+
+
+def wait_requeued(r: redis.Redis, pid: str, token: str, timeout: float) -> float:
+    """Poll until the lease `token` on `pid` is gone (the part was queued again,
+    possibly already claimed by another worker); returns time.monotonic() then."""
+    deadline = time.monotonic() + timeout
+    while still_leased(r, pid, token):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"part {pid} still leased under token {token} after {timeout:.0f}s")
+        time.sleep(0.01)
+    return time.monotonic()
+
+
+def parts_done(r: redis.Redis, job_id: str) -> int:
+    return int(r.hget(keys.job(job_id), "parts_done") or 0)
+
+
+def part_states(r: redis.Redis, job_id: str) -> list[dict[str, str]]:
+    n = int(r.hget(keys.job(job_id), "parts_total"))
+    return [fields(r, keys.part(keys.part_id(job_id, i))) for i in range(n)]
+
+
+def kill_machine(proc: Process) -> float:
+    """SIGKILL a process and everything in its process group at once, as when its
+    machine dies: for a gateway, the gunicorn master and all its workers.
+    Returns time.monotonic() just before the signal (clients may notice before
+    this call returns)."""
+    sent = time.monotonic()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.proc.wait()
+    return sent
+
+
+def blender_gone(worker: Process) -> bool:
+    """No live child left under a (possibly stopped) worker: its Blender has exited."""
+    return not children(worker.pid)
+
+
+def wait_terminal(api: FarmAPI, job_id: str, timeout: float) -> dict:
+    """Long-poll the job until it ends, failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    job = api.job(job_id)
+    while job["status"] not in TERMINAL:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"job {job_id} still {job['status']} after {timeout:.0f}s: {job}")
+        job = api.job(job_id, wait=min(left, 10), rev=job["rev"])
+    return job
+
+
+def check_archive(path: Path, frames: list[int], size: tuple[int, int]) -> None:
+    """The zip holds each expected frame exactly once, each a decodable image of `size`."""
+    from PIL import Image
+
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        assert len(names) == len(set(names)), f"duplicate entries: {sorted(names)}"
+        assert sorted(names) == [f"{f:04d}.png" for f in frames]
+        for name in names:
+            with zf.open(name) as fh, Image.open(fh) as im:
+                im.load()
+                assert im.size == size, name
+
+
+@dataclass(frozen=True)
+class Attempt:
+    url: str
+    started: float  # time.monotonic()
+    ended: float
+    ok: bool  # a gateway answered with something other than 502/503/504
+
+
+class TracingClient(Client):
+    """The project's failover client, recording every attempt on every gateway,
+    so a test can see exactly when it left a dead gateway."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.attempts: list[Attempt] = []
+        self._active: Counter[str] = Counter()
+        self._trace_lock = threading.Lock()
+
+    def waiting_on(self, url: str) -> bool:
+        """Whether a call to `url` is in flight now (a long-poll waiting there, say)."""
+        with self._trace_lock:
+            return self._active[url] > 0
+
+    def _send(self, base, method, path, body, headers, timeout, stream):
+        started = time.monotonic()
+        ok = False
+        with self._trace_lock:
+            self._active[base] += 1
+        try:
+            resp = super()._send(base, method, path, body, headers, timeout, stream)
+            ok = resp.status not in (502, 503, 504)
+            return resp
+        finally:
+            with self._trace_lock:
+                self._active[base] -= 1
+                self.attempts.append(Attempt(base, started, time.monotonic(), ok))
+
+    def failover(self, dead: str, after: float = float("-inf")) -> tuple[Attempt, Attempt]:
+        """The first failed attempt on `dead` that ended after `after`, and the first
+        successful attempt on another gateway that started after it."""
+        with self._trace_lock:
+            attempts = sorted(self.attempts, key=lambda a: a.ended)
+        failed = next(a for a in attempts if a.url == dead and not a.ok and a.ended >= after)
+        moved = min((a for a in attempts if a.url != dead and a.ok and a.started >= failed.ended),
+                    key=lambda a: a.started)
+        return failed, moved
+
+
+def unresponsive_host() -> tuple[str, list[socket.socket]]:
+    """A URL whose connects hang, as to a machine that died without a word: a
+    listening socket with a backlog of zero, filled by one connection never accepted.
+    Keep the returned sockets open while the URL is in use."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    filler = socket.create_connection(server.getsockname(), timeout=5)
+    return f"http://127.0.0.1:{server.getsockname()[1]}", [server, filler]
