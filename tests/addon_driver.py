@@ -184,4 +184,5 @@ def main() -> None:
         Path(CONFIG["out"]).write_text(json.dumps(OUT, indent=1, default=str))
 
 
-main()
+if __name__ == "__main__":  # tests/addon_ui_driver.py imports the helpers above
+    main()

@@ -48,14 +48,20 @@ def bpy_python() -> str:
     pytest.skip(message)
 
 
-def run_driver(blender: str, config: dict, tmp: Path, timeout: float = 240) -> dict:
-    """Run one scenario in a fresh user folder, so the real user's Blender prefs are never touched."""
+def user_env(tmp: Path) -> dict[str, str]:
+    """Blender's environment with a fresh user folder, so the real user's prefs are never touched."""
     home = tmp / "blender-user"
     env = {**os.environ, "BLENDER_USER_CONFIG": str(home / "config"), "BLENDER_USER_SCRIPTS": str(home / "scripts"),
            "BLENDER_USER_DATAFILES": str(home / "datafiles"), "BLENDER_USER_EXTENSIONS": str(home / "extensions"),
            "BLENDER_USER_RESOURCES": str(home)}
     for var in ("FRAMEFARM_GATEWAYS", "FRAMEFARM_TOKEN"):
         env.pop(var, None)
+    return env
+
+
+def run_driver(blender: str, config: dict, tmp: Path, timeout: float = 240) -> dict:
+    """Run one scenario in a fresh user folder."""
+    env = user_env(tmp)
     config = {**config, "out": str(tmp / f"{config['scenario']}-out.json")}
     cfg = tmp / f"{config['scenario']}-config.json"
     cfg.write_text(json.dumps(config))

@@ -1,19 +1,22 @@
 """The Framefarm panel in Properties > Output, next to Blender's own frame range."""
 from __future__ import annotations
 
+import textwrap
 from typing import TYPE_CHECKING
 
 import bpy
 
 from . import operators, props, state
+from ._vendor.framefarm.client.submission import TERMINAL
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import IconItems as Icon
 else:
     Icon = str
 
-STATUS_ICONS: dict[str, Icon] = {"queued": "TIME", "running": "RENDER_ANIMATION", "done": "CHECKMARK", "failed": "ERROR",
-                "cancelled": "CANCEL"}
+STATUS_ICONS: dict[str, Icon] = {"queued": "TIME", "running": "RENDER_ANIMATION", "assembling": "PACKAGE",
+                                 "done": "CHECKMARK", "failed": "ERROR", "cancelled": "CANCEL",
+                                 "expired": "GHOST_DISABLED"}
 
 
 def progress(layout: bpy.types.UILayout, fraction: float, text: str) -> None:
@@ -22,6 +25,17 @@ def progress(layout: bpy.types.UILayout, fraction: float, text: str) -> None:
         layout.progress(factor=fraction, type="BAR", text=text)
     else:
         layout.label(text=f"{text} ({fraction:.0%})")
+
+
+def wrapped_label(layout: bpy.types.UILayout, context: bpy.types.Context, text: str, icon: Icon) -> None:
+    """A long message in lines that fit the editor: Blender cuts a label short with
+    '...' in the middle, which loses just the words that say what to do."""
+    prefs = context.preferences
+    scale = (prefs.system.ui_scale if prefs else 0.0) or 1.0  # 0 where there is no window
+    width = context.region.width if context.region else 300
+    col = layout.column(align=True)
+    for i, line in enumerate(textwrap.wrap(text, max(16, int((width - 50 * scale) / (6.5 * scale))))):
+        col.label(text=line, icon=icon if i == 0 else "BLANK1")
 
 
 class FRAMEFARM_PT_output(bpy.types.Panel):
@@ -58,15 +72,15 @@ class FRAMEFARM_PT_output(bpy.types.Panel):
         blocker = operators.submit_blocker(context)
         cur = state.current
         if blocker and not cur.submitting:
-            layout.label(text=blocker, icon="INFO")
+            wrapped_label(layout, context, blocker, "INFO")
         if cur.submitting or cur.progress_text:
             if cur.progress_fraction is not None:
                 progress(layout, cur.progress_fraction, cur.progress_text)
             else:
                 layout.label(text=cur.progress_text or "Working...", icon="SORTTIME")
-        self.draw_jobs(layout)
+        self.draw_jobs(layout, context)
 
-    def draw_jobs(self, layout: bpy.types.UILayout) -> None:
+    def draw_jobs(self, layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
         store = state.current.store
         records = store.records(operators.blend_key()) if store else []
         if not records:
@@ -83,13 +97,13 @@ class FRAMEFARM_PT_output(bpy.types.Panel):
                 row.operator("framefarm.download", text="", icon="IMPORT").job_id = rec["id"]
                 row.operator("framefarm.open_link", text="", icon="URL").job_id = rec["id"]
                 row.operator("framefarm.copy_link", text="", icon="COPYDOWN").job_id = rec["id"]
-            if rec["status"] not in ("queued", "running"):
+            if rec["status"] in TERMINAL:  # an assembling job is still the farm's
                 row.operator("framefarm.forget", text="", icon="TRASH").job_id = rec["id"]
             total = max(1, rec["total"])
             progress(col, rec["done"] / total, f"{rec['status']}: {rec['done']} / {rec['total']} frames")
             note = rec.get("error") or rec.get("waiting")
             if note:
-                col.label(text=note, icon="ERROR" if rec.get("error") else "INFO")
+                wrapped_label(col, context, note, "ERROR" if rec.get("error") else "INFO")
 
 
 

@@ -25,8 +25,9 @@ def _redraw() -> None:
 
 
 def _announce(level: str, text: str, title: str = "Framefarm", job_id: str = "", lines: tuple[str, ...] = ()) -> None:
-    """A report everyone sees: the console in background mode, the status bar and a
-    popup in the UI (popups need a window, which background Blender lacks)."""
+    """A report everyone sees: the console and the add-on's message list always, and a
+    popup in the UI (popups need a window, which background Blender lacks). Not the
+    status bar: Blender only shows reports of operators the user ran, not of timers."""
     state.current.say(level, text)
     print(f"Framefarm {level.lower()}: {text}", flush=True)
     wm = bpy.context.window_manager
@@ -51,6 +52,7 @@ def _announce(level: str, text: str, title: str = "Framefarm", job_id: str = "",
 def _progress(text: str, fraction: float | None) -> None:
     cur = state.current
     cur.progress_text, cur.progress_fraction = text, fraction
+    _redraw()  # nothing else redraws the panel while the upload runs
 
 
 @comms.on("submitted")
