@@ -161,3 +161,18 @@ def test_one_process_sweeps_per_period(http):
     f = farm_of(http)
     assert cleanup.step(f) is not None
     assert cleanup.step(f) is None, "a second process in the same period finds the lock taken"
+
+
+def test_a_direct_upload_never_committed_is_swept_and_a_fresh_one_is_not(http, settings):
+    """`files/incoming/` holds uploads sent straight to storage and not committed (yet)."""
+    farm = farm_of(http)
+    with farm.storage.writer("files/incoming/" + "a" * 64 + "-0123456789abcdef") as out:
+        out.write(b"abandoned")
+    sweep(http)  # no grace here: an upload nobody committed goes
+    assert stored(http, "files/incoming") == set()
+
+    patient = create_app(dataclasses.replace(settings, storage=farm.settings.storage, files_grace_s=3600))
+    with farm.storage.writer("files/incoming/" + "b" * 64 + "-0123456789abcdef") as out:
+        out.write(b"being committed")
+    cleanup.sweep(patient.extensions["framefarm"])
+    assert stored(http, "files/incoming") == {"files/incoming/" + "b" * 64 + "-0123456789abcdef"}

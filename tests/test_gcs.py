@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import socket
+import threading
 import urllib.request
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -90,5 +93,48 @@ def test_a_job_renders_with_gcs_storage_and_downloads_through_a_signed_url(clust
     assert unquote(urlsplit(link).path).endswith(f"/archives/{job['id']}.zip")
     log = gateway.log_path.read_text()
     assert f'"GET /v1/jobs/{job["id"]}/archive" 302' in log and "/v1/download/" not in log
+
+    # Nor did the scene or the frames: the client sent the scene files to upload URLs and the
+    # gateway committed them; the worker fetched them from signed URLs and sent each part's
+    # frames to an upload URL. No request that carries file bytes reached the gateway.
+    requests = re.findall(r'"([A-Z]+) (/\S*)" (\d{3})', log)
+    assert not [r for r in requests if r[0] == "PUT"], "a file was streamed through the gateway"
+    assert not [r for r in requests if re.fullmatch(r"/v1/parts/[^/]+/files/\w+", r[1])]
+    scene_files = {o.key.rsplit("/", 1)[1] for o in store.list_prefix("files")}
+    commits = {r[1].split("/")[3] for r in requests if r[0] == "POST" and r[1].endswith("/commit")}
+    assert commits == scene_files and len(scene_files) == 2  # the .blend and its texture
+    results = [r for r in requests if r[0] == "POST" and re.fullmatch(r"/v1/parts/[^/]+/result", r[1])]
+    assert [r[2] for r in results] == ["200", "200"]
     with urllib.request.urlopen(link, timeout=30) as resp:
         assert resp.read() == store.open_read(f"archives/{job['id']}.zip").read()
+
+
+def test_a_broken_direct_upload_is_sent_again_to_a_fresh_url(gcs, tmp_path):
+    """The first upload URL's connection is cut mid-body (a real socket that reads a little and
+    closes); the client asks for another URL and sends the whole file there, and reports each
+    byte to its progress callback once."""
+    from framefarm.client.api import _send_direct
+
+    store = gcs.storage()
+    data = bytes(range(256)) * 40_000  # 10 MB: far more than the dropping socket reads
+    path = tmp_path / "shot.blend"
+    path.write_bytes(data)
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def read_a_little_and_hang_up() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+
+    cut = threading.Thread(target=read_a_little_and_hang_up)
+    cut.start()
+    targets = iter([{"url": f"http://127.0.0.1:{server.getsockname()[1]}/upload?upload_id=x", "id": "1"},
+                    {"url": store.upload_url("files/incoming/shot", len(data)), "id": "2"}])
+    progress: list[int] = []
+    try:
+        assert _send_direct(lambda: next(targets), path, progress.append)["id"] == "2"
+    finally:
+        cut.join(10)
+        server.close()
+    assert store.open_read("files/incoming/shot").read() == data
+    assert sum(progress) == len(data)

@@ -7,7 +7,9 @@ against the spec's schema for it. A route added without its description fails he
 """
 from __future__ import annotations
 
+import dataclasses
 import re
+import urllib.request
 from collections import defaultdict
 from importlib import resources
 from urllib.parse import urlsplit
@@ -21,7 +23,8 @@ from referencing.jsonschema import DRAFT202012
 
 from apitools import bearer, claim, farm_of, frames_zip, job_body, lease, scene_bytes, scene_sha, wait_for
 from farmtools import sha256
-from framefarm.gateway import archive
+from framefarm.gateway import archive, blender_builds
+from framefarm.gateway.app import create_app
 
 __all__ = ["scene_bytes", "scene_sha"]  # fixtures, imported for pytest
 
@@ -118,7 +121,7 @@ def test_a_schema_check_can_fail(contract, http):
         contract.check(resp, "GET", "/healthz")
 
 
-def test_a_real_flow_answers_as_the_spec_says(http, tokens, scene_sha, scene_bytes, contract):
+def test_a_real_flow_answers_as_the_spec_says(http, tokens, scene_sha, scene_bytes, contract, tmp_path):
     c, client, worker = contract.check, bearer(tokens.client), bearer(tokens.worker)
     c(http.get("/healthz"), "GET", "/healthz")
     c(http.get("/readyz"), "GET", "/readyz")
@@ -129,6 +132,12 @@ def test_a_real_flow_answers_as_the_spec_says(http, tokens, scene_sha, scene_byt
     c(http.put(f"/v1/files/{sha256(b'new')}", data=b"new", headers=client), "PUT", "/v1/files/{sha}")
     c(http.put(f"/v1/files/{scene_sha}", data=scene_bytes, headers=client), "PUT", "/v1/files/{sha}")
     c(http.put(f"/v1/files/{sha256(b'x')}", data=b"y", headers=client), "PUT", "/v1/files/{sha}")
+    # A local folder takes no direct uploads: the client is told to stream through the gateway.
+    assert c(http.post("/v1/files/uploads", json={"files": {sha256(b"z"): 1}}, headers=client),
+             "POST", "/v1/files/uploads") == {"direct": False, "uploads": {}}
+    c(http.post("/v1/files/uploads", json={"files": {}}, headers=client), "POST", "/v1/files/uploads")
+    c(http.post(f"/v1/files/{sha256(b'z')}/commit", json={"id": "0" * 16}, headers=client),
+      "POST", "/v1/files/{sha}/commit")
 
     submitted = http.post("/v1/jobs", json=job_body(scene_sha), headers={**client, "Idempotency-Key": "one"})
     job = c(submitted, "POST", "/v1/jobs")
@@ -151,6 +160,10 @@ def test_a_real_flow_answers_as_the_spec_says(http, tokens, scene_sha, scene_byt
     c(fetched, "GET", "/v1/parts/{pid}/files/{sha}")
     assert fetched.data == scene_bytes
     c(http.put(f"/v1/parts/{parts[0]['id']}/result", data=b"junk", headers=held), "PUT", "/v1/parts/{pid}/result")
+    assert c(http.post(f"/v1/parts/{parts[0]['id']}/result/upload", json={"size": 10}, headers=held),
+             "POST", "/v1/parts/{pid}/result/upload") == {"url": None, "id": None}
+    c(http.post(f"/v1/parts/{parts[0]['id']}/result", json={"id": "0" * 16}, headers=held),
+      "POST", "/v1/parts/{pid}/result")
     for part in parts:
         c(http.put(f"/v1/parts/{part['id']}/result", data=frames_zip(part["frames"]),
                    headers={**worker, **lease(part["token"])}), "PUT", "/v1/parts/{pid}/result")
@@ -178,5 +191,75 @@ def test_a_real_flow_answers_as_the_spec_says(http, tokens, scene_sha, scene_byt
     c(http.delete(f"/v1/workers/{wid}", headers=worker), "DELETE", "/v1/workers/{wid}")
     c(http.post(f"/v1/workers/{wid}/heartbeat", json={}, headers=worker), "POST", "/v1/workers/{wid}/heartbeat")
     c(http.get("/v1/jobs", headers=worker), "GET", "/v1/jobs")
+
+    assert c(http.get("/v1/blender", headers=worker), "GET", "/v1/blender")["error"]["code"] == "no_blender"
+    tarball = tmp_path / "blender.tar.gz"
+    tarball.write_bytes(b"a build")
+    blender_builds.publish(farm.redis, farm.storage, tarball, "3.4.1")
+    build = c(http.get("/v1/blender", headers=worker), "GET", "/v1/blender")
+    link = urlsplit(build["url"])
+    assert http.get(f"{link.path}?{link.query}").data == b"a build"
+    c(http.get(f"{link.path}?{link.query}"), "GET", "/v1/blender/{sha}")
+    c(http.get(f"{link.path}?expires=1&sig=x"), "GET", "/v1/blender/{sha}")
     assert contract.seen == contract.operations(), "operations the flow never exercised"
 
+
+
+def put_to(url: str, data: bytes) -> int:
+    """A PUT to an upload URL, as a client or worker sends it: no token."""
+    with urllib.request.urlopen(urllib.request.Request(url, data=data, method="PUT"), timeout=30) as resp:
+        return resp.status
+
+
+def test_direct_transfers_answer_as_the_spec_says(gcs, settings, tokens, scene_bytes, contract, tmp_path):
+    """With Cloud Storage (the emulator), files and results go to upload URLs and are committed;
+    scene files come with signed URLs. Only the gateway's own answers are checked here."""
+    http = create_app(dataclasses.replace(settings, storage=gcs.storage_url())).test_client()
+    c, client, worker = contract.check, bearer(tokens.client), bearer(tokens.worker)
+    sha = sha256(scene_bytes)
+    plan = c(http.post("/v1/files/uploads", json={"files": {sha: len(scene_bytes)}}, headers=client),
+             "POST", "/v1/files/uploads")
+    assert plan["direct"] is True and list(plan["uploads"]) == [sha]
+    assert put_to(plan["uploads"][sha]["url"], scene_bytes) in (200, 201)
+    commit = f"/v1/files/{sha}/commit"
+    assert c(http.post(commit, json={"id": plan["uploads"][sha]["id"]}, headers=client), "POST",
+             "/v1/files/{sha}/commit") == {"sha256": sha, "stored": True, "size": len(scene_bytes)}
+
+    again = http.post("/v1/files/uploads", json={"files": {sha: len(scene_bytes)}}, headers=client).get_json()
+    put_to(again["uploads"][sha]["url"], scene_bytes)
+    assert c(http.post(commit, json={"id": again["uploads"][sha]["id"]}, headers=client), "POST",
+             "/v1/files/{sha}/commit")["stored"] is False
+    forged = http.post("/v1/files/uploads", json={"files": {sha256(b"real"): 6}}, headers=client).get_json()
+    put_to(forged["uploads"][sha256(b"real")]["url"], b"forged")
+    refused = http.post(f"/v1/files/{sha256(b'real')}/commit", json={"id": forged["uploads"][sha256(b"real")]["id"]},
+                        headers=client)
+    assert c(refused, "POST", "/v1/files/{sha}/commit")["error"]["code"] == "hash_mismatch"
+    assert http.post("/v1/files/missing", json={"hashes": [sha, sha256(b"real")]},
+                     headers=client).get_json() == {"missing": [sha256(b"real")]}
+    assert list(farm_of(http).storage.list_prefix("files/incoming")) == [], "refused bytes were kept"
+    too_big = http.post("/v1/files/uploads", json={"files": {sha: settings.max_upload_bytes + 1}}, headers=client)
+    assert c(too_big, "POST", "/v1/files/uploads") and too_big.status_code == 413
+
+    job = c(http.post("/v1/jobs", json=job_body(sha, frames="1-2"), headers=client), "POST", "/v1/jobs")
+    wid = http.post("/v1/workers", json={"blender_version": "3.4.1"}, headers=worker).get_json()["id"]
+    part = claim(http, tokens.worker, wid)
+    held = {**worker, **lease(part["token"])}
+    scene = c(http.get(f"/v1/parts/{part['id']}/scene", headers=held), "GET", "/v1/parts/{pid}/scene")
+    with urllib.request.urlopen(scene["urls"][sha], timeout=30) as resp:
+        assert resp.read() == scene_bytes
+    result = frames_zip(part["frames"])
+    upload = c(http.post(f"/v1/parts/{part['id']}/result/upload", json={"size": len(result)}, headers=held),
+               "POST", "/v1/parts/{pid}/result/upload")
+    put_to(upload["url"], result)
+    done = c(http.post(f"/v1/parts/{part['id']}/result", json={"id": upload["id"]}, headers=held),
+             "POST", "/v1/parts/{pid}/result")
+    assert done == {"ok": True, "job_status": "assembling"}
+    assert job["parts"]["total"] == 1
+
+    tarball = tmp_path / "blender.tar.xz"
+    tarball.write_bytes(b"a build in the bucket")
+    blender_builds.publish(farm_of(http).redis, farm_of(http).storage, tarball, "4.2")
+    build = c(http.get("/v1/blender", headers=worker), "GET", "/v1/blender")
+    assert build["url"].startswith(gcs.url) and "X-Goog-Signature=" in build["url"]  # no gateway in the way
+    with urllib.request.urlopen(build["url"], timeout=30) as resp:
+        assert resp.read() == b"a build in the bucket"

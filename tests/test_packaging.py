@@ -83,7 +83,7 @@ def test_every_framefarm_command_in_compose_units_and_images_is_real():
         written = commands_in_text(doc.read_text(), markdown=doc.suffix == ".md")
         checked += [parse_framefarm(c, f"{doc.name} (text)") for c in written]
     kinds = sorted({args.command for args in checked})
-    assert kinds == ["gateway", "submit", "token", "worker"], kinds
+    assert kinds == ["blender", "gateway", "submit", "token", "worker"], kinds
     assert len(checked) >= 12
 
 

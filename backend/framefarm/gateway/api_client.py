@@ -10,12 +10,14 @@ from . import cleanup, jobs, uploads
 from .archive import archive_key, download_name
 from .auth import requires
 from .errors import ApiError, bad_request
-from .storage import StorageError
+from .storage import ObjectMissing, StorageError
 
 bp = Blueprint("client", __name__, url_prefix="/v1")
 log = logging.getLogger("framefarm.gateway.client")
 
 MAX_HASHES_PER_QUERY = 20_000
+# Opening an upload session is one call to the storage service per file: keep a request short.
+MAX_UPLOADS_PER_QUERY = 100
 
 
 def farm():
@@ -49,6 +51,61 @@ def upload_file(sha: str):
         return jsonify({"sha256": sha, "stored": False}), 200
     size = uploads.stream_to(f.storage, jobs.file_key(sha), f.settings.max_upload_bytes, expect_sha=sha)
     return jsonify({"sha256": sha, "stored": True, "size": size}), 201
+
+
+@bp.post("/files/uploads")
+@requires("client")
+def files_uploads():
+    """Upload URLs for files the farm lacks, where the storage takes uploads directly;
+    `uploads` is empty where it does not (then PUT /v1/files/{sha} streams through here)."""
+    f = farm()
+    body = request.get_json(silent=True)
+    files = body.get("files") if isinstance(body, dict) else None
+    if not isinstance(files, dict) or not 0 < len(files) <= MAX_UPLOADS_PER_QUERY:
+        raise bad_request(f'send {{"files": {{sha256: size, ...}}}} with 1 to {MAX_UPLOADS_PER_QUERY} files')
+    limit = f.settings.max_upload_bytes
+    for sha, size in files.items():
+        jobs.check_sha(sha)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise bad_request(f"the size of {sha} must be a whole number of bytes", "bad_size")
+        if size > limit:
+            raise uploads.too_large(limit)
+    out = {}
+    try:
+        for sha, size in files.items():
+            uid = uploads.new_upload_id()
+            url = f.storage.upload_url(uploads.incoming_file_key(sha, uid), size)
+            if url is None:
+                break
+            out[sha] = {"url": url, "id": uid}
+    except StorageError as e:  # the gateway can still take the files itself
+        log.warning("cannot open direct uploads: %s", e)
+        out = {}
+    return jsonify({"direct": bool(out), "uploads": out})
+
+
+@bp.post("/files/<sha>/commit")
+@requires("client")
+def commit_file(sha: str):
+    """Check a direct upload (size and SHA-256, read back from storage) and keep it as the file."""
+    f = farm()
+    jobs.check_sha(sha)
+    src = uploads.incoming_file_key(sha, uploads.upload_id(request.get_json(silent=True)))
+    tallies = []
+
+    def verify(fh) -> None:
+        tallies.append(uploads.drain(fh, f.settings.max_upload_bytes))
+        tallies[-1].check_sha(sha)
+
+    try:
+        stored = f.storage.promote(src, jobs.file_key(sha), verify)
+    except ObjectMissing:
+        raise ApiError(404, "no_upload", f"no finished upload of {sha} under this id: send the file to its "
+                                         "upload URL first (or ask for a new one)") from None
+    except ApiError:
+        f.storage.delete(src)  # refused bytes are not kept
+        raise
+    return jsonify({"sha256": sha, "stored": stored, "size": tallies[-1].total}), 201 if stored else 200
 
 
 @bp.post("/jobs")

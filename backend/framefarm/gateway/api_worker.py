@@ -6,12 +6,12 @@ worker, or the job ended) is answered 409 and changes nothing.
 """
 from __future__ import annotations
 
+import logging
 import re
 import secrets
-import shutil
 import tempfile
-from contextlib import ExitStack
 from pathlib import Path
+from typing import BinaryIO
 
 from flask import Blueprint, current_app, g, jsonify, request, send_file
 
@@ -19,8 +19,10 @@ from . import archive, jobs, keys, scheduling, uploads
 from .auth import requires
 from .errors import ApiError, bad_request, conflict, not_found
 from .gateways import redis_now_ms
+from .storage import ObjectMissing, StorageError
 
 bp = Blueprint("worker", __name__, url_prefix="/v1")
+log = logging.getLogger("framefarm.gateway.worker")
 
 MAX_MESSAGE = 4000
 MAX_LOG_TAIL = 16000
@@ -165,10 +167,32 @@ def _leased(pid: str) -> dict[str, str]:
 @bp.get("/parts/<pid>/scene")
 @requires("worker")
 def scene(pid: str):
+    """The scene's files; with `urls` (signed, expiring) where the storage can sign, so the
+    worker fetches them from storage rather than through a gateway."""
+    f = farm()
     _leased(pid)
     job_id = keys.job_of_part(pid)
-    job = jobs.load(farm(), job_id, None)
-    return jsonify({"main": job["main"], "files": jobs.manifest_of(farm(), job_id)})
+    job = jobs.load(f, job_id, None)
+    files = jobs.manifest_of(f, job_id)
+    out = {"main": job["main"], "files": files}
+    urls = _signed_urls(f, set(files.values()))
+    if urls:
+        out["urls"] = urls
+    return jsonify(out)
+
+
+def _signed_urls(f, shas: set[str]) -> dict[str, str]:
+    urls: dict[str, str] = {}
+    try:
+        for sha in sorted(shas):
+            url = f.storage.signed_url(jobs.file_key(sha), f.settings.link_ttl_s)
+            if url is None:
+                return {}
+            urls[sha] = url
+    except StorageError as e:  # e.g. the IAM signing API is down: the gateway can still stream them
+        log.warning("cannot sign scene file URLs: %s", e)
+        return {}
+    return urls
 
 
 @bp.get("/parts/<pid>/files/<sha>")
@@ -191,25 +215,83 @@ def _chunks(src):
             yield block
 
 
+def _frames(part: dict[str, str]) -> list[int]:
+    return list(range(int(part["start"]), int(part["start"]) + int(part["count"]) * int(part["step"]),
+                      int(part["step"])))
+
+
+def _check_zip(src: BinaryIO, frames: list[int], limit: int) -> None:
+    """Spool a result to a temporary file (zipfile must seek) and check it."""
+    with tempfile.NamedTemporaryFile(suffix=".zip") as tmp:
+        uploads.drain(src, limit, copy_to=tmp)
+        tmp.flush()
+        archive.check_result(Path(tmp.name), frames)
+
+
 @bp.put("/parts/<pid>/result")
 @requires("worker")
 def result(pid: str):
     f = farm()
     part = _leased(pid)
-    frames = list(range(int(part["start"]), int(part["start"]) + int(part["count"]) * int(part["step"]),
-                        int(part["step"])))
     key = archive.part_result_key(part["job"], int(part["index"]), part["token"])
     uploads.stream_to(f.storage, key, f.settings.max_upload_bytes)
     try:
-        with ExitStack() as stack:
-            local = f.storage.local_path(key)
-            if local is None:
-                tmp = stack.enter_context(tempfile.NamedTemporaryFile(suffix=".zip"))
-                with f.storage.open_read(key) as src:
-                    shutil.copyfileobj(src, tmp, 1024 * 1024)
-                tmp.flush()
-                local = Path(tmp.name)
-            archive.check_result(local, frames)
+        local = f.storage.local_path(key)
+        if local is not None:
+            archive.check_result(local, _frames(part))
+        else:
+            with f.storage.open_read(key) as src:
+                _check_zip(src, _frames(part), f.settings.max_upload_bytes)
+    except BaseException:
+        f.storage.delete(key)
+        raise
+    return _complete(f, pid, part, key)
+
+
+@bp.post("/parts/<pid>/result/upload")
+@requires("worker")
+def result_upload(pid: str):
+    """Where to send the part's result directly: an upload URL and its id, or nulls where the
+    storage does not take direct uploads (then PUT /v1/parts/{pid}/result streams through here)."""
+    f, body = farm(), _body()
+    part = _leased(pid)
+    size = body.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise bad_request("size must be the result's size in bytes", "bad_size")
+    if size > f.settings.max_upload_bytes:
+        raise uploads.too_large(f.settings.max_upload_bytes)
+    uid = uploads.new_upload_id()
+    try:
+        url = f.storage.upload_url(archive.part_upload_key(part["job"], int(part["index"]), part["token"], uid),
+                                   size)
+    except StorageError as e:
+        log.warning("cannot open a direct upload for part %s: %s", pid, e)
+        url = None
+    return jsonify({"url": url, "id": uid if url else None})
+
+
+@bp.post("/parts/<pid>/result")
+@requires("worker")
+def commit_result(pid: str):
+    """Check a result sent to its upload URL, keep it, and count the part done."""
+    f, body = farm(), _body()
+    part = _leased(pid)
+    src = archive.part_upload_key(part["job"], int(part["index"]), part["token"], uploads.upload_id(body))
+    key = archive.part_result_key(part["job"], int(part["index"]), part["token"])
+    try:
+        f.storage.promote(src, key, lambda fh: _check_zip(fh, _frames(part), f.settings.max_upload_bytes))
+    except ObjectMissing:
+        raise ApiError(404, "no_upload", f"no finished upload of part {pid}'s result under this id: "
+                                         "send it to its upload URL first") from None
+    except ApiError:
+        f.storage.delete(src)
+        raise
+    return _complete(f, pid, part, key)
+
+
+def _complete(f, pid: str, part: dict[str, str], key: str):
+    """Count a checked result stored under `key`; a stale lease or an ended job drops it."""
+    try:
         res = f.scripts.complete(args=[pid, part["token"], key])
     except BaseException:
         f.storage.delete(key)

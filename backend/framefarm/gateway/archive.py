@@ -40,6 +40,12 @@ def part_result_key(job_id: str, index: int, token: str) -> str:
     return f"parts/{job_id}/{index}-{token}.zip"
 
 
+def part_upload_key(job_id: str, index: int, token: str, upload_id: str) -> str:
+    """Where a result sent straight to storage waits to be checked; under the job's parts,
+    so the job's clean-up takes any that were never committed."""
+    return f"parts/{job_id}/incoming/{index}-{token}-{upload_id}.zip"
+
+
 def archive_key(job_id: str) -> str:
     return f"archives/{job_id}.zip"
 

@@ -11,6 +11,8 @@
   A deletion first marks the file, in the same atomic step that checks nothing holds it;
   a submission that tries to hold a marked file is told it is missing, so no job can
   ever refer to a deleted file, whatever the timing.
+- Direct uploads (uploads.py) that were never committed are deleted `files_grace_s` after
+  they landed; a job's uncommitted part uploads go with its parts.
 - Final archives are deleted `archive_retention_s` after their job finished, and the job
   becomes `expired`: its download link then answers 410 with a message that says so.
 
@@ -33,6 +35,7 @@ from .archive import archive_key
 from .errors import ApiError
 from .farm import Farm
 from .gateways import redis_now_ms
+from .uploads import INCOMING_FILES
 
 log = logging.getLogger("framefarm.gateway.cleanup")
 
@@ -128,7 +131,12 @@ def delete_unheld_files(farm: Farm, report: Report) -> None:
     now = redis_now_ms(farm.redis)
     for obj in farm.storage.list_prefix("files"):
         m = _FILE_KEY.match(obj.key)
-        if not m or now - obj.updated * 1000 < grace_ms:
+        if now - obj.updated * 1000 < grace_ms:
+            continue
+        if obj.key.startswith(INCOMING_FILES):  # a direct upload never committed
+            farm.storage.delete(obj.key)
+            continue
+        if not m:
             continue
         sha = m.group(1)
         if not farm.scripts.doom_file(args=[sha, grace_ms, DELETING_TTL_S]):

@@ -14,6 +14,12 @@ block raises cancels the upload and leaves nothing under the key. Reads stream i
 and are pinned to the generation they started on, so an object replaced mid-read fails
 the read instead of mixing two versions.
 
+Direct uploads go to resumable-upload sessions that the gateway opens with its own
+credentials: the session URL is bound to one object name and one size, and is the only
+credential the uploader gets (so no signing ability is needed for uploads). `promote`
+reads the uploaded object pinned to its generation and rewrites exactly that generation
+to the final name, inside Cloud Storage, so the bytes checked are the bytes kept.
+
 Signed URLs are V4 and expire. A service-account key signs locally; credentials without
 a private key (a VM's or Cloud Run's service account) sign through the IAM signBlob API,
 which needs the account to hold roles/iam.serviceAccountTokenCreator on itself.
@@ -25,7 +31,7 @@ import logging
 import os
 import threading
 from datetime import timedelta
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 from urllib.parse import urlparse
 
 import google.auth
@@ -37,12 +43,16 @@ from google.auth.credentials import AnonymousCredentials, Signing
 from google.cloud import storage as gcs
 from google.oauth2 import service_account
 
-from .storage import ObjectInfo, StorageError, StorageUnavailable, check_key
+from .storage import ObjectInfo, ObjectMissing, StorageError, StorageUnavailable, check_key
 
 log = logging.getLogger("framefarm.gateway.gcs")
 
 # Resumable uploads move in multiples of 256 KiB; one chunk is the writer's memory.
 CHUNK = 8 * 1024 * 1024
+# A reader holds about three copies of its chunk at once (the response, its buffer, the
+# block handed out), so reads use smaller ranges: with the writer's chunk that keeps a
+# gateway assembling a job (one reader, one writer) within a few tens of MiB.
+READ_CHUNK = 4 * 1024 * 1024
 _TRANSIENT = (gexc.ServerError, gexc.TooManyRequests, requests.ConnectionError, requests.Timeout,
               google.auth.exceptions.TransportError)
 
@@ -107,7 +117,7 @@ class GCSStorage:
             blob = self.bucket.get_blob(self._name(key))
         if blob is None:
             raise StorageError(f"no object {key}")
-        return blob.open("rb", chunk_size=CHUNK, if_generation_match=blob.generation)
+        return blob.open("rb", chunk_size=READ_CHUNK, if_generation_match=blob.generation)
 
     @contextlib.contextmanager
     def writer(self, key: str) -> Iterator[BinaryIO]:
@@ -148,6 +158,34 @@ class GCSStorage:
         with _errors(key):
             return self.bucket.blob(self._name(key)).generate_signed_url(
                 version="v4", expiration=timedelta(seconds=ttl_s), method=method, **how, **extra)
+
+    def upload_url(self, key: str, size: int) -> str | None:
+        with _errors(key):
+            return self.bucket.blob(self._name(key)).create_resumable_upload_session(
+                content_type="application/octet-stream", size=size)
+
+    def promote(self, src: str, dst: str, verify: Callable[[BinaryIO], None]) -> bool:
+        with _errors(src):
+            source = self.bucket.get_blob(self._name(src))
+        if source is None:
+            raise ObjectMissing(f"no object {src}")
+        with _errors(src), source.open("rb", chunk_size=READ_CHUNK, if_generation_match=source.generation) as fh:
+            verify(fh)
+        target = self.bucket.blob(self._name(dst))
+        token = None
+        with _errors(dst):
+            # An existing `dst` is kept rather than replaced under its readers; the check
+            # answers at once, the precondition closes the race (and the emulator ignores it).
+            moved = not target.exists()
+            try:
+                while moved:  # a rewrite of a big object may take several calls
+                    token, _, _ = target.rewrite(source, token=token, if_generation_match=0)
+                    if token is None:
+                        break
+            except gexc.PreconditionFailed:
+                moved = False
+        self.delete(src)
+        return moved
 
     def _sign_with(self) -> dict | None:
         """Keyword arguments for generate_signed_url, or None when nothing here can sign."""

@@ -27,6 +27,7 @@ FILE_HOLDERS = PREFIX + "files:holders"    # zset job id -> when it took its hol
 FILE_RELEASED = PREFIX + "files:released"  # hash sha -> when its last holder let go (ms)
 ARCHIVES = PREFIX + "archives"             # zset job id -> when its archive was finished (ms)
 CLEANUP_LOCK = PREFIX + "lock:cleanup"
+BLENDER = PREFIX + "blender"               # hash: the pinned Blender build (blender_builds.py)
 
 
 def token(digest: str) -> str:

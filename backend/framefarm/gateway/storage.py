@@ -9,6 +9,11 @@ Every back end streams both ways, so no object is ever held in memory whole.
 default, one machine) or `gs://bucket/prefix` (Google Cloud Storage, see
 gcs_storage.py), which can also sign expiring URLs so big downloads bypass the
 gateways; or several of them, one per kind of object (RoutedStorage).
+
+Direct uploads: where a back end can hand out an upload URL (`upload_url`), clients and
+workers send big files straight to storage. Those bytes come from outside, so they land
+under a temporary key and `promote` moves them to their final key only after the farm
+has read them back and checked them, pinned to exactly the bytes it checked.
 """
 from __future__ import annotations
 
@@ -17,9 +22,10 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Protocol
+from typing import BinaryIO, Callable, Iterator, Protocol
 from urllib.parse import urlparse
 
 _KEY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.:-]+)*$")
@@ -34,6 +40,10 @@ class StorageError(RuntimeError):
 
 class StorageUnavailable(StorageError):
     """The storage service did not answer (a network or service outage): retry later."""
+
+
+class ObjectMissing(StorageError):
+    """There is no object under the key (e.g. an upload that never completed)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,18 @@ class Storage(Protocol):
                    filename: str | None = None) -> str | None:
         """An expiring URL that grants `method` on this one object without a
         token, or None where the back end cannot sign (the gateway then streams)."""
+        ...
+
+    def upload_url(self, key: str, size: int) -> str | None:
+        """A URL that takes one upload of `size` bytes to `key` without a token (it is the
+        credential), or None where the back end cannot (uploads then stream through the gateway)."""
+        ...
+
+    def promote(self, src: str, dst: str, verify: Callable[[BinaryIO], None]) -> bool:
+        """Move `src` to `dst` once `verify(reader)` has read it without raising; the bytes
+        moved are exactly the bytes verified, even if `src` is written again meanwhile.
+        False (and `src` deleted) when `dst` already exists; ObjectMissing without `src`;
+        whatever `verify` raises leaves `src` in place."""
         ...
 
     def ping(self) -> None: ...
@@ -137,6 +159,34 @@ class LocalStorage:
     def signed_url(self, key: str, ttl_s: int, method: str = "GET", filename: str | None = None) -> str | None:
         return None
 
+    def upload_url(self, key: str, size: int) -> str | None:
+        return None
+
+    def promote(self, src: str, dst: str, verify: Callable[[BinaryIO], None]) -> bool:
+        # Renaming claims the file: a later write to `src` makes a new file, never this one.
+        source, target = self._path(src), self._path(dst)
+        claimed = source.with_name(f"{TEMP_PREFIX}{source.name}-{os.getpid()}-{threading.get_ident()}")
+        try:
+            os.rename(source, claimed)
+        except FileNotFoundError:
+            raise ObjectMissing(f"no object {src}") from None
+        try:
+            with open(claimed, "rb") as fh:
+                verify(fh)
+        except BaseException:
+            with contextlib.suppress(FileExistsError):
+                os.link(claimed, source)  # back where it was, unless written anew meanwhile
+            claimed.unlink()
+            raise
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(claimed, target)  # fails rather than replace an object that exists
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            claimed.unlink()
+
     def ping(self) -> None:
         if not os.access(self.root, os.W_OK):
             raise StorageError(f"storage folder {self.root} is not writable")
@@ -178,6 +228,15 @@ class RoutedStorage:
 
     def signed_url(self, key: str, ttl_s: int, method: str = "GET", filename: str | None = None) -> str | None:
         return self._for(key).signed_url(key, ttl_s, method, filename)
+
+    def upload_url(self, key: str, size: int) -> str | None:
+        return self._for(key).upload_url(key, size)
+
+    def promote(self, src: str, dst: str, verify: Callable[[BinaryIO], None]) -> bool:
+        store = self._for(src)
+        if self._for(dst) is not store:
+            raise StorageError(f"cannot move {src} to {dst}: they are kept in different places")
+        return store.promote(src, dst, verify)
 
     def ping(self) -> None:
         for store in (self.default, *self.routes.values()):

@@ -1,18 +1,28 @@
-"""Streaming request bodies into storage with a size limit and a running hash.
+"""Uploads: request bodies streamed into storage, and direct uploads checked after the fact.
 
 A request over the limit is refused from its Content-Length before a byte is
 read; a chunked one is cut off as soon as it passes the limit.
+
+A direct upload (where the storage hands out upload URLs, see storage.py) never passes
+through a gateway: the uploader sends the bytes to a temporary key of its own, then asks
+a gateway to commit it, and only bytes that pass the same checks as a streamed upload
+(size, SHA-256 or result contents) are moved to the key the farm uses.
 """
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
+from typing import BinaryIO
 
 from flask import request
 
-from .errors import ApiError
+from .errors import ApiError, bad_request
 from .storage import Storage
 
 BLOCK = 1024 * 1024
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{16}$")
+INCOMING_FILES = "files/incoming/"
 
 
 def too_large(limit: int) -> ApiError:
@@ -25,23 +35,64 @@ def check_length(limit: int) -> None:
         raise too_large(limit)
 
 
+class Tally:
+    """Counts and hashes bytes as they pass, refusing more than `limit` of them."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.total, self.digest = limit, 0, hashlib.sha256()
+
+    def add(self, block: bytes) -> None:
+        self.total += len(block)
+        if self.total > self.limit:
+            raise too_large(self.limit)
+        self.digest.update(block)
+
+    def check_sha(self, expect_sha: str) -> None:
+        if self.digest.hexdigest() != expect_sha:
+            raise ApiError(400, "hash_mismatch", f"the uploaded bytes hash to {self.digest.hexdigest()}, "
+                                                 f"not {expect_sha}")
+
+
 def stream_to(storage: Storage, key: str, limit: int, expect_sha: str | None = None) -> int:
     """Write the request body to `key`; with `expect_sha`, keep it only if it matches."""
     check_length(limit)
-    digest = hashlib.sha256()
-    total = 0
+    tally = Tally(limit)
     stream = request.stream
     with storage.writer(key) as out:
         while block := stream.read(BLOCK):
-            total += len(block)
-            if total > limit:
-                raise too_large(limit)
-            digest.update(block)
+            tally.add(block)
             out.write(block)
-        if request.content_length is not None and total != request.content_length:
+        if request.content_length is not None and tally.total != request.content_length:
             raise ApiError(400, "incomplete_upload",
-                           f"received {total} of {request.content_length} bytes")
-        if expect_sha is not None and digest.hexdigest() != expect_sha:
-            raise ApiError(400, "hash_mismatch",
-                           f"the uploaded bytes hash to {digest.hexdigest()}, not {expect_sha}")
-    return total
+                           f"received {tally.total} of {request.content_length} bytes")
+        if expect_sha is not None:
+            tally.check_sha(expect_sha)
+    return tally.total
+
+
+def drain(src: BinaryIO, limit: int, copy_to: BinaryIO | None = None) -> Tally:
+    """Read `src` to its end through a Tally (and into `copy_to`, if given)."""
+    tally = Tally(limit)
+    while block := src.read(BLOCK):
+        tally.add(block)
+        if copy_to is not None:
+            copy_to.write(block)
+    return tally
+
+
+def new_upload_id() -> str:
+    return secrets.token_hex(8)
+
+
+def upload_id(body: object) -> str:
+    """The `id` of a direct upload, from a commit request's JSON body."""
+    uid = body.get("id") if isinstance(body, dict) else None
+    if not isinstance(uid, str) or not _UPLOAD_ID.match(uid):
+        raise bad_request('send {"id": ...} with the id the upload URL came with', "bad_upload_id")
+    return uid
+
+
+def incoming_file_key(sha: str, uid: str) -> str:
+    """Where a direct upload of a scene file waits for its commit. Under `files/`, so it is
+    kept in the same place as the file it becomes (the move stays inside one bucket)."""
+    return f"{INCOMING_FILES}{sha}-{uid}"

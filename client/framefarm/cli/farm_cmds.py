@@ -30,13 +30,21 @@ def worker(args) -> int:
 
     if args.slots < 1:
         raise UsageError("--slots must be 1 or more")
+    from framefarm.worker.blender_fetch import BlenderFetchError, fetch_pinned
+
     api = config.resolve(args.gateways, args.token).api()
+    workdir = Path(args.workdir) if args.workdir else home.home() / "worker"
     try:
-        info = probe_blender(args.blender or "blender")
-        agent = Agent(api, info, workdir=Path(args.workdir) if args.workdir else home.home() / "worker",
-                      device=args.device, slots=args.slots, name=args.name)
+        blender = args.blender or "blender"
+        if blender == "farm":  # the build the farm publishes, checked against its SHA-256
+            blender = str(fetch_pinned(api, workdir / "blender"))
+        info = probe_blender(blender)
+        agent = Agent(api, info, workdir=workdir, device=args.device, slots=args.slots, name=args.name)
     except RenderError as e:
         print(f"framefarm worker: {e.message}", file=sys.stderr)
+        return 1
+    except BlenderFetchError as e:
+        print(f"framefarm worker: {e}", file=sys.stderr)
         return 1
     _on_stop_signals(agent.stop.set)
     agent.run()
@@ -54,7 +62,7 @@ def gateway(args) -> int:
     os.execv(sys.executable, argv)
 
 
-def _redis_for_tokens() -> redis.Redis:
+def _farm_redis() -> redis.Redis:
     url = os.environ.get("FRAMEFARM_REDIS_URL") or home.read_json(home.farm_config_path()).get("redis_url")
     if not url:
         raise UsageError("no farm database: set FRAMEFARM_REDIS_URL, or start a local farm with `framefarm up`")
@@ -67,7 +75,7 @@ def token_create(args) -> int:
     from framefarm.gateway.auth import create_token
 
     try:
-        print(create_token(_redis_for_tokens(), args.role, args.name))
+        print(create_token(_farm_redis(), args.role, args.name))
     except redis.ConnectionError as e:
         print(f"framefarm: cannot reach the farm's Redis: {e}", file=sys.stderr)
         return 1
@@ -78,9 +86,35 @@ def token_revoke(args) -> int:
     from framefarm.gateway.auth import revoke_token
 
     token = sys.stdin.readline().strip()
-    if not revoke_token(_redis_for_tokens(), token):
+    if not revoke_token(_farm_redis(), token):
         print("framefarm: no such token", file=sys.stderr)
         return 1
+    return 0
+
+
+def blender_publish(args) -> int:
+    """Publish a Blender tarball in the farm's storage for workers run with `--blender farm`."""
+    from framefarm.gateway.blender_builds import publish
+    from framefarm.gateway.storage import StorageError, open_storage
+
+    tarball = Path(args.tarball)
+    if not tarball.is_file():
+        raise UsageError(f"{tarball} is not a file")
+    storage = os.environ.get("FRAMEFARM_STORAGE")
+    if not storage and home.farm_config_path().exists():  # the local farm of `framefarm up`
+        storage = f"file://{home.home() / 'storage'}"
+    if not storage:
+        raise UsageError("no farm storage: set FRAMEFARM_STORAGE as the gateways have it, "
+                         "or start a local farm with `framefarm up`")
+    try:
+        record = publish(_farm_redis(), open_storage(storage), tarball, args.version)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    except (StorageError, redis.ConnectionError) as e:
+        print(f"framefarm: publishing failed: {e}", file=sys.stderr)
+        return 1
+    print(f"published Blender {record['version']} ({record['size']} bytes, sha256 {record['sha256']}); "
+          f"workers started with --blender farm will use it")
     return 0
 
 

@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.download)
 
     p = sub.add_parser("worker", help="run a worker agent on this machine")
-    p.add_argument("--blender", default=None, help="Blender executable (default: blender on PATH)")
+    p.add_argument("--blender", default=None,
+                   help="Blender executable (default: blender on PATH), or 'farm' for the build the farm publishes")
     p.add_argument("--device", default="auto", choices=["auto", "CPU", "CUDA", "OPTIX", "HIP", "ONEAPI", "METAL"],
                    help="Cycles device (auto picks the best this Blender reports)")
     p.add_argument("--slots", type=int, default=1, help="parts rendered at once")
@@ -91,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blender", default=None)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=farm_cmds.up)
+
+    p = sub.add_parser("blender", help="the Blender build the farm publishes for its workers")
+    bsub = p.add_subparsers(dest="blender_command", required=True)
+    b = bsub.add_parser("publish", help="store a Blender tarball for workers run with --blender farm "
+                                        "(needs FRAMEFARM_REDIS_URL and FRAMEFARM_STORAGE, as the gateways have them)")
+    b.add_argument("tarball", help="a Blender build as a .tar.xz/.tar.gz (Blender's own Linux tarballs work)")
+    b.add_argument("--version", required=True, help="its Blender version, e.g. 4.2.1")
+    b.set_defaults(func=farm_cmds.blender_publish)
 
     p = sub.add_parser("token", help="manage access tokens")
     tsub = p.add_subparsers(dest="token_command", required=True)

@@ -2,18 +2,24 @@
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from .http import BLOCK, Client, FarmError
+from .http import BLOCK, Client, FarmError, ProgressReader
+
+log = logging.getLogger("framefarm.client")
+# A direct upload that breaks off is sent again whole, to a fresh upload URL.
+DIRECT_ATTEMPTS = 3
 
 
 class FarmAPI:
     def __init__(self, client: Client) -> None:
         self.client = client
+        self._direct: bool | None = None  # does the farm take uploads straight to its storage?
 
     # -- clients -----------------------------------------------------------------------
     def gateways(self) -> list[dict]:
@@ -23,10 +29,25 @@ class FarmAPI:
         return self.client.request("POST", "/v1/files/missing", json_body={"hashes": hashes}).json()["missing"]
 
     def upload(self, sha: str, path: Path, progress: Callable[[int], None] | None = None) -> None:
+        """Send one file: straight to the farm's storage where it hands out an upload URL (the
+        farm then checks the bytes as it commits them), else streamed through a gateway."""
+        size = os.stat(path).st_size
+        target = _send_direct(lambda: self._upload_target(sha, size), path, progress)
+        if target:
+            self.client.request("POST", f"/v1/files/{sha}/commit", json_body={"id": target["id"]},
+                                read_timeout=600)
+            return
         with open(path, "rb") as fh:
             self.client.request("PUT", f"/v1/files/{sha}", body=fh, progress=progress, read_timeout=600,
                                 headers={"Content-Type": "application/octet-stream",
                                          "Content-Length": str(os.fstat(fh.fileno()).st_size)})
+
+    def _upload_target(self, sha: str, size: int) -> dict | None:
+        if self._direct is False:  # a farm that streams uploads said so once
+            return None
+        reply = self.client.request("POST", "/v1/files/uploads", json_body={"files": {sha: size}}).json()
+        self._direct = reply["direct"]
+        return reply["uploads"].get(sha)
 
     def submit(self, payload: dict, idempotency_key: str) -> dict:
         return self.client.request("POST", "/v1/jobs", json_body=payload,
@@ -65,6 +86,10 @@ class FarmAPI:
     def unregister(self, worker_id: str) -> None:
         self.client.request("DELETE", f"/v1/workers/{worker_id}", retry_for=5)
 
+    def pinned_blender(self) -> dict:
+        """The Blender build the farm publishes for its workers: version, sha256, size, url."""
+        return self.client.request("GET", "/v1/blender").json()
+
     def claim(self, worker_id: str, wait: float) -> dict | None:
         resp = self.client.request("POST", f"/v1/workers/{worker_id}/claim", json_body={"wait": wait},
                                    read_timeout=wait + 30)
@@ -77,7 +102,11 @@ class FarmAPI:
     def scene(self, part_id: str, token: str) -> dict:
         return self.client.request("GET", f"/v1/parts/{part_id}/scene", headers=_lease(token)).json()
 
-    def fetch_file(self, part_id: str, token: str, sha: str, dest: Path) -> None:
+    def fetch_file(self, part_id: str, token: str, sha: str, dest: Path, url: str | None = None) -> None:
+        """One scene file: from its signed storage URL when the scene listed one, else through a gateway."""
+        if url:
+            download_url(url, dest)
+            return
         resp = self.client.request("GET", f"/v1/parts/{part_id}/files/{sha}", headers=_lease(token),
                                    stream=True, read_timeout=300)
         try:
@@ -86,10 +115,22 @@ class FarmAPI:
             resp.close()
 
     def upload_result(self, part_id: str, token: str, path: Path) -> dict:
+        """The part's frames: to an upload URL and then committed where the farm hands one out,
+        else streamed through a gateway. Either way the farm checks them before they count."""
+        size = os.stat(path).st_size
+
+        def ask() -> dict | None:
+            reply = self.client.request("POST", f"/v1/parts/{part_id}/result/upload", headers=_lease(token),
+                                        json_body={"size": size}).json()
+            return reply if reply["url"] else None
+
+        target = _send_direct(ask, path)
+        if target:
+            return self.client.request("POST", f"/v1/parts/{part_id}/result", headers=_lease(token),
+                                       json_body={"id": target["id"]}, read_timeout=600).json()
         with open(path, "rb") as fh:
             return self.client.request("PUT", f"/v1/parts/{part_id}/result", body=fh, read_timeout=600, headers={
-                **_lease(token), "Content-Type": "application/zip",
-                "Content-Length": str(os.fstat(fh.fileno()).st_size)}).json()
+                **_lease(token), "Content-Type": "application/zip", "Content-Length": str(size)}).json()
 
     def report_failure(self, part_id: str, token: str, message: str, log_tail: str, deterministic: bool) -> dict:
         return self.client.request("POST", f"/v1/parts/{part_id}/failure", headers=_lease(token), json_body={
@@ -115,13 +156,19 @@ def _save(src, dest: Path, progress: Callable[[int], None] | None) -> None:
     os.replace(tmp, dest)
 
 
-def download_url(url: str, dest: Path, progress: Callable[[int], None] | None = None) -> Path:
-    """Fetch a signed link (no token: the signature is the credential)."""
+def _connect(url: str, timeout: float = 60) -> tuple[http.client.HTTPConnection, str]:
+    """A connection for a signed or session URL, and the URL's path with its query."""
     parts = urlsplit(url)
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = cls(parts.hostname, parts.port, timeout=60)
+    return cls(parts.hostname or "", parts.port, timeout=timeout, blocksize=BLOCK), \
+        parts.path + ("?" + parts.query if parts.query else "")
+
+
+def download_url(url: str, dest: Path, progress: Callable[[int], None] | None = None) -> Path:
+    """Fetch a signed link (no token: the signature is the credential)."""
+    conn, target = _connect(url)
     try:
-        conn.request("GET", parts.path + ("?" + parts.query if parts.query else ""))
+        conn.request("GET", target)
         resp = conn.getresponse()
         if resp.status != 200:
             raise FarmError(f"download failed: HTTP {resp.status} {resp.read(300).decode(errors='replace')}",
@@ -130,6 +177,62 @@ def download_url(url: str, dest: Path, progress: Callable[[int], None] | None = 
     finally:
         conn.close()
     return dest
+
+
+class TransferFailed(FarmError):
+    """A direct transfer to storage broke off (connection dropped, storage answered 5xx):
+    worth trying again with a fresh upload URL."""
+
+
+def _send_direct(ask: Callable[[], dict | None], path: Path,
+                 progress: Callable[[int], None] | None = None) -> dict | None:
+    """Send `path` to the upload URL that `ask()` returns ({"url", "id"}), asking for a fresh
+    one when a transfer breaks off. The target it went to; None where the farm wants the
+    file streamed through a gateway instead."""
+    reported = 0  # a byte sent again after a broken transfer is reported once
+
+    for attempt in range(1, DIRECT_ATTEMPTS + 1):
+        target = ask()
+        if not target:
+            return None
+        sent = 0
+
+        def count(n: int) -> None:
+            nonlocal sent, reported
+            sent += n
+            if progress and sent > reported:
+                progress(sent - reported)
+                reported = sent
+
+        try:
+            put_file(target["url"], path, count)
+            return target
+        except TransferFailed as e:
+            if attempt == DIRECT_ATTEMPTS:
+                raise
+            log.warning("%s; trying again with a new upload URL", e.message)
+    return None
+
+
+def put_file(url: str, path: Path, progress: Callable[[int], None] | None = None) -> None:
+    """Send a file to an upload URL (a resumable-upload session, sent in one PUT). The URL
+    is the credential: no token goes with it, and it is never logged."""
+    size = os.stat(path).st_size
+    conn, target = _connect(url)
+    try:
+        with open(path, "rb") as fh:
+            conn.request("PUT", target, body=ProgressReader(fh, progress), headers={
+                "Content-Length": str(size), "Content-Type": "application/octet-stream"})
+        resp = conn.getresponse()
+        text = resp.read(300).decode(errors="replace")
+    except (OSError, http.client.HTTPException) as e:
+        raise TransferFailed(f"sending {path.name} to the farm's storage failed: {e or type(e).__name__}") from e
+    finally:
+        conn.close()
+    if resp.status >= 500:
+        raise TransferFailed(f"the farm's storage answered HTTP {resp.status} to {path.name}: {text}", resp.status)
+    if resp.status not in (200, 201):
+        raise FarmError(f"the farm's storage refused {path.name}: HTTP {resp.status} {text}", resp.status)
 
 
 def extract_frames(archive: Path, output: Path) -> list[Path]:

@@ -180,8 +180,9 @@ class Agent:
     def _scene(self, part: dict) -> Path:
         pid, token = part["id"], part["token"]
         scene = self.api.scene(pid, token)
+        urls = scene.get("urls", {})  # signed storage URLs, where the farm's storage can sign them
         return self.cache.scene(part["scene_hash"][:16] + "-" + part["job"], scene["files"],
-                                lambda sha, dest: self.api.fetch_file(pid, token, sha, dest))
+                                lambda sha, dest: self.api.fetch_file(pid, token, sha, dest, urls.get(sha)))
 
     @staticmethod
     def _zip(files: list[Path], dest: Path) -> Path:
