@@ -48,21 +48,21 @@ def install(app: Flask) -> None:
         code = (e.name or "error").lower().replace(" ", "_")
         return jsonify(error_body(code, e.description or e.name)), e.code
 
+    def unavailable(what: str, e: Exception, retry_after: int):
+        log.warning("%s unavailable: %s", what, e)
+        resp = jsonify(error_body("unavailable", f"the farm's {what} is unreachable; retry shortly"))
+        resp.headers["Retry-After"] = str(retry_after)
+        return resp, 503
+
     @app.errorhandler(redis.ConnectionError)
     @app.errorhandler(redis.TimeoutError)
     @app.errorhandler(redis.BusyLoadingError)
     def _redis_down(e):
-        log.warning("redis unavailable: %s", e)
-        resp = jsonify(error_body("unavailable", "the farm's database is unreachable; retry shortly"))
-        resp.headers["Retry-After"] = "2"
-        return resp, 503
+        return unavailable("database", e, 2)
 
     @app.errorhandler(StorageUnavailable)
     def _storage_down(e):
-        log.warning("storage unavailable: %s", e)
-        resp = jsonify(error_body("unavailable", "the farm's storage is unreachable; retry shortly"))
-        resp.headers["Retry-After"] = "5"
-        return resp, 503
+        return unavailable("storage", e, 5)
 
     @app.errorhandler(Exception)
     def _bug(e: Exception):
