@@ -19,23 +19,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
-import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+from benchtools import scratch
+from assemblytools import random_pool, run_child, stage_job  # shared with the tests
+from farmtools import make_scene
 
-from assemblytools import random_pool, run_child, stage_job  # noqa: E402  (shared with the tests)
-from farmtools import make_scene  # noqa: E402
-
-from framefarm.cli.localfarm import RedisServer  # noqa: E402
-from framefarm.gateway.app import create_app  # noqa: E402
-from framefarm.gateway.auth import create_token  # noqa: E402
-from framefarm.gateway.config import Settings  # noqa: E402
+from framefarm.cli.localfarm import RedisServer
+from framefarm.gateway.app import create_app
+from framefarm.gateway.auth import create_token
+from framefarm.gateway.config import Settings
 
 MB = 1024 * 1024
 
@@ -55,9 +49,7 @@ def main() -> None:
     ap.add_argument("--gcs", action="store_true", help="use gcp-storage-emulator as the storage")
     args = ap.parse_args()
     frames = max(args.chunk, int(args.gib * 1024 / args.frame_mib))
-    root = Path(tempfile.mkdtemp(prefix="ffbench-asm-", dir="/tmp"))
-    procs = []
-    try:
+    with scratch("ffbench-asm-") as (root, procs):
         redis_server = RedisServer(root / "redis", root / "redis.log").start()
         procs.append(redis_server)
         r = redis_server.client()
@@ -111,10 +103,6 @@ def main() -> None:
         print(json.dumps(report))
         print(f"{size / MB:.0f} MB: assembly {size / MB / a:.0f} MB/s, plain copy {size / MB / c:.0f} MB/s: "
               f"assembly/copy time = {a / c:.2f}, CPU time = {a_cpu / c_cpu:.2f}")
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -14,32 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+from benchtools import scratch
+from farmtools import make_scene, wait_for  # the tests' helpers, on the path through benchtools
 
-from farmtools import wait_for  # noqa: E402  (a poll-until helper shared with the tests)
-
-from framefarm.cli.localfarm import GatewayProcess, RedisServer, WorkerProcess, free_port  # noqa: E402
-from framefarm.gateway.auth import create_token  # noqa: E402
-from framefarm.gateway import keys  # noqa: E402
-
-
-def make_scene(folder: Path, frames: int, size: int, samples: int) -> Path:
-    scene = folder / "shot.blend"
-    subprocess.run(["blender", "-b", "--factory-startup", "--python-exit-code", "1", "--python",
-                    str(REPO / "scripts" / "make_scene.py"), "--", "--output", str(scene), "--animated",
-                    "--frames", f"1-{frames}", "--size", str(size), "--samples", str(samples),
-                    "--texture", str(folder / "textures" / "tex.png")],
-                   check=True, capture_output=True)
-    return scene
+from framefarm.cli.localfarm import GatewayProcess, RedisServer, WorkerProcess, free_port
+from framefarm.gateway.auth import create_token
+from framefarm.gateway import keys
 
 
 def plain(scene: Path, frames: int, out: Path) -> float:
@@ -68,10 +54,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="ffbench-", dir="/tmp"))
-    procs = []
-    try:
-        scene = make_scene(root / "scene", args.frames, args.size, args.samples)
+    with scratch("ffbench-") as (root, procs):
+        scene = make_scene(root / "scene" / "shot.blend", "--animated", "--frames", f"1-{args.frames}",
+                           "--size", str(args.size), "--samples", str(args.samples),
+                           "--texture", str(root / "scene" / "textures" / "tex.png"))
         redis_server = RedisServer(root / "redis", root / "redis.log").start()
         procs.append(redis_server)
         r = redis_server.client()
@@ -96,10 +82,6 @@ def main() -> None:
                           "farm_s": times["farm"]}))
         print(f"plain Blender {p:.2f} s, farm {f:.2f} s: farm/plain = {f / p:.3f} "
               f"({(f / p - 1) * 100:+.1f}%)")
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

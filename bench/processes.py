@@ -14,14 +14,11 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
+from benchtools import scratch
+from farmtools import make_scene  # the tests' helper, on the path through benchtools
 from framefarm.worker.render import probe_blender, process_policy, render_frames
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
@@ -32,13 +29,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--counts", default="1,2,4")
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="ffproc-", dir="/tmp"))
-    try:
-        scene = root / "shot.blend"
-        subprocess.run(["blender", "-b", "--factory-startup", "--python-exit-code", "1", "--python",
-                        str(REPO / "scripts" / "make_scene.py"), "--", "--output", str(scene), "--animated",
-                        "--frames", f"1-{args.frames}", "--size", str(args.size), "--samples", str(args.samples)],
-                       check=True, capture_output=True)
+    with scratch("ffproc-") as (root, _):
+        scene = make_scene(root / "shot.blend", "--animated", "--frames", f"1-{args.frames}",
+                           "--size", str(args.size), "--samples", str(args.samples))
         info = probe_blender("blender")
         frames = list(range(1, args.frames + 1))
         counts = [int(c) for c in args.counts.split(",")]
@@ -57,9 +50,8 @@ def main() -> None:
         for c in counts:
             m = statistics.median(times[c])
             print(f"  {c} process(es): {m:6.2f} s  ratio to {counts[0]}: {m / base:.3f}")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
     main()
+

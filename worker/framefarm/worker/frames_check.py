@@ -215,27 +215,26 @@ def _radiance_size(path: Path, file_size: int) -> tuple[int, int]:
 
 def _dpx_size(path: Path, file_size: int) -> tuple[int, int]:
     """DPX: the file header states the total file size and the image size."""
-    with path.open("rb") as f:
-        head = f.read(780)
-    endian = {b"SDPX": ">", b"XPDS": "<"}.get(head[:4])
-    if endian is None or len(head) < 780:
-        raise FrameCheckError(f"{path.name}: not a DPX file")
-    (total,) = struct.unpack_from(endian + "I", head, 16)
-    width, height = struct.unpack_from(endian + "II", head, 772)
-    if file_size < total:
-        raise FrameCheckError(f"{path.name}: DPX file is {file_size} bytes, its header says {total}")
-    return width, height
+    return _declared_size(path, file_size, "DPX", 780, {b"SDPX": ">", b"XPDS": "<"}, 16, 772)
 
 
 def _cineon_size(path: Path, file_size: int) -> tuple[int, int]:
     """Cineon: like DPX, the header states the file size and the image size."""
+    return _declared_size(path, file_size, "Cineon", 208,
+                          {b"\x80\x2a\x5f\xd7": ">", b"\xd7\x5f\x2a\x80": "<"}, 20, 200)
+
+
+def _declared_size(path: Path, file_size: int, kind: str, header_len: int, magic: dict[bytes, str],
+                   total_at: int, size_at: int) -> tuple[int, int]:
+    """Formats whose header gives the file's total length and the image's width and
+    height: the magic picks the byte order; a file shorter than declared is truncated."""
     with path.open("rb") as f:
-        head = f.read(208)
-    endian = {b"\x80\x2a\x5f\xd7": ">", b"\xd7\x5f\x2a\x80": "<"}.get(head[:4])
-    if endian is None or len(head) < 208:
-        raise FrameCheckError(f"{path.name}: not a Cineon file")
-    (total,) = struct.unpack_from(endian + "I", head, 20)
-    width, height = struct.unpack_from(endian + "II", head, 200)
+        head = f.read(header_len)
+    endian = magic.get(head[:4])
+    if endian is None or len(head) < header_len:
+        raise FrameCheckError(f"{path.name}: not a {kind} file")
+    (total,) = struct.unpack_from(endian + "I", head, total_at)
+    width, height = struct.unpack_from(endian + "II", head, size_at)
     if file_size < total:
-        raise FrameCheckError(f"{path.name}: Cineon file is {file_size} bytes, its header says {total}")
+        raise FrameCheckError(f"{path.name}: {kind} file is {file_size} bytes, its header says {total}")
     return width, height
