@@ -38,7 +38,7 @@ from farmtools import make_scene, wait_for  # noqa: E402  (shared with the tests
 from faulttools import TracingClient, kill_machine, rendering, wait_requeued  # noqa: E402
 
 from framefarm.cli.localfarm import GatewayProcess, RedisServer, WorkerProcess, free_port  # noqa: E402
-from framefarm.client.api import FarmAPI  # noqa: E402
+from framefarm.common.api import FarmAPI  # noqa: E402
 from framefarm.client.submission import submit_scene  # noqa: E402
 from framefarm.gateway.auth import create_token  # noqa: E402
 

@@ -4,8 +4,8 @@ The zip installs both ways Blender knows: as an extension (4.2 and newer read
 `blender_manifest.toml`) and as a legacy add-on (3.4 reads `bl_info`). It holds
 the add-on itself plus private copies of what it needs from outside Blender:
 
-- `framefarm.client` (the failover HTTP client, packing, submission) and
-  `framefarm.common.{frameset,blendfile}`, from this repository;
+- `framefarm.client` (packing, submission) and `framefarm.common` (the failover HTTP
+  client, the API client, hashing, .blend headers), from this repository;
 - `blender_asset_tracer`, copied from the installed package at build time.
 
 They go under `framefarm_addon/_vendor/`, with every absolute import of
@@ -32,9 +32,9 @@ VENDORED_TOPS = ("framefarm", "blender_asset_tracer")
 # What the add-on uses from this repository (config.py reads $FRAMEFARM_HOME, which
 # Blender has no use for, and pulls in framefarm.common.home: left out).
 REPO_MODULES = {
-    "framefarm/client": (REPO / "client/framefarm/client", ["__init__.py", "http.py", "api.py",
-                                                             "packing.py", "submission.py"]),
-    "framefarm/common": (REPO / "common/framefarm/common", ["__init__.py", "frameset.py", "blendfile.py"]),
+    "framefarm/client": (REPO / "client/framefarm/client", ["__init__.py", "packing.py", "submission.py"]),
+    "framefarm/common": (REPO / "common/framefarm/common", ["__init__.py", "http.py", "api.py", "hashing.py",
+                                                             "blendfile.py"]),
 }
 # Parts of BAT the add-on never imports and whose dependencies Blender lacks (boto3, requests).
 BAT_SKIP = ("cli", "pack/s3.py", "pack/shaman", "__main__.py")

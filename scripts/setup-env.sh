@@ -1,6 +1,6 @@
 # Sourced by demo.sh and test.sh: installs what Framefarm needs on Debian 12 and
 # makes a virtual environment in .venv with the project in it.
-#   EXTRAS="[test]" to install the test dependencies too.
+#   EXTRAS="[test]" to install the test dependencies (requirements-test.txt) too.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,9 +19,13 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
+# The four distributions (one per role, see pyproject.toml) in one pip call, so each
+# one's dependency on another is met by the folder here, never by an index.
+PIP_ARGS=(-e ./common -e ./client -e ./worker -e "./backend[gcs]")
+[ "${EXTRAS:-}" = "[test]" ] && PIP_ARGS+=(-r requirements-test.txt)
 # pip's build chatter goes to a log, shown only if the install fails.
 if ! { .venv/bin/python -m pip install -q --upgrade pip &&
-       .venv/bin/python -m pip install -q -e ".${EXTRAS:-}"; } >.venv/pip.log 2>&1; then
+       .venv/bin/python -m pip install -q "${PIP_ARGS[@]}"; } >.venv/pip.log 2>&1; then
   cat .venv/pip.log
   echo "installing the Python packages failed (log above, also in .venv/pip.log)" >&2
   exit 1

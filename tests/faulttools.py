@@ -21,8 +21,8 @@ import redis
 
 from farmtools import pid_alive
 from framefarm.cli.localfarm import Process
-from framefarm.client.api import FarmAPI
-from framefarm.client.http import Client
+from framefarm.common.api import FarmAPI
+from framefarm.common.http import Client
 from framefarm.client.submission import TERMINAL
 from framefarm.gateway import keys
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ._vendor.framefarm.client.api import FarmAPI, extract_frames
-from ._vendor.framefarm.client.http import Client, FarmError, FarmUnavailable
+from ._vendor.framefarm.common.api import FarmAPI, extract_frames
+from ._vendor.framefarm.common.http import Client, FarmError, FarmUnavailable
 from ._vendor.framefarm.client.packing import PackError
 from ._vendor.framefarm.client.submission import TERMINAL, submit_scene
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from framefarm.client import config, submission
-from framefarm.client.api import FarmAPI, extract_frames
+from framefarm.common.api import FarmAPI, extract_frames
 from framefarm.common import frameset
 from framefarm.common.blendfile import BlendFileError, read_blend_info
 

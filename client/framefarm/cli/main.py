@@ -9,7 +9,7 @@ import argparse
 import logging
 import sys
 
-from framefarm.client.http import FarmError
+from framefarm.common.http import FarmError
 from framefarm.common import logs
 
 from .usage import UsageError

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from framefarm.common import home
 
-from .api import FarmAPI
-from .http import Client, FarmError
+from framefarm.common.api import FarmAPI
+from framefarm.common.http import Client, FarmError
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ Pure Python (stdlib + BAT): this also runs inside Blender's bundled Python in th
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import shutil
 import threading
@@ -38,11 +37,12 @@ from blender_asset_tracer.pack import progress as bat_progress
 from blender_asset_tracer.pack import transfer as bat_transfer
 from blender_asset_tracer.trace import result as bat_result
 
+from framefarm.common.hashing import sha256_file
+
 __all__ = ["OUTSIDE_PROJECT", "PackError", "PackedScene", "check_blend_file", "pack_scene",
            "sha256_file"]
 
 OUTSIDE_PROJECT = "_outside_project"  # BAT's own folder name for assets outside the root
-HASH_BLOCK_SIZE = 1 << 20
 
 _BLEND_MAGIC = b"BLENDER"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -57,15 +57,6 @@ _BAT_LOCK = threading.Lock()
 
 class PackError(Exception):
     """The scene cannot be packed: the file is missing, is not a .blend, or BAT failed."""
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file read in 1 MiB blocks, so a huge cache file costs no memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while block := stream.read(HASH_BLOCK_SIZE):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .api import FarmAPI
-from .http import FarmError
+from framefarm.common.api import FarmAPI
+from framefarm.common.http import FarmError
 from .packing import pack_scene
 
 TERMINAL = ("done", "failed", "cancelled", "expired")  # expired: done, and its zip deleted since

@@ -20,8 +20,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from framefarm.client.api import FarmAPI
-from framefarm.client.http import FarmError
+from framefarm.common.api import FarmAPI
+from framefarm.common.http import FarmError
 
 from .render import BlenderInfo, RenderCancelled, RenderError, choose_device, process_policy, render_frames
 from .scene_cache import CacheError, SceneCache

@@ -15,8 +15,8 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from framefarm.client.api import FarmAPI, download_url
-from framefarm.client.packing import sha256_file
+from framefarm.common.api import FarmAPI, download_url
+from framefarm.common.hashing import sha256_file
 
 log = logging.getLogger("framefarm.worker.blender")
 COMPLETE = ".complete"

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from framefarm.client.packing import sha256_file
+from framefarm.common.hashing import sha256_file
 
 
 class CacheError(RuntimeError):

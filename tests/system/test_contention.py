@@ -10,8 +10,8 @@ from collections import Counter
 
 from faulttools import fields
 from framefarm.cli.localfarm import GatewayProcess, free_port
-from framefarm.client.api import FarmAPI
-from framefarm.client.http import Client, FarmError
+from framefarm.common.api import FarmAPI
+from framefarm.common.http import Client, FarmError
 from framefarm.client.submission import submit_scene
 from framefarm.gateway import keys
 

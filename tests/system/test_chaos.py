@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 from faulttools import (TracingClient, blender_gone, check_archive, fields, kill_machine, part_states, parts_done,
                         rendering, wait_requeued, wait_terminal)
 from farmtools import wait_for
-from framefarm.client.api import FarmAPI
-from framefarm.client.http import Client
+from framefarm.common.api import FarmAPI
+from framefarm.common.http import Client
 from framefarm.client.submission import submit_scene
 from framefarm.gateway import keys
 from framefarm.gateway.gateways import redis_now_ms

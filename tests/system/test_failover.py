@@ -1,6 +1,6 @@
 """A client whose first gateways are dead still submits, follows and downloads its job.
 
-The client is the project's own failover client (framefarm.client.http.Client),
+The client is the project's own failover client (framefarm.common.http.Client),
 traced attempt by attempt, so the time it spends on a dead gateway is measured,
 not guessed: it must be gone from it within two seconds of the first failed call.
 """
@@ -13,7 +13,7 @@ from faulttools import (TracingClient, check_archive, kill_machine, parts_done, 
                         wait_terminal)
 from farmtools import wait_for
 from framefarm.cli.localfarm import free_port
-from framefarm.client.api import FarmAPI
+from framefarm.common.api import FarmAPI
 from framefarm.client.submission import submit_scene
 
 LEAVE_WITHIN_S = 2.0

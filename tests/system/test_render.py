@@ -26,7 +26,7 @@ from framefarm.worker.frames_check import FrameCheckError, check_frame
 from framefarm.worker.render import (BlenderInfo, RenderCancelled, RenderError, choose_device,
                                      probe_blender, process_policy, render_frames)
 
-MAKE_SCENE = Path(__file__).resolve().parents[1] / "scripts" / "make_scene.py"
+MAKE_SCENE = Path(__file__).resolve().parents[2] / "scripts" / "make_scene.py"
 SCENES: dict[str, list[str]] = {
     "base": ["--animated"],
     "denoise": ["--denoise"],

@@ -113,7 +113,7 @@ def test_a_broken_direct_upload_is_sent_again_to_a_fresh_url(gcs, tmp_path):
     """The first upload URL's connection is cut mid-body (a real socket that reads a little and
     closes); the client asks for another URL and sends the whole file there, and reports each
     byte to its progress callback once."""
-    from framefarm.client.api import _send_direct
+    from framefarm.common.api import _send_direct
 
     store = gcs.storage()
     data = bytes(range(256)) * 40_000  # 10 MB: far more than the dropping socket reads

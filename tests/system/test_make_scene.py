@@ -20,7 +20,7 @@ from PIL import Image
 
 from framefarm.common.blendfile import read_blend_info
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_scene.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_scene.py"
 
 # Printed after loading a scene, before rendering it, so one Blender run does both.
 INSPECT = """

@@ -23,7 +23,7 @@ from farmtools import require_blender
 
 from framefarm.client.packing import OUTSIDE_PROJECT, PackError, PackedScene, pack_scene
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MAKE_SCENE = REPO / "scripts" / "make_scene.py"
 
 # Runs inside Blender: builds the scenes the tests pack. Paths are stored exactly as given
