@@ -53,8 +53,9 @@ class FrameRange:
     def frames(self) -> list[int]:
         return list(range(self.start, self.last + 1, self.step))
 
-    def spec(self) -> str:
-        return f"{self.start}-{self.end}" + (f" step {self.step}" if self.step != 1 else "")
+    def text(self) -> str:
+        """'A-B' (or 'A'), as parse_frames reads it back; the step travels separately."""
+        return str(self.start) if self.start == self.end else f"{self.start}-{self.end}"
 
 
 def parse_frames(text: str, step: int = 1) -> FrameRange:
@@ -69,12 +70,21 @@ def parse_frames(text: str, step: int = 1) -> FrameRange:
 
 @dataclass(frozen=True)
 class PartSpan:
-    """One part: `count` frames of the request, starting at `start`."""
+    """One part: `count` frames of the request, starting at `start`, `step` apart.
+
+    The one value that says which frames a part holds, from the split (here) through
+    Redis, the claim answer and the worker's render to the job's part list. Nothing
+    else rebuilds a part's frames from raw numbers.
+    """
 
     index: int
     start: int
     count: int
     step: int
+
+    def __post_init__(self) -> None:
+        if self.index < 0 or self.count < 1 or self.step < 1 or self.start < MIN_FRAME or self.end > MAX_FRAME:
+            raise FrameSpecError(f"not a valid part: {self!r}")
 
     @property
     def end(self) -> int:
@@ -82,6 +92,23 @@ class PartSpan:
 
     def frames(self) -> list[int]:
         return list(range(self.start, self.end + 1, self.step))
+
+    def to_json(self) -> dict[str, int]:
+        """The wire form (the claim answer's `span`, the job's `part_list` entries)."""
+        return {"index": self.index, "start": self.start, "count": self.count, "step": self.step}
+
+    @classmethod
+    def from_json(cls, data: object) -> "PartSpan":
+        """Read the wire form back; anything else is a FrameSpecError, never a KeyError."""
+        if not isinstance(data, dict):
+            raise FrameSpecError(f"a part span must be an object, got {data!r}")
+        values = {}
+        for name in ("index", "start", "count", "step"):
+            value = data.get(name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise FrameSpecError(f"a part span's {name} must be a whole number, got {value!r}")
+            values[name] = value
+        return cls(**values)
 
 
 def part_count(frames: FrameRange, chunk: int) -> int:
