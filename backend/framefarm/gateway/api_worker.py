@@ -125,8 +125,8 @@ def claim(wid: str):
     job_id = keys.job_of_part(lease.part_id)
     job = jobs.load(f, job_id, None)
     return jsonify({"part": {
-        "id": lease.part_id, "job": job_id, "index": int(lease.part_id.rsplit(":", 1)[1]),
-        "frames": lease.frames, "token": lease.token, "deadline_ms": lease.deadline_ms,
+        "id": lease.part_id, "job": job_id, "index": lease.span.index,
+        "span": lease.span.to_json(), "frames": lease.span.frames(), "token": lease.token, "deadline_ms": lease.deadline_ms,
         "attempts": lease.attempts, "scene_hash": job["scene_hash"], "main": job["main"],
         "blender_version": int(job["blender_version"])}})
 

@@ -10,6 +10,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from framefarm.common.frameset import PartSpan
+
 from .farm import Farm
 
 # How many queue heads a claim looks past when a worker is blocked from a job.
@@ -23,14 +25,8 @@ class Lease:
     part_id: str
     token: str
     deadline_ms: int
-    start: int
-    count: int
-    step: int
+    span: PartSpan
     attempts: int
-
-    @property
-    def frames(self) -> list[int]:
-        return list(range(self.start, self.start + self.count * self.step, self.step))
 
 
 class UnknownWorker(Exception):
@@ -47,7 +43,8 @@ def claim_once(farm: Farm, worker_id: str, version: int) -> Lease | None:
     if kind == "empty":
         return None
     pid, token, deadline, start, count, step, attempts = (x.decode() for x in res[1:])
-    return Lease(pid, token, int(deadline), int(start), int(count), int(step), int(attempts))
+    span = PartSpan(int(pid.rsplit(":", 1)[1]), int(start), int(count), int(step))
+    return Lease(pid, token, int(deadline), span, int(attempts))
 
 
 class Waiters:
