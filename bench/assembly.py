@@ -26,7 +26,7 @@ from benchtools import scratch
 from assemblytools import random_pool, run_child, stage_job  # shared with the tests
 from farmtools import make_scene
 
-from framefarm.cli.localfarm import RedisServer
+from framefarm.gateway.localfarm import RedisServer
 from framefarm.gateway.app import create_app
 from framefarm.gateway.auth import create_token
 from framefarm.gateway.config import Settings

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from farmtools import make_scene, wait_for  # noqa: E402  (shared with the tests)
 from faulttools import TracingClient, kill_machine, rendering, wait_requeued  # noqa: E402
 
-from framefarm.cli.localfarm import GatewayProcess, RedisServer, WorkerProcess, free_port  # noqa: E402
+from framefarm.gateway.localfarm import GatewayProcess, RedisServer, WorkerProcess, free_port  # noqa: E402
 from framefarm.common.api import FarmAPI  # noqa: E402
 from framefarm.client.submission import submit_scene  # noqa: E402
 from framefarm.gateway.auth import create_token  # noqa: E402

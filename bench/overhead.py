@@ -23,7 +23,7 @@ from pathlib import Path
 from benchtools import scratch
 from farmtools import make_scene, wait_for  # the tests' helpers, on the path through benchtools
 
-from framefarm.cli.localfarm import GatewayProcess, RedisServer, WorkerProcess, free_port
+from framefarm.gateway.localfarm import GatewayProcess, RedisServer, WorkerProcess, free_port
 from framefarm.gateway.auth import create_token
 from framefarm.gateway import keys
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from farmtools import make_scene, require, require_blender
-from framefarm.cli.localfarm import GatewayProcess, RedisServer, WorkerProcess, free_port
+from framefarm.gateway.localfarm import GatewayProcess, RedisServer, WorkerProcess, free_port
 from framefarm.gateway.app import create_app
 from framefarm.gateway.auth import create_token
 from framefarm.gateway.config import Settings

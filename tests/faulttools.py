@@ -20,7 +20,7 @@ from pathlib import Path
 import redis
 
 from farmtools import pid_alive
-from framefarm.cli.localfarm import Process
+from framefarm.gateway.localfarm import Process
 from framefarm.common.api import FarmAPI
 from framefarm.common.http import Client
 from framefarm.client.submission import TERMINAL

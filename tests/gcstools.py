@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from farmtools import require
-from framefarm.cli.localfarm import Process, free_port
+from framefarm.gateway.localfarm import Process, free_port
 
 BUCKET = "framefarm-test"
 

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from farmtools import REPO, require_blender
-from framefarm.cli.localfarm import free_port
+from framefarm.gateway.localfarm import free_port
 
 DRIVER = REPO / "tests" / "addon_driver.py"
 FRAMES = (3, 6)  # not starting at 1, and two parts of two frames

@@ -63,7 +63,7 @@ def test_up_runs_the_farm_and_stops_everything_it_started(short_tmp, scenes, tmp
     scene = scenes("--animated")
     home = short_tmp / "uphome"
     env = {**os.environ, "FRAMEFARM_HOME": str(home)}
-    from framefarm.cli.localfarm import free_port
+    from framefarm.gateway.localfarm import free_port
 
     port = free_port()
     up = subprocess.Popen([sys.executable, "-m", "framefarm.cli", "up", "--port", str(port),

@@ -9,7 +9,7 @@ import threading
 from collections import Counter
 
 from faulttools import fields
-from framefarm.cli.localfarm import GatewayProcess, free_port
+from framefarm.gateway.localfarm import GatewayProcess, free_port
 from framefarm.common.api import FarmAPI
 from framefarm.common.http import Client, FarmError
 from framefarm.client.submission import submit_scene

@@ -12,7 +12,7 @@ import threading
 from faulttools import (TracingClient, check_archive, kill_machine, parts_done, unresponsive_host,
                         wait_terminal)
 from farmtools import wait_for
-from framefarm.cli.localfarm import free_port
+from framefarm.gateway.localfarm import free_port
 from framefarm.common.api import FarmAPI
 from framefarm.client.submission import submit_scene
 

@@ -16,7 +16,7 @@ import redis
 import yaml
 
 from farmtools import REPO, require
-from framefarm.cli.localfarm import GatewayProcess, Process, RedisServer, free_port
+from framefarm.gateway.localfarm import GatewayProcess, Process, RedisServer, free_port
 from framefarm.cli.main import build_parser
 from framefarm.gateway.config import Settings
 from framefarm.gateway.redisconn import RedisURLError, parse_sentinel_url, redact, redis_from_url

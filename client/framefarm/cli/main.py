@@ -1,30 +1,75 @@
 """`framefarm`: the one command line of the farm.
 
+The artist's commands (submit, jobs, status, cancel, download) are defined here. The
+commands that run the farm's own processes come with the distribution of that role and
+join through the ``framefarm.commands`` entry-point group: `framefarm worker` with
+framefarm-worker; `framefarm gateway`, `up`, `token` and `blender` with framefarm-gateway.
+An artist's laptop installs neither, and `framefarm worker` there says which package to
+install instead of failing on a missing Flask or Redis.
+
+An entry point named NAME is a function that takes the subparsers and adds the command
+NAME (see framefarm.worker.cli, framefarm.gateway.cli). Commands may set
+``default_log_level`` (long-running ones log at INFO).
+
 Exit codes: 0 success, 1 the farm said no (a failed or cancelled job, an
-unreachable farm, a refused request), 2 bad usage.
+unreachable farm, a refused request), 2 bad usage or a command whose package is missing.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from importlib import metadata
+from typing import Callable
 
 from framefarm.common.http import FarmError
 from framefarm.common import logs
 
-from .usage import UsageError
+from .usage import UsageError, client_options
 
 log = logging.getLogger("framefarm.cli")
 
+ENTRY_POINTS = "framefarm.commands"
+# The commands other distributions bring, in the order `framefarm --help` lists them:
+# name -> (distribution, what it does). Shown, with the package to install, where it is absent.
+ROLE_COMMANDS: dict[str, tuple[str, str]] = {
+    "worker": ("framefarm-worker", "run a worker agent on this machine"),
+    "gateway": ("framefarm-gateway", "run a gateway under gunicorn (settings from FRAMEFARM_* variables)"),
+    "up": ("framefarm-gateway", "run the whole farm on this machine, in the foreground"),
+    "blender": ("framefarm-gateway", "the Blender build the farm publishes for its workers"),
+    "token": ("framefarm-gateway", "manage access tokens"),
+}
 
-def _client_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gateway", action="append", dest="gateways", metavar="URL",
-                   help="gateway URL (repeat for several; default: FRAMEFARM_GATEWAYS or the local farm)")
-    p.add_argument("--token", help="access token (default: FRAMEFARM_TOKEN or the local farm's)")
+AddCommand = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+def _plugins() -> dict[str, tuple[str, AddCommand | ImportError]]:
+    """The installed ``framefarm.commands`` entry points: name -> (distribution, the loaded
+    function or why it would not load)."""
+    found: dict[str, tuple[str, AddCommand | ImportError]] = {}
+    for ep in metadata.entry_points(group=ENTRY_POINTS):
+        if ep.name in found:  # one installation seen twice on sys.path
+            continue
+        dist = ep.dist.name if ep.dist else ep.module
+        try:
+            found[ep.name] = (dist, ep.load())
+        except ImportError as e:
+            found[ep.name] = (dist, e)
+    return found
+
+
+def _missing(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help: str,
+             dist: str, why: ImportError | None) -> None:
+    """A stand-in for a command whose distribution is not installed: it takes any
+    arguments and answers with the package to install (exit 2)."""
+    p = sub.add_parser(name, help=f"{help} [needs {dist}]", add_help=False)
+    reason = f" ({why})" if why else ""
+    p.set_defaults(missing=f"`framefarm {name}` needs the {dist} package, which is not installed{reason}: "
+                           f"pip install {dist}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import commands, farm_cmds
+    from . import commands
 
     parser = argparse.ArgumentParser(prog="framefarm", description="Render Blender scenes on a farm of machines.")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO)")
@@ -41,81 +86,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="where --wait extracts the frames (default ./NAME-JOB)")
     p.add_argument("--allow-missing", action="store_true", help="submit even if referenced files are missing")
     p.add_argument("--json", action="store_true", help="print the job as JSON")
-    _client_options(p)
+    client_options(p)
     p.set_defaults(func=commands.submit)
 
     p = sub.add_parser("jobs", help="list your jobs")
     p.add_argument("--json", action="store_true")
-    _client_options(p)
+    client_options(p)
     p.set_defaults(func=commands.jobs)
 
     p = sub.add_parser("status", help="show one job")
     p.add_argument("job")
     p.add_argument("--wait", action="store_true", help="follow the job until it ends")
     p.add_argument("--json", action="store_true")
-    _client_options(p)
+    client_options(p)
     p.set_defaults(func=commands.status)
 
     p = sub.add_parser("cancel", help="cancel a job")
     p.add_argument("job")
     p.add_argument("--json", action="store_true")
-    _client_options(p)
+    client_options(p)
     p.set_defaults(func=commands.cancel)
 
     p = sub.add_parser("download", help="download a finished job's frames")
     p.add_argument("job")
     p.add_argument("--output", required=True, help="folder to extract the frames into")
     p.add_argument("--zip", action="store_true", help="keep the zip instead of extracting it")
-    _client_options(p)
+    client_options(p)
     p.set_defaults(func=commands.download)
 
-    p = sub.add_parser("worker", help="run a worker agent on this machine")
-    p.add_argument("--blender", default=None,
-                   help="Blender executable (default: blender on PATH), or 'farm' for the build the farm publishes")
-    p.add_argument("--device", default="auto", choices=["auto", "CPU", "CUDA", "OPTIX", "HIP", "ONEAPI", "METAL"],
-                   help="Cycles device (auto picks the best this Blender reports)")
-    p.add_argument("--slots", type=int, default=1, help="parts rendered at once")
-    p.add_argument("--workdir", default=None, help="cache and scratch folder (default $FRAMEFARM_HOME/worker)")
-    p.add_argument("--name", default=None, help="worker name shown by the farm")
-    _client_options(p)
-    p.set_defaults(func=farm_cmds.worker)
-
-    p = sub.add_parser("gateway", help="run a gateway under gunicorn (settings from FRAMEFARM_* variables)")
-    p.add_argument("--bind", default=None, help="host:port (default FRAMEFARM_BIND or 127.0.0.1:8400)")
-    p.add_argument("--public-url", default=None, help="URL clients use to reach this gateway")
-    p.add_argument("gunicorn_args", nargs=argparse.REMAINDER, help="extra gunicorn arguments after --")
-    p.set_defaults(func=farm_cmds.gateway)
-
-    p = sub.add_parser("up", help="run the whole farm on this machine, in the foreground")
-    p.add_argument("--port", type=int, default=8400)
-    p.add_argument("--workers", type=int, default=1, help="local worker processes")
-    p.add_argument("--blender", default=None)
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=farm_cmds.up)
-
-    p = sub.add_parser("blender", help="the Blender build the farm publishes for its workers")
-    bsub = p.add_subparsers(dest="blender_command", required=True)
-    b = bsub.add_parser("publish", help="store a Blender tarball for workers run with --blender farm "
-                                        "(needs FRAMEFARM_REDIS_URL and FRAMEFARM_STORAGE, as the gateways have them)")
-    b.add_argument("tarball", help="a Blender build as a .tar.xz/.tar.gz (Blender's own Linux tarballs work)")
-    b.add_argument("--version", required=True, help="its Blender version, e.g. 4.2.1")
-    b.set_defaults(func=farm_cmds.blender_publish)
-
-    p = sub.add_parser("token", help="manage access tokens")
-    tsub = p.add_subparsers(dest="token_command", required=True)
-    t = tsub.add_parser("create", help="create a token; printed once, stored hashed")
-    t.add_argument("--role", required=True, choices=["client", "worker", "admin"])
-    t.add_argument("--name", default="", help="a label for the token")
-    t.set_defaults(func=farm_cmds.token_create)
-    t = tsub.add_parser("revoke", help="revoke a token (read from standard input)")
-    t.set_defaults(func=farm_cmds.token_revoke)
+    plugins = _plugins()
+    for name in [*ROLE_COMMANDS, *sorted(set(plugins) - set(ROLE_COMMANDS))]:
+        dist, help = ROLE_COMMANDS.get(name, ("", "a command of another distribution"))
+        dist, add = plugins.get(name, (dist, None))
+        if add is None or isinstance(add, ImportError):
+            _missing(sub, name, help, dist, add)
+        else:
+            add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logs.setup(args.log_level or ("INFO" if args.command in ("worker", "up", "gateway") else "WARNING"))
+    # Known args first: a stand-in for a missing command takes whatever follows it.
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "missing", None):
+        print(f"framefarm: {args.missing}", file=sys.stderr)
+        return 2
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    logs.setup(args.log_level or getattr(args, "default_log_level", "WARNING"))
     try:
         return args.func(args) or 0
     except UsageError as e:

@@ -1,57 +1,76 @@
-"""Commands that run farm processes: worker, gateway, up, and token management."""
+"""The gateway's commands: `framefarm gateway`, `up`, `token` and `blender publish`.
+
+They join the `framefarm` command through this distribution's ``framefarm.commands``
+entry points (see framefarm.cli.main), so an artist's or a render node's installation,
+which has no Flask, gunicorn or Redis, does not offer them. Flask and Redis are imported
+only by the command that runs, so `framefarm submit` stays quick to start.
+"""
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import logging
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
-import redis
-
-from framefarm.client import config
+from framefarm.cli.usage import UsageError
 from framefarm.common import home
 
-from .localfarm import GatewayProcess, RedisServer, ServiceError, WorkerProcess
-from .usage import UsageError
+if TYPE_CHECKING:
+    import redis
+
+    from .localfarm import Process
 
 log = logging.getLogger("framefarm.up")
 
+def add_gateway(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("gateway", help="run a gateway under gunicorn (settings from FRAMEFARM_* variables)")
+    p.add_argument("--bind", default=None, help="host:port (default FRAMEFARM_BIND or 127.0.0.1:8400)")
+    p.add_argument("--public-url", default=None, help="URL clients use to reach this gateway")
+    p.add_argument("gunicorn_args", nargs=argparse.REMAINDER, help="extra gunicorn arguments after --")
+    p.set_defaults(func=gateway, default_log_level="INFO")
 
-def _on_stop_signals(callback) -> None:
+
+def add_up(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("up", help="run the whole farm on this machine, in the foreground")
+    p.add_argument("--port", type=int, default=8400)
+    p.add_argument("--workers", type=int, default=1, help="local worker processes")
+    p.add_argument("--blender", default=None)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=up, default_log_level="INFO")
+
+
+def add_blender(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("blender", help="the Blender build the farm publishes for its workers")
+    bsub = p.add_subparsers(dest="blender_command", required=True)
+    b = bsub.add_parser("publish", help="store a Blender tarball for workers run with --blender farm "
+                                        "(needs FRAMEFARM_REDIS_URL and FRAMEFARM_STORAGE, as the gateways have them)")
+    b.add_argument("tarball", help="a Blender build as a .tar.xz/.tar.gz (Blender's own Linux tarballs work)")
+    b.add_argument("--version", required=True, help="its Blender version, e.g. 4.2.1")
+    b.set_defaults(func=blender_publish)
+
+
+def add_token(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("token", help="manage access tokens")
+    tsub = p.add_subparsers(dest="token_command", required=True)
+    t = tsub.add_parser("create", help="create a token; printed once, stored hashed")
+    t.add_argument("--role", required=True, choices=["client", "worker", "admin"])
+    t.add_argument("--name", default="", help="a label for the token")
+    t.set_defaults(func=token_create)
+    t = tsub.add_parser("revoke", help="revoke a token (read from standard input)")
+    t.set_defaults(func=token_revoke)
+
+
+def _on_stop_signals(callback: Callable[[], object]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: callback())
 
 
-def worker(args) -> int:
-    from framefarm.worker.agent import Agent
-    from framefarm.worker.render import RenderError, probe_blender
-
-    if args.slots < 1:
-        raise UsageError("--slots must be 1 or more")
-    from framefarm.worker.blender_fetch import BlenderFetchError, fetch_pinned
-
-    api = config.resolve(args.gateways, args.token).api()
-    workdir = Path(args.workdir) if args.workdir else home.home() / "worker"
-    try:
-        blender = args.blender or "blender"
-        if blender == "farm":  # the build the farm publishes, checked against its SHA-256
-            blender = str(fetch_pinned(api, workdir / "blender"))
-        info = probe_blender(blender)
-        agent = Agent(api, info, workdir=workdir, device=args.device, slots=args.slots, name=args.name)
-    except RenderError as e:
-        print(f"framefarm worker: {e.message}", file=sys.stderr)
-        return 1
-    except BlenderFetchError as e:
-        print(f"framefarm worker: {e}", file=sys.stderr)
-        return 1
-    _on_stop_signals(agent.stop.set)
-    agent.run()
-    return 0
-
-
-def gateway(args) -> int:
+def gateway(args: argparse.Namespace) -> int:
     if args.bind:
         os.environ["FRAMEFARM_BIND"] = args.bind
     if args.public_url:
@@ -62,17 +81,19 @@ def gateway(args) -> int:
     os.execv(sys.executable, argv)
 
 
-def _farm_redis() -> redis.Redis:
+def _farm_redis() -> "redis.Redis":
     url = os.environ.get("FRAMEFARM_REDIS_URL") or home.read_json(home.farm_config_path()).get("redis_url")
     if not url:
         raise UsageError("no farm database: set FRAMEFARM_REDIS_URL, or start a local farm with `framefarm up`")
-    from framefarm.gateway.redisconn import redis_from_url
+    from .redisconn import redis_from_url
 
     return redis_from_url(url, socket_connect_timeout=3)
 
 
-def token_create(args) -> int:
-    from framefarm.gateway.auth import create_token
+def token_create(args: argparse.Namespace) -> int:
+    import redis
+
+    from .auth import create_token
 
     try:
         print(create_token(_farm_redis(), args.role, args.name))
@@ -82,8 +103,8 @@ def token_create(args) -> int:
     return 0
 
 
-def token_revoke(args) -> int:
-    from framefarm.gateway.auth import revoke_token
+def token_revoke(args: argparse.Namespace) -> int:
+    from .auth import revoke_token
 
     token = sys.stdin.readline().strip()
     if not revoke_token(_farm_redis(), token):
@@ -92,10 +113,12 @@ def token_revoke(args) -> int:
     return 0
 
 
-def blender_publish(args) -> int:
+def blender_publish(args: argparse.Namespace) -> int:
     """Publish a Blender tarball in the farm's storage for workers run with `--blender farm`."""
-    from framefarm.gateway.blender_builds import publish
-    from framefarm.gateway.storage import StorageError, open_storage
+    import redis
+
+    from .blender_builds import publish
+    from .storage import StorageError, open_storage
 
     tarball = Path(args.tarball)
     if not tarball.is_file():
@@ -118,10 +141,10 @@ def blender_publish(args) -> int:
     return 0
 
 
-def _tokens(r: redis.Redis) -> tuple[str, str]:
+def _tokens(r: "redis.Redis") -> tuple[str, str]:
     """Reuse the local farm's tokens across restarts (Redis keeps them with AOF)."""
-    from framefarm.gateway.auth import create_token, digest
-    from framefarm.gateway.keys import token as token_key
+    from .auth import create_token, digest
+    from .keys import token as token_key
 
     saved = home.read_json(home.farm_config_path())
     client = home.read_json(home.client_config_path()).get("token")
@@ -133,13 +156,18 @@ def _tokens(r: redis.Redis) -> tuple[str, str]:
     return client, worker
 
 
-def up(args) -> int:
+def up(args: argparse.Namespace) -> int:
     """The whole farm in the foreground; Ctrl-C or SIGTERM stops everything it started."""
+    from .localfarm import GatewayProcess, RedisServer, ServiceError, WorkerProcess
+
+    if args.workers > 0 and importlib.util.find_spec("framefarm.worker") is None:
+        raise UsageError("local workers need the framefarm-worker package, which is not installed: "
+                         "pip install framefarm-worker, or run `framefarm up --workers 0`")
     root = home.home()
     logs_dir = root / "logs"
     stopping = threading.Event()
     _on_stop_signals(stopping.set)
-    started: list = []
+    started: list[Process] = []
     try:
         redis_server = RedisServer(root / "redis", logs_dir / "redis.log").start()
         started.append(redis_server)
@@ -170,16 +198,18 @@ def up(args) -> int:
             break
         for w in workers:
             if not w.alive():
-                log.warning("%s exited (%s); restarting it. Log: %s", w.name, w.proc.returncode, w.log_path)
+                log.warning("%s exited (%s); restarting it. Log: %s", w.name, w.returncode, w.log_path)
                 w.start()
     print("stopping the farm...", file=sys.stderr, flush=True)
     _stop_all(started)
     return code
 
 
-def _stop_all(started: list) -> None:
+def _stop_all(started: "list[Process]") -> None:
     """Workers first (they hand their parts back through the gateway), then the
     gateway, then Redis (which writes its AOF on the way out)."""
+    from .localfarm import WorkerProcess
+
     workers = [p for p in started if isinstance(p, WorkerProcess)]
     for w in workers:
         w.signal(signal.SIGTERM)

@@ -1,0 +1,52 @@
+"""`framefarm worker`: the worker agent's command, added to `framefarm` by this
+distribution's ``framefarm.commands`` entry point (see framefarm.cli.main)."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from framefarm.cli.usage import UsageError, client_options
+from framefarm.client import config
+from framefarm.common import home
+
+
+def add_worker(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("worker", help="run a worker agent on this machine")
+    p.add_argument("--blender", default=None,
+                   help="Blender executable (default: blender on PATH), or 'farm' for the build the farm publishes")
+    p.add_argument("--device", default="auto", choices=["auto", "CPU", "CUDA", "OPTIX", "HIP", "ONEAPI", "METAL"],
+                   help="Cycles device (auto picks the best this Blender reports)")
+    p.add_argument("--slots", type=int, default=1, help="parts rendered at once")
+    p.add_argument("--workdir", default=None, help="cache and scratch folder (default $FRAMEFARM_HOME/worker)")
+    p.add_argument("--name", default=None, help="worker name shown by the farm")
+    client_options(p)
+    p.set_defaults(func=worker, default_log_level="INFO")
+
+
+def worker(args: argparse.Namespace) -> int:
+    from .agent import Agent
+    from .blender_fetch import BlenderFetchError, fetch_pinned
+    from .render import RenderError, probe_blender
+
+    if args.slots < 1:
+        raise UsageError("--slots must be 1 or more")
+    api = config.resolve(args.gateways, args.token).api()
+    workdir = Path(args.workdir) if args.workdir else home.home() / "worker"
+    try:
+        blender = args.blender or "blender"
+        if blender == "farm":  # the build the farm publishes, checked against its SHA-256
+            blender = str(fetch_pinned(api, workdir / "blender"))
+        info = probe_blender(blender)
+        agent = Agent(api, info, workdir=workdir, device=args.device, slots=args.slots, name=args.name)
+    except RenderError as e:
+        print(f"framefarm worker: {e.message}", file=sys.stderr)
+        return 1
+    except BlenderFetchError as e:
+        print(f"framefarm worker: {e}", file=sys.stderr)
+        return 1
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: agent.stop.set())
+    agent.run()
+    return 0
