@@ -18,6 +18,7 @@ import time
 
 from benchtools import scratch
 from farmtools import make_scene  # the tests' helper, on the path through benchtools
+from framefarm.common.frameset import FrameRange
 from framefarm.worker.render import probe_blender, process_policy, render_frames
 
 
@@ -33,7 +34,7 @@ def main() -> None:
         scene = make_scene(root / "shot.blend", "--animated", "--frames", f"1-{args.frames}",
                            "--size", str(args.size), "--samples", str(args.samples))
         info = probe_blender("blender")
-        frames = list(range(1, args.frames + 1))
+        frames = FrameRange(1, args.frames)
         counts = [int(c) for c in args.counts.split(",")]
         times: dict[int, list[float]] = {c: [] for c in counts}
         for n in range(args.rounds):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
+from framefarm.common.frameset import FrameRange
 from framefarm.worker.bpy_backend import write_launcher
 from framefarm.worker.render import RenderError, probe_blender, render_frames
 from test_addon import bpy_python
@@ -23,7 +24,7 @@ def test_probe_reports_the_wheels_version(backends):
 
 def test_same_frames_and_names_as_the_cli(backends, scenes, tmp_path):
     scene = scenes("--frames", "1-10", "--animated")
-    frames = [2, 5, 8]
+    frames = FrameRange(2, 8, 3)
     out = {name: render_frames(info, scene, frames, tmp_path / name) for name, info in backends.items()}
     assert [p.name for p in out["bpy"]] == [p.name for p in out["cli"]] == ["0002.png", "0005.png", "0008.png"]
     for path in out["bpy"]:
@@ -38,6 +39,6 @@ def test_same_errors_as_the_cli(backends, scenes, tmp_path):
         errors = {}
         for name, info in backends.items():
             with pytest.raises(RenderError) as caught:
-                render_frames(info, scene, [1], tmp_path / name)
+                render_frames(info, scene, FrameRange(1, 1), tmp_path / name)
             errors[name] = caught.value
         assert all(words in e.message and e.deterministic for e in errors.values()), errors

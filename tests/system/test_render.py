@@ -1,5 +1,6 @@
-"""The worker's render back end against the real Blender, plus frames_check on real
-and damaged files.
+"""The worker's render back end against the real Blender, plus frames_check on every
+format Blender writes (unit/test_render_helpers.py and unit/test_frames_check.py hold
+the parts that need no Blender).
 
 Scenes come from scripts/make_scene.py, built once per module in parallel. Failures
 are pinned to the text Blender 3.4.1 prints, because that text is what the artist
@@ -8,10 +9,7 @@ retries the part or fails the job.
 """
 from __future__ import annotations
 
-import os
-import stat
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,9 +20,9 @@ import pytest
 from farmtools import require_blender
 from PIL import Image
 
+from framefarm.common.frameset import FrameRange
 from framefarm.worker.frames_check import FrameCheckError, check_frame
-from framefarm.worker.render import (BlenderInfo, RenderCancelled, RenderError, choose_device,
-                                     probe_blender, process_policy, render_frames)
+from framefarm.worker.render import BlenderInfo, RenderCancelled, RenderError, probe_blender, render_frames
 
 MAKE_SCENE = Path(__file__).resolve().parents[2] / "scripts" / "make_scene.py"
 SCENES: dict[str, list[str]] = {
@@ -69,7 +67,7 @@ def names(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir())
 
 
-# -- probing and choosing a device -----------------------------------------------------------
+# -- probing -----------------------------------------------------------
 
 def test_probe_reports_version_and_cpu(info: BlenderInfo) -> None:
     major, minor = map(int, info.version_string.split(".")[:2])
@@ -79,48 +77,12 @@ def test_probe_reports_version_and_cpu(info: BlenderInfo) -> None:
     assert isinstance(info.has_oidn, bool)
 
 
-def test_probe_missing_binary() -> None:
-    with pytest.raises(RenderError, match="Blender not found"):
-        probe_blender("/nonexistent/blender")
-
-
-@pytest.mark.parametrize("impostor", ["/bin/echo", "/bin/true", "/bin/false"])
-def test_probe_rejects_a_program_that_is_not_blender(impostor: str) -> None:
-    with pytest.raises(RenderError, match="does not look like Blender"):
-        probe_blender(impostor)
-
-
-def fake_info(*devices: str, path: str = "blender") -> BlenderInfo:
-    return BlenderInfo(path=path, version=304, version_string="3.4.1", devices=["CPU", *devices],
-                       has_oidn=False)
-
-
-@pytest.mark.parametrize("devices, expected", [((), "CPU"), (("CUDA",), "CUDA"), (("CUDA", "OPTIX"), "OPTIX"),
-                                               (("HIP", "ONEAPI"), "HIP"), (("METAL",), "METAL")])
-def test_auto_picks_the_best_device(devices: tuple[str, ...], expected: str) -> None:
-    assert choose_device("auto", fake_info(*devices)) == expected
-
-
-def test_explicit_device_must_exist() -> None:
-    assert choose_device("cuda", fake_info("CUDA")) == "CUDA"
-    assert choose_device("CPU", fake_info()) == "CPU"
-    with pytest.raises(RenderError, match="Cycles device OPTIX is not available here.*CPU, CUDA"):
-        choose_device("OPTIX", fake_info("CUDA"))
-
-
-@pytest.mark.parametrize("frames, cores, expected", [(1, 16, 1), (7, 16, 1), (8, 16, 2), (31, 16, 2),
-                                                     (32, 16, 4), (250, 16, 4), (250, 2, 2), (250, 1, 1),
-                                                     (250, 0, 1)])
-def test_process_policy(frames: int, cores: int, expected: int) -> None:
-    assert process_policy(frames, cores) == expected
-
-
 # -- rendering ------------------------------------------------------------------------------
 
 def test_renders_exact_frame_files(info: BlenderInfo, scenes: dict[str, Path], tmp_path: Path) -> None:
     log = tmp_path / "render.log"
     out = tmp_path / "frames"
-    result = render_frames(info, scenes["base"], [250, 251, 252, 253], out, log_path=log)
+    result = render_frames(info, scenes["base"], FrameRange(250, 253), out, log_path=log)
     assert [path.name for path in result] == ["0250.png", "0251.png", "0252.png", "0253.png"]
     assert names(out) == ["0250.png", "0251.png", "0252.png", "0253.png"]
     for path in result:
@@ -133,7 +95,7 @@ def test_renders_exact_frame_files(info: BlenderInfo, scenes: dict[str, Path], t
 
 def test_step_and_split_render_the_same_frames(info: BlenderInfo, scenes: dict[str, Path],
                                                tmp_path: Path) -> None:
-    frames = [250, 252, 254, 256, 258]
+    frames = FrameRange(250, 258, 2)
     one = render_frames(info, scenes["base"], frames, tmp_path / "one")
     two = render_frames(info, scenes["base"], frames, tmp_path / "two", processes=2, threads=2,
                         log_path=tmp_path / "two.log")
@@ -148,20 +110,20 @@ def test_step_and_split_render_the_same_frames(info: BlenderInfo, scenes: dict[s
 
 
 def test_single_frame(info: BlenderInfo, scenes: dict[str, Path], tmp_path: Path) -> None:
-    assert [p.name for p in render_frames(info, scenes["base"], [7], tmp_path)] == ["0007.png"]
+    assert [p.name for p in render_frames(info, scenes["base"], FrameRange(7, 7), tmp_path)] == ["0007.png"]
 
 
 def test_denoising_is_switched_off_without_oidn(info: BlenderInfo, scenes: dict[str, Path],
                                                tmp_path: Path) -> None:
     log = tmp_path / "render.log"
-    result = render_frames(info, scenes["denoise"], [1, 2], tmp_path / "out", log_path=log)
+    result = render_frames(info, scenes["denoise"], FrameRange(1, 2), tmp_path / "out", log_path=log)
     assert [path.name for path in result] == ["0001.png", "0002.png"]
     if not info.has_oidn:
         assert "denoising switched off" in log.read_text()
 
 
 def test_exr_output_is_checked(info: BlenderInfo, scenes: dict[str, Path], tmp_path: Path) -> None:
-    result = render_frames(info, scenes["exr"], [1, 2], tmp_path)
+    result = render_frames(info, scenes["exr"], FrameRange(1, 2), tmp_path)
     assert [path.name for path in result] == ["0001.exr", "0002.exr"]
     data = result[0].read_bytes()
     result[0].write_bytes(data[: len(data) - 100])
@@ -181,27 +143,10 @@ def test_exr_output_is_checked(info: BlenderInfo, scenes: dict[str, Path], tmp_p
 def test_scene_errors_are_deterministic(info: BlenderInfo, scenes: dict[str, Path], tmp_path: Path,
                                         scene: str, message: str) -> None:
     with pytest.raises(RenderError, match=message) as caught:
-        render_frames(info, scenes[scene], [1, 2], tmp_path / "out")
+        render_frames(info, scenes[scene], FrameRange(1, 2), tmp_path / "out")
     assert caught.value.deterministic
     assert caught.value.log_tail  # Blender's output, for the failure report
     assert names(tmp_path / "out") == []
-
-
-def test_missing_scene_is_not_the_scenes_fault(info: BlenderInfo, tmp_path: Path) -> None:
-    with pytest.raises(RenderError, match="scene file not found") as caught:
-        render_frames(info, tmp_path / "gone.blend", [1], tmp_path / "out")
-    assert not caught.value.deterministic
-
-
-def test_bad_arguments(info: BlenderInfo, scenes: dict[str, Path], tmp_path: Path) -> None:
-    for frames in ([], [1, 3, 4], [5, 3]):
-        with pytest.raises(ValueError):
-            render_frames(info, scenes["base"], frames, tmp_path)
-    with pytest.raises(ValueError, match="'#'"):
-        render_frames(info, scenes["base"], [1], tmp_path / "take#1")
-    if "OPTIX" not in info.devices:
-        with pytest.raises(RenderError, match="OPTIX is not available"):
-            render_frames(info, scenes["base"], [1], tmp_path, device="OPTIX")
 
 
 def blender_pids(marker: Path) -> list[int]:
@@ -224,7 +169,7 @@ def test_cancel_stops_blender(info: BlenderInfo, scenes: dict[str, Path], tmp_pa
 
     def run() -> None:
         try:
-            render_frames(info, scenes["slow"], [1, 2, 3, 4], out, processes=2, cancel=cancel, log_path=log)
+            render_frames(info, scenes["slow"], FrameRange(1, 4), out, processes=2, cancel=cancel, log_path=log)
         except BaseException as exc:  # handed to the test thread
             raised.append(exc)
 
@@ -241,75 +186,6 @@ def test_cancel_stops_blender(info: BlenderInfo, scenes: dict[str, Path], tmp_pa
     assert time.monotonic() - started < 10
     assert len(raised) == 1 and isinstance(raised[0], RenderCancelled), raised
     assert blender_pids(out) == []
-
-
-# -- Blender misbehaving, played by small stand-in programs ------------------------------------
-
-def stand_in(tmp_path: Path, body: str) -> BlenderInfo:
-    script = tmp_path / "blender"
-    script.write_text(body)
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return fake_info(path=str(script))
-
-
-def test_crash_is_reported_and_retryable(tmp_path: Path) -> None:
-    info = stand_in(tmp_path, "#!/bin/sh\necho 'Writing: /tmp/scene.crash.txt'\nkill -SEGV $$\n")
-    (tmp_path / "scene.blend").write_bytes(b"BLENDER")
-    with pytest.raises(RenderError, match="Blender crashed with SIGSEGV") as caught:
-        render_frames(info, tmp_path / "scene.blend", [1], tmp_path / "out")
-    assert not caught.value.deterministic
-    assert "crash.txt" in caught.value.log_tail
-
-
-# Plays a Blender that exits 0 after writing its expectations but a bad frame 2.
-LYING_BLENDER = """#!{python}
-import ast, json, sys
-from PIL import Image
-args = sys.argv
-params = ast.literal_eval(open(args[args.index("--python") + 1]).read().rsplit("_blender_setup(", 1)[1][:-2])
-out = args[args.index("-o") + 1].replace("####", "{{:04d}}")
-files = [[f, [out.format(f) + ".png"]] for f in params["frames"]]
-json.dump({{"files": files, "width": 48, "height": 48, "extension": ".png"}}, open(params["expect"], "w"))
-Image.new("RGB", (48, 48)).save(files[0][1][0])
-open(files[1][1][0], "wb").write(b"\\x89PNG\\r\\n")
-"""
-
-
-def test_exit_zero_with_a_bad_frame_fails(tmp_path: Path) -> None:
-    info = stand_in(tmp_path, LYING_BLENDER.format(python=sys.executable))
-    (tmp_path / "scene.blend").write_bytes(b"BLENDER")
-    with pytest.raises(RenderError, match="exited normally but a frame is bad: 0002.png") as caught:
-        render_frames(info, tmp_path / "scene.blend", [1, 2], tmp_path / "out")
-    assert not caught.value.deterministic
-
-
-# -- frames_check on its own ------------------------------------------------------------------
-
-def test_check_frame_accepts_a_good_png_and_rejects_damage(tmp_path: Path) -> None:
-    good = tmp_path / "0001.png"
-    Image.effect_noise((48, 48), 64).convert("RGB").save(good)
-    check_frame(good, 48, 48)
-    data = good.read_bytes()
-    for cut in (len(data) // 2, len(data) - 1):
-        bad = tmp_path / f"cut{cut}.png"
-        bad.write_bytes(data[:cut])
-        with pytest.raises(FrameCheckError, match="truncated|not a readable image"):
-            check_frame(bad, 48, 48)
-    with pytest.raises(FrameCheckError, match="48x48 pixels, expected 64x64"):
-        check_frame(good, 64, 64)
-    garbage = tmp_path / "garbage.png"
-    garbage.write_bytes(os.urandom(3000))
-    with pytest.raises(FrameCheckError):
-        check_frame(garbage, 48, 48)
-    (tmp_path / "empty.png").write_bytes(b"")
-    with pytest.raises(FrameCheckError, match="empty"):
-        check_frame(tmp_path / "empty.png", 48, 48)
-    with pytest.raises(FrameCheckError, match="missing"):
-        check_frame(tmp_path / "nope.png", 48, 48)
-    garbage_exr = tmp_path / "garbage.exr"
-    garbage_exr.write_bytes(b"\x76\x2f\x31\x01" + os.urandom(500))
-    with pytest.raises(FrameCheckError, match="OpenEXR"):
-        check_frame(garbage_exr, 48, 48)
 
 
 SAVE_EVERY_FORMAT = """

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from framefarm.common.api import FarmAPI
+from framefarm.common.frameset import FrameSpecError, PartSpan
 from framefarm.common.http import FarmError
 
 from .render import BlenderInfo, RenderCancelled, RenderError, choose_device, process_policy, render_frames
@@ -139,15 +140,15 @@ class Agent:
         held = Held(part)
         with self._lock:
             self.held[pid] = held
-        frames = part["frames"]
         out = self.workdir / "parts" / f"{pid.replace(':', '-')}-{token}"
-        log.info("part %s: frames %d-%d (%d frames, attempt %d)", pid, frames[0], frames[-1], len(frames),
-                 part["attempts"] + 1)
         try:
+            span = PartSpan.from_json(part.get("span"))
+            log.info("part %s: frames %d-%d step %d (%d frames, attempt %d)", pid, span.start, span.end,
+                     span.step, span.count, part["attempts"] + 1)
             scene_dir = self._scene(part)
             per_slot = max(1, self.cores // self.slots)
-            files = render_frames(self.info, scene_dir / part["main"], frames, out / "frames",
-                                  device=self.device, processes=process_policy(len(frames), per_slot),
+            files = render_frames(self.info, scene_dir / part["main"], span, out / "frames",
+                                  device=self.device, processes=process_policy(span.count, per_slot),
                                   cancel=held.cancel, log_path=out / "blender.log")
             archive = self._zip(files, out / "result.zip")
             self.api.upload_result(pid, token, archive)
@@ -160,6 +161,8 @@ class Agent:
         except RenderError as e:
             log.warning("part %s failed: %s", pid, e.message)
             self._report(part, e.message, e.log_tail, e.deterministic)
+        except FrameSpecError as e:
+            self._report(part, f"the farm sent a part this worker cannot read: {e}", "", False)
         except CacheError as e:
             self._report(part, f"scene download failed: {e}", "", False)
         except FarmError as e:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from framefarm.common.frameset import FrameRange, PartSpan
 from framefarm.common.procs import die_with_parent
 from framefarm.worker.blender_setup import _blender_setup
 from framefarm.worker.frames_check import FrameCheckError, check_frame
@@ -188,17 +189,17 @@ class _Blender:
         self._reader.join(timeout=10)
 
 
-def render_frames(info: BlenderInfo, scene: Path, frames: list[int], out_dir: Path, *,
+def render_frames(info: BlenderInfo, scene: Path, frames: PartSpan | FrameRange, out_dir: Path, *,
                   device: str = "CPU", processes: int = 1, threads: int | None = None,
                   cancel: threading.Event | None = None,
                   log_path: Path | None = None) -> list[Path]:
-    """Render `frames` (start, start+step, ...) of `scene` into `out_dir` as
-    0001.png-style files and return the checked frame files in frame order.
+    """Render `frames` (a part's span, or a whole range) of `scene` into `out_dir`
+    as 0001.png-style files and return the checked frame files in frame order.
 
     Raises RenderError (Blender failed, or a frame is missing or broken) or
     RenderCancelled (`cancel` was set; Blender is stopped before this returns).
     """
-    step = _progression(frames)
+    span = as_span(frames)
     device = choose_device(device, info)
     scene, out_dir = Path(scene).resolve(), Path(out_dir).resolve()
     if "#" in str(out_dir):
@@ -206,54 +207,55 @@ def render_frames(info: BlenderInfo, scene: Path, frames: list[int], out_dir: Pa
     if not scene.is_file():
         raise RenderError(f"scene file not found on this worker: {scene}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    slices = _split(frames, processes)
+    pieces = slices(span, processes)
     per_process = None
-    if threads is not None or len(slices) > 1:
-        per_process = max(1, (threads or len(os.sched_getaffinity(0))) // len(slices))
+    if threads is not None or len(pieces) > 1:
+        per_process = max(1, (threads or len(os.sched_getaffinity(0))) // len(pieces))
     with tempfile.TemporaryDirectory(prefix="framefarm-render-") as tmp, \
             (log_path.open("a", encoding="utf-8") if log_path else contextlib.nullcontext()) as log:
-        runs = _start(info, scene, slices, step, out_dir, Path(tmp), device, per_process, log)
+        runs = _start(info, scene, pieces, out_dir, Path(tmp), device, per_process, log)
         outcome = _wait(runs, cancel)
         if outcome == "cancelled":
-            raise RenderCancelled(f"render of frames {frames[0]}-{frames[-1]} cancelled")
+            raise RenderCancelled(f"render of frames {span.start}-{span.end} cancelled")
         if isinstance(outcome, _Blender):
             raise _failure(outcome)
         return _verify(runs)
 
 
-def _progression(frames: list[int]) -> int:
-    if not frames:
-        raise ValueError("no frames to render")
-    step = frames[1] - frames[0] if len(frames) > 1 else 1
-    if step < 1 or list(frames) != list(range(frames[0], frames[-1] + 1, step)):
-        raise ValueError(f"frames must be an increasing arithmetic progression, got {frames[:5]}...")
-    return step
+def as_span(frames: PartSpan | FrameRange) -> PartSpan:
+    """The frames to render as one span: a part's own, or a whole range as span 0.
+    Anything else (a bare list of frames) is refused rather than guessed at."""
+    if isinstance(frames, PartSpan):
+        return frames
+    if isinstance(frames, FrameRange):
+        return PartSpan(0, frames.start, frames.count, frames.step)
+    raise TypeError(f"frames must be a PartSpan or a FrameRange, not {type(frames).__name__}")
 
 
-def _split(frames: list[int], processes: int) -> list[list[int]]:
-    """Contiguous slices of near-equal length, one per Blender process."""
-    count = max(1, min(processes, len(frames)))
-    size, extra = divmod(len(frames), count)
-    slices, start = [], 0
+def slices(span: PartSpan, processes: int) -> list[PartSpan]:
+    """Contiguous slices of the span, of near-equal length, one per Blender process."""
+    count = max(1, min(processes, span.count))
+    size, extra = divmod(span.count, count)
+    pieces, first = [], 0
     for index in range(count):
-        end = start + size + (1 if index < extra else 0)
-        slices.append(frames[start:end])
-        start = end
-    return slices
+        length = size + (1 if index < extra else 0)
+        pieces.append(PartSpan(index, span.start + first * span.step, length, span.step))
+        first += length
+    return pieces
 
 
-def _start(info: BlenderInfo, scene: Path, slices: list[list[int]], step: int, out_dir: Path,
+def _start(info: BlenderInfo, scene: Path, pieces: list[PartSpan], out_dir: Path,
            tmp: Path, device: str, threads: int | None, log: IO[str] | None) -> list[_Blender]:
     lock, runs = threading.Lock(), []
     setup_source = inspect.getsource(_blender_setup)
     try:
-        for index, part in enumerate(slices):
+        for index, piece in enumerate(pieces):
             expect = tmp / f"expected-{index}.json"
-            params = {"frames": part, "expect": str(expect), "device": device, "has_oidn": info.has_oidn}
+            params = {"frames": piece.frames(), "expect": str(expect), "device": device, "has_oidn": info.has_oidn}
             setup = tmp / f"setup-{index}.py"
             setup.write_text(f"{setup_source}\n_blender_setup({params!r})\n", encoding="utf-8")
-            cmd = blender_command(info.path, scene, out_dir, setup, part[0], part[-1], step, device, threads)
-            label = f"[{index}] " if len(slices) > 1 else ""
+            cmd = blender_command(info.path, scene, out_dir, setup, piece, device, threads)
+            label = f"[{index}] " if len(pieces) > 1 else ""
             if log is not None:
                 with lock:
                     log.write(f"{label}$ {subprocess.list2cmdline(cmd)}\n")
@@ -266,14 +268,14 @@ def _start(info: BlenderInfo, scene: Path, slices: list[list[int]], step: int, o
     return runs
 
 
-def blender_command(blender: str, scene: Path, out_dir: Path, setup: Path, first: int, last: int,
-                    step: int, device: str, threads: int | None) -> list[str]:
+def blender_command(blender: str, scene: Path, out_dir: Path, setup: Path, frames: PartSpan,
+                    device: str, threads: int | None) -> list[str]:
     """The command line; Blender applies its options in order, so the output path
     comes before the setup script (which reads it back) and everything before -a."""
     return [blender, "-b", "--factory-startup", "--disable-autoexec", str(scene),
             "-o", f"{out_dir}/####", "-x", "1", *(["-t", str(threads)] if threads else []),
             "--python-exit-code", "2", "--python", str(setup),
-            "-s", str(first), "-e", str(last), "-j", str(step), "-a",
+            "-s", str(frames.start), "-e", str(frames.end), "-j", str(frames.step), "-a",
             "--", "--cycles-device", device]
 
 

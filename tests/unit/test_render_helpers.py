@@ -1,0 +1,159 @@
+"""The worker's render back end without Blender: choosing a device and a process count,
+slicing a part's span among processes, refusing bad arguments, and the failures of a
+Blender that crashes or lies, played by small stand-in programs."""
+from __future__ import annotations
+
+import json
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from framefarm.common.frameset import FrameRange, FrameSpecError, PartSpan
+from framefarm.worker.render import (BlenderInfo, RenderError, as_span, choose_device, probe_blender,
+                                     process_policy, render_frames, slices)
+
+
+def test_probe_missing_binary() -> None:
+    with pytest.raises(RenderError, match="Blender not found"):
+        probe_blender("/nonexistent/blender")
+
+
+@pytest.mark.parametrize("impostor", ["/bin/echo", "/bin/true", "/bin/false"])
+def test_probe_rejects_a_program_that_is_not_blender(impostor: str) -> None:
+    with pytest.raises(RenderError, match="does not look like Blender"):
+        probe_blender(impostor)
+
+
+def fake_info(*devices: str, path: str = "blender") -> BlenderInfo:
+    return BlenderInfo(path=path, version=304, version_string="3.4.1", devices=["CPU", *devices],
+                       has_oidn=False)
+
+
+@pytest.mark.parametrize("devices, expected", [((), "CPU"), (("CUDA",), "CUDA"), (("CUDA", "OPTIX"), "OPTIX"),
+                                               (("HIP", "ONEAPI"), "HIP"), (("METAL",), "METAL")])
+def test_auto_picks_the_best_device(devices: tuple[str, ...], expected: str) -> None:
+    assert choose_device("auto", fake_info(*devices)) == expected
+
+
+def test_explicit_device_must_exist() -> None:
+    assert choose_device("cuda", fake_info("CUDA")) == "CUDA"
+    assert choose_device("CPU", fake_info()) == "CPU"
+    with pytest.raises(RenderError, match="Cycles device OPTIX is not available here.*CPU, CUDA"):
+        choose_device("OPTIX", fake_info("CUDA"))
+
+
+@pytest.mark.parametrize("frames, cores, expected", [(1, 16, 1), (7, 16, 1), (8, 16, 2), (31, 16, 2),
+                                                     (32, 16, 4), (250, 16, 4), (250, 2, 2), (250, 1, 1),
+                                                     (250, 0, 1)])
+def test_process_policy(frames: int, cores: int, expected: int) -> None:
+    assert process_policy(frames, cores) == expected
+
+
+# -- a part's span, and its slices among Blender processes --------------------------------------
+
+def test_a_range_renders_as_one_span_and_a_list_is_refused() -> None:
+    assert as_span(FrameRange(250, 258, 2)) == PartSpan(0, 250, 5, 2)
+    span = PartSpan(3, 10, 4, 5)
+    assert as_span(span) is span
+    with pytest.raises(TypeError, match="PartSpan or a FrameRange, not list"):
+        as_span([1, 2, 3])  # type: ignore[arg-type]
+
+
+@given(start=st.integers(0, 1000), count=st.integers(1, 300), step=st.integers(1, 7),
+       processes=st.integers(-1, 9))
+def test_slices_cover_the_span_in_order_nearly_evenly(start: int, count: int, step: int, processes: int) -> None:
+    span = PartSpan(0, start, count, step)
+    pieces = slices(span, processes)
+    assert len(pieces) == max(1, min(processes, count))
+    assert [frame for piece in pieces for frame in piece.frames()] == span.frames()
+    assert all(piece.step == step for piece in pieces)
+    assert max(p.count for p in pieces) - min(p.count for p in pieces) <= 1
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    info = fake_info()
+    scene = tmp_path / "scene.blend"
+    scene.write_bytes(b"BLENDER")
+    for frames in ([1, 2], [], (1, 2)):
+        with pytest.raises(TypeError):
+            render_frames(info, scene, frames, tmp_path)  # type: ignore[arg-type]
+    for start, count, step in ((1, 0, 1), (1, 2, 0), (-1, 2, 1)):
+        with pytest.raises(FrameSpecError):
+            render_frames(info, scene, PartSpan(0, start, count, step), tmp_path)
+    with pytest.raises(ValueError, match="'#'"):
+        render_frames(info, scene, FrameRange(1, 1), tmp_path / "take#1")
+    with pytest.raises(RenderError, match="OPTIX is not available"):
+        render_frames(info, scene, FrameRange(1, 1), tmp_path, device="OPTIX")
+
+
+def test_missing_scene_is_not_the_scenes_fault(tmp_path: Path) -> None:
+    with pytest.raises(RenderError, match="scene file not found") as caught:
+        render_frames(fake_info(), tmp_path / "gone.blend", FrameRange(1, 1), tmp_path / "out")
+    assert not caught.value.deterministic
+
+
+# -- Blender misbehaving, played by small stand-in programs ------------------------------------
+
+def stand_in(tmp_path: Path, body: str) -> BlenderInfo:
+    script = tmp_path / "blender"
+    script.write_text(body)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return fake_info(path=str(script))
+
+
+def test_crash_is_reported_and_retryable(tmp_path: Path) -> None:
+    info = stand_in(tmp_path, "#!/bin/sh\necho 'Writing: /tmp/scene.crash.txt'\nkill -SEGV $$\n")
+    (tmp_path / "scene.blend").write_bytes(b"BLENDER")
+    with pytest.raises(RenderError, match="Blender crashed with SIGSEGV") as caught:
+        render_frames(info, tmp_path / "scene.blend", FrameRange(1, 1), tmp_path / "out")
+    assert not caught.value.deterministic
+    assert "crash.txt" in caught.value.log_tail
+
+
+# Plays a Blender that renders what its command line asks for (-s, -e, -j) and writes the
+# setup script's expectations for the frames it was handed; with `bad` set, frame 2 is broken.
+STAND_IN_BLENDER = """#!{python}
+import ast, json, sys
+from PIL import Image
+args = sys.argv
+params = ast.literal_eval(open(args[args.index("--python") + 1]).read().rsplit("_blender_setup(", 1)[1][:-2])
+out = args[args.index("-o") + 1].replace("####", "{{:04d}}")
+first, last, step = (int(args[args.index(flag) + 1]) for flag in ("-s", "-e", "-j"))
+files = [[f, [out.format(f) + ".png"]] for f in params["frames"]]
+json.dump({{"files": files, "width": 48, "height": 48, "extension": ".png"}}, open(params["expect"], "w"))
+for f in range(first, last + 1, step):
+    if {bad} and f == 2:
+        open(out.format(f) + ".png", "wb").write(b"\\x89PNG\\r\\n")
+    else:
+        Image.new("RGB", (48, 48)).save(out.format(f) + ".png")
+"""
+
+
+def test_exit_zero_with_a_bad_frame_fails(tmp_path: Path) -> None:
+    info = stand_in(tmp_path, STAND_IN_BLENDER.format(python=sys.executable, bad=True))
+    (tmp_path / "scene.blend").write_bytes(b"BLENDER")
+    with pytest.raises(RenderError, match="exited normally but a frame is bad: 0002.png") as caught:
+        render_frames(info, tmp_path / "scene.blend", FrameRange(1, 2), tmp_path / "out")
+    assert not caught.value.deterministic
+
+
+def test_each_process_is_asked_for_its_slice_of_a_stepped_part(tmp_path: Path) -> None:
+    """The command lines and the setup scripts agree on each slice, and the slices
+    together are the part: a wrong start, end or step in either fails the frame check."""
+    info = stand_in(tmp_path, STAND_IN_BLENDER.format(python=sys.executable, bad=False))
+    (tmp_path / "scene.blend").write_bytes(b"BLENDER")
+    log = tmp_path / "render.log"
+    span = PartSpan(4, 103, 7, 5)  # frames 103, 108, ..., 133
+    files = render_frames(info, tmp_path / "scene.blend", span, tmp_path / "out", processes=3, log_path=log)
+    assert [path.name for path in files] == [f"{f:04d}.png" for f in span.frames()]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{f:04d}.png" for f in span.frames()]
+    text = log.read_text()
+    for label, args in (("[0] $ ", "-s 103 -e 113 -j 5"), ("[1] $ ", "-s 118 -e 123 -j 5"),
+                        ("[2] $ ", "-s 128 -e 133 -j 5")):
+        line = next(line for line in text.splitlines() if line.startswith(label))
+        assert args in line, line
+    json.dumps(span.to_json())  # the value a claim answer carries
