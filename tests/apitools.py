@@ -47,7 +47,7 @@ def expect_error(resp, status: int, code: str | None = None) -> dict[str, Any]:
     return err
 
 
-def snapshot(farm: Farm) -> tuple[dict[bytes, bytes], dict[str, int]]:
+def snapshot(farm: Farm) -> tuple[dict[str, bytes], dict[str, int]]:
     """All of the farm's state: every Redis value and every stored object (temporary files included)."""
     r = farm.redis
     values = {k: r.dump(k) for k in sorted(r.keys("*"))}
@@ -64,7 +64,7 @@ def unchanged(http) -> Iterator[None]:
     after = snapshot(farm)
     assert after[1] == before[1], "storage changed"
     assert after[0] == before[0], "redis changed: " + ", ".join(
-        k.decode() for k in set(before[0]) ^ set(after[0]) | {k for k in before[0] if before[0][k] != after[0].get(k)})
+        k for k in set(before[0]) ^ set(after[0]) | {k for k in before[0] if before[0][k] != after[0].get(k)})
 
 
 def wait_for(condition: Callable[[], T], what: str, timeout: float = 10.0) -> T:
@@ -137,8 +137,7 @@ def fail_part(http, token: str, part: dict[str, Any], message: str, deterministi
 
 
 def part_fields(http, pid: str) -> dict[str, str]:
-    raw = farm_of(http).redis.hgetall(keys.part(pid))
-    return {k.decode(): v.decode() for k, v in raw.items()}
+    return farm_of(http).redis.hgetall(keys.part(pid))
 
 
 @pytest.fixture

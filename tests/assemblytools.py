@@ -74,7 +74,7 @@ def stage_job(http, tokens, scene: bytes, *, frames: int, chunk: int, frame_size
     staged = StagedJob(job["id"], [])
     for _ in range(job["parts"]["total"]):
         part = http.post(f"/v1/workers/{wid}/claim", json={"wait": 0}, headers=worker).get_json()["part"]
-        key = archive.part_result_key(job["id"], part["index"], part["token"])
+        key = keys.part_result(job["id"], part["index"], part["token"])
         with farm.storage.writer(key) as out, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
             for frame in part["frames"]:
                 data = frame_bytes(pool, frame, frame_size)
@@ -84,16 +84,16 @@ def stage_job(http, tokens, scene: bytes, *, frames: int, chunk: int, frame_size
                         entry.write(data[i:i + BLOCK])
                 staged.frames[name] = (len(data), zlib.crc32(data))
         status = farm.scripts.complete(args=[part["id"], part["token"], key])
-        assert status[0] == b"ok", status
+        assert status[0] == "ok", status
         staged.results.append(key)
-    assert farm.redis.hget(keys.job(job["id"]), "status") == b"assembling"
+    assert farm.redis.hget(keys.job(job["id"]), "status") == "assembling"
     return staged
 
 
 def archive_entries(farm, job_id: str) -> dict[str, tuple[int, int]]:
     """Entry name -> (size, crc32) of the job's final zip, read from its central directory;
     the assembly computed each CRC from the bytes it streamed, so equal CRCs mean equal bytes."""
-    key = archive.archive_key(job_id)
+    key = keys.archive(job_id)
     with ExitStack() as stack:
         local = farm.storage.local_path(key)
         if local is None:  # a remote object: spool it, as zipfile seeks to the central directory

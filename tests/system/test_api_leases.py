@@ -162,7 +162,7 @@ def test_a_part_failing_max_attempts_times_fails_the_job_with_the_last_error(htt
     assert settings.max_attempts == 3 and outcomes == ["requeued", "requeued", "failed"]
     failed = get_job(http, tokens.client, job["id"], parts="1")
     assert failed["status"] == "failed" and "failed 3 times" in failed["error"] and "boom 3" in failed["error"]
-    assert failed["part_list"][0] | {"error": None} == {"index": 0, "start": 1, "count": 2, "state": "failed",
+    assert failed["part_list"][0] | {"error": None} == {"index": 0, "start": 1, "count": 2, "step": 1, "state": "failed",
                                                         "attempts": 3, "error": None}
     assert claim(http, tokens.worker, workers[2]) is None
 

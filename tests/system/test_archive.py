@@ -34,11 +34,11 @@ def done_parts(http, app, tokens, scenes):
 
 def test_assembly_streams_every_frame_once_stored_and_deletes_the_parts(done_parts):
     farm, job_id = done_parts
-    assert farm.redis.hget(keys.job(job_id), "status") == b"assembling"
-    results = [farm.redis.hget(keys.part(keys.part_id(job_id, i)), "result").decode() for i in range(2)]
+    assert farm.redis.hget(keys.job(job_id), "status") == "assembling"
+    results = [farm.redis.hget(keys.part(keys.part_id(job_id, i)), "result") for i in range(2)]
     archive.assemble_pending(farm)
-    assert farm.redis.hget(keys.job(job_id), "status") == b"done"
-    with zipfile.ZipFile(farm.storage.local_path(archive.archive_key(job_id))) as zf:
+    assert farm.redis.hget(keys.job(job_id), "status") == "done"
+    with zipfile.ZipFile(farm.storage.local_path(keys.archive(job_id))) as zf:
         assert zf.namelist() == ["0009.png", "0010.png", "0011.png"]
         assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_STORED}
         assert zf.read("0010.png") == b"frame 10"
@@ -52,23 +52,23 @@ def test_a_second_gateway_takes_over_when_the_first_dies_holding_the_lock(done_p
     farm.redis.set(keys.assembly_lock(job_id), "dead-gateway", px=300)
     other = create_app(settings).extensions["framefarm"]
     assert archive.assemble(other, job_id) is False
-    assert farm.redis.hget(keys.job(job_id), "status") == b"assembling"
+    assert farm.redis.hget(keys.job(job_id), "status") == "assembling"
     deadline_ms = farm.redis.pttl(keys.assembly_lock(job_id))
     assert 0 < deadline_ms <= 300
     farm.redis.delete(keys.assembly_lock(job_id))  # what its expiry does, without waiting for it
     archive.assemble_pending(other)
-    assert farm.redis.hget(keys.job(job_id), "status") == b"done"
+    assert farm.redis.hget(keys.job(job_id), "status") == "done"
 
 
 def test_an_assembly_that_cannot_succeed_fails_the_job_with_the_reason(done_parts):
     farm, job_id = done_parts
-    lost = farm.redis.hget(keys.part(keys.part_id(job_id, 1)), "result").decode()
+    lost = farm.redis.hget(keys.part(keys.part_id(job_id, 1)), "result")
     farm.storage.delete(lost)
     for _ in range(archive.MAX_ASSEMBLY_FAILURES):
         farm.redis.delete(keys.assembly_lock(job_id))
         archive.assemble_pending(farm)
     job = farm.redis.hgetall(keys.job(job_id))
-    assert job[b"status"] == b"failed"
-    assert b"assembling the final zip failed" in job[b"error"]
-    assert not farm.storage.exists(archive.archive_key(job_id))
+    assert job["status"] == "failed"
+    assert "assembling the final zip failed" in job["error"]
+    assert not farm.storage.exists(keys.archive(job_id))
     assert farm.redis.zcard(keys.ASSEMBLY) == 0

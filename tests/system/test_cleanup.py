@@ -69,7 +69,7 @@ def test_a_scene_shared_by_two_jobs_survives_the_first_jobs_cleanup_not_the_seco
     report = sweep(http)
     assert report.released == [first["id"]]
     assert stored(http, "files") == files(scene, tex_b), "the shared scene is still needed by the second job"
-    assert stored(http, "archives") == {archive.archive_key(first["id"])}
+    assert stored(http, "archives") == {keys.archive(first["id"])}
 
     render(http, tokens, wid, second)
     sweep(http)
@@ -95,7 +95,7 @@ def test_an_archive_past_retention_is_deleted_and_its_links_answer_410(http, tok
     render(http, tokens, wid, job)
     link = get_job(http, tokens.client, job["id"])["download_url"]
     sweep(http)
-    assert stored(http, "archives") == {archive.archive_key(job["id"])}, "kept within the retention period"
+    assert stored(http, "archives") == {keys.archive(job["id"])}, "kept within the retention period"
 
     farm_of(http).settings = dataclasses.replace(farm_of(http).settings, archive_retention_s=0)
     assert sweep(http).expired == [job["id"]]

@@ -170,7 +170,7 @@ def test_a_real_flow_answers_as_the_spec_says(http, tokens, scene_sha, scene_byt
     c(http.put(f"/v1/parts/{parts[0]['id']}/result", data=b"late", headers=held), "PUT", "/v1/parts/{pid}/result")
 
     farm = farm_of(http)
-    wait_for(lambda: archive.assemble_pending(farm) or farm.redis.hget(f"ff:job:{job['id']}", "status") == b"done",
+    wait_for(lambda: archive.assemble_pending(farm) or farm.redis.hget(f"ff:job:{job['id']}", "status") == "done",
              "the job to be assembled")
     done = c(http.get(f"/v1/jobs/{job['id']}", headers=client), "GET", "/v1/jobs/{job_id}")
     link = c(http.get(f"/v1/jobs/{job['id']}/archive", headers=client), "GET", "/v1/jobs/{job_id}/archive")

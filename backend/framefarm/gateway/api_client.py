@@ -4,12 +4,13 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Blueprint, current_app, g, jsonify, redirect, request, url_for
+from flask import Blueprint, g, jsonify, redirect, request
 
-from . import cleanup, jobs, uploads
-from .archive import archive_key, download_name
+from . import cleanup, jobs, keys, uploads
 from .auth import requires
+from .downloads import signed_archive_link
 from .errors import ApiError, bad_request
+from .farm import current_farm
 from .storage import ObjectMissing, StorageError
 
 bp = Blueprint("client", __name__, url_prefix="/v1")
@@ -18,10 +19,6 @@ log = logging.getLogger("framefarm.gateway.client")
 MAX_HASHES_PER_QUERY = 20_000
 # Opening an upload session is one call to the storage service per file: keep a request short.
 MAX_UPLOADS_PER_QUERY = 100
-
-
-def farm():
-    return current_app.extensions["framefarm"]
 
 
 def owner_filter():
@@ -35,21 +32,21 @@ def files_missing():
     hashes = body.get("hashes") if isinstance(body, dict) else None
     if not isinstance(hashes, list) or len(hashes) > MAX_HASHES_PER_QUERY:
         raise bad_request(f"send {{\"hashes\": [...]}} with at most {MAX_HASHES_PER_QUERY} SHA-256 digests")
-    f = farm()
+    f = current_farm()
     wanted = dict.fromkeys(jobs.check_sha(h if isinstance(h, str) else repr(h)) for h in hashes)
-    missing = [h for h in wanted if not f.storage.exists(jobs.file_key(h))]
+    missing = [h for h in wanted if not f.storage.exists(keys.scene_file(h))]
     return jsonify({"missing": missing})
 
 
 @bp.put("/files/<sha>")
 @requires("client")
 def upload_file(sha: str):
-    f = farm()
+    f = current_farm()
     jobs.check_sha(sha)
-    if f.storage.exists(jobs.file_key(sha)):
+    if f.storage.exists(keys.scene_file(sha)):
         uploads.check_length(f.settings.max_upload_bytes)
         return jsonify({"sha256": sha, "stored": False}), 200
-    size = uploads.stream_to(f.storage, jobs.file_key(sha), f.settings.max_upload_bytes, expect_sha=sha)
+    size = uploads.stream_to(f.storage, keys.scene_file(sha), f.settings.max_upload_bytes, expect_sha=sha)
     return jsonify({"sha256": sha, "stored": True, "size": size}), 201
 
 
@@ -58,7 +55,7 @@ def upload_file(sha: str):
 def files_uploads():
     """Upload URLs for files the farm lacks, where the storage takes uploads directly;
     `uploads` is empty where it does not (then PUT /v1/files/{sha} streams through here)."""
-    f = farm()
+    f = current_farm()
     body = request.get_json(silent=True)
     files = body.get("files") if isinstance(body, dict) else None
     if not isinstance(files, dict) or not 0 < len(files) <= MAX_UPLOADS_PER_QUERY:
@@ -74,7 +71,7 @@ def files_uploads():
     try:
         for sha, size in files.items():
             uid = uploads.new_upload_id()
-            url = f.storage.upload_url(uploads.incoming_file_key(sha, uid), size)
+            url = f.storage.upload_url(keys.incoming_file(sha, uid), size)
             if url is None:
                 break
             out[sha] = {"url": url, "id": uid}
@@ -88,9 +85,9 @@ def files_uploads():
 @requires("client")
 def commit_file(sha: str):
     """Check a direct upload (size and SHA-256, read back from storage) and keep it as the file."""
-    f = farm()
+    f = current_farm()
     jobs.check_sha(sha)
-    src = uploads.incoming_file_key(sha, uploads.upload_id(request.get_json(silent=True)))
+    src = keys.incoming_file(sha, uploads.upload_id(request.get_json(silent=True)))
     tallies = []
 
     def verify(fh) -> None:
@@ -98,7 +95,7 @@ def commit_file(sha: str):
         tallies[-1].check_sha(sha)
 
     try:
-        stored = f.storage.promote(src, jobs.file_key(sha), verify)
+        stored = f.storage.promote(src, keys.scene_file(sha), verify)
     except ObjectMissing:
         raise ApiError(404, "no_upload", f"no finished upload of {sha} under this id: send the file to its "
                                          "upload URL first (or ask for a new one)") from None
@@ -111,7 +108,7 @@ def commit_file(sha: str):
 @bp.post("/jobs")
 @requires("client")
 def submit():
-    f = farm()
+    f = current_farm()
     body = request.get_json(silent=True)
     job_id, created = jobs.create(f, g.identity.owner, body, request.headers.get("Idempotency-Key"))
     job = jobs.load(f, job_id, None)
@@ -121,7 +118,7 @@ def submit():
 @bp.get("/jobs")
 @requires("client")
 def list_jobs():
-    f = farm()
+    f = current_farm()
     return jsonify({"jobs": [jobs.view(f, j) for j in jobs.list_for(f, owner_filter())]})
 
 
@@ -130,7 +127,7 @@ def list_jobs():
 def get_job(job_id: str):
     """With ?wait=S&rev=R, answers as soon as the job's revision differs from R
     (a long-poll: clients learn of progress at once without hammering)."""
-    f = farm()
+    f = current_farm()
     job = jobs.load(f, job_id, owner_filter())
     wait = request.args.get("wait", type=float) or 0.0
     rev = request.args.get("rev", type=int)
@@ -145,29 +142,14 @@ def get_job(job_id: str):
             f.notifier.wait(f"job:{job_id}", gen, min(left, 2.0))
     out = jobs.view(f, job, with_parts=request.args.get("parts") == "1")
     if job["status"] == "done":
-        out["download_url"] = download_url(job)
+        out["download_url"] = signed_archive_link(f, job)
     return jsonify(out)
-
-
-def download_url(job: dict[str, str]) -> str:
-    """A signed, expiring link to the job's zip: straight to the storage service where
-    it can sign one (the bytes then bypass the gateways), else to a gateway."""
-    f = farm()
-    try:
-        direct = f.storage.signed_url(archive_key(job["id"]), f.settings.link_ttl_s, filename=download_name(job))
-    except StorageError as e:  # e.g. the IAM signing API is down: the gateway can still stream it
-        log.warning("cannot sign a storage URL for job %s: %s", job["id"], e)
-        direct = None
-    if direct:
-        return direct
-    expires, sig = f.signer.sign(f"archive:{job['id']}", f.settings.link_ttl_s)
-    return url_for("public.download", job_id=job["id"], expires=expires, sig=sig, _external=True)
 
 
 @bp.post("/jobs/<job_id>/cancel")
 @requires("client")
 def cancel(job_id: str):
-    f = farm()
+    f = current_farm()
     job = jobs.load(f, job_id, owner_filter())
     jobs.cancel(f, job)
     return jsonify(jobs.view(f, jobs.load(f, job_id, None)))
@@ -176,10 +158,10 @@ def cancel(job_id: str):
 @bp.get("/jobs/<job_id>/archive")
 @requires("client")
 def archive(job_id: str):
-    f = farm()
+    f = current_farm()
     job = jobs.load(f, job_id, owner_filter())
     if job["status"] == "expired":
         raise cleanup.expired_error(job, f.settings)
     if job["status"] != "done":
         raise ApiError(409, "wrong_state", f"job {job_id} is {job['status']}; its archive is not ready")
-    return redirect(download_url(job), code=302)
+    return redirect(signed_archive_link(f, job), code=302)

@@ -3,17 +3,14 @@ from __future__ import annotations
 
 from importlib import resources
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_file, stream_with_context
+from flask import Blueprint, Response, jsonify, request
 
-from . import cleanup, gateways, jobs
-from .archive import archive_key, download_name
+from . import cleanup, gateways, jobs, keys
+from .downloads import archive_name, send_stored
 from .errors import ApiError
+from .farm import current_farm
 
 bp = Blueprint("public", __name__)
-
-
-def farm():
-    return current_app.extensions["framefarm"]
 
 
 @bp.get("/healthz")
@@ -23,7 +20,7 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    f = farm()
+    f = current_farm()
     problems = {}
     try:
         f.redis.ping()
@@ -40,7 +37,7 @@ def readyz():
 
 @bp.get("/v1/gateways")
 def list_gateways():
-    return jsonify({"gateways": gateways.live(farm().redis, farm().settings.gateway_timeout_s)})
+    return jsonify({"gateways": gateways.live(current_farm().redis, current_farm().settings.gateway_timeout_s)})
 
 
 @bp.get("/v1/openapi.yaml")
@@ -52,7 +49,7 @@ def openapi():
 
 @bp.get("/v1/download/<job_id>")
 def download(job_id: str):
-    f = farm()
+    f = current_farm()
     if not f.signer.verify(f"archive:{job_id}", request.args.get("expires"), request.args.get("sig")):
         raise ApiError(403, "bad_signature", "this download link is invalid or has expired; "
                        "ask the farm for a new one")
@@ -61,22 +58,5 @@ def download(job_id: str):
         raise cleanup.expired_error(job, f.settings)
     if job["status"] != "done":
         raise ApiError(409, "wrong_state", f"job {job_id} is {job['status']}")
-    key = archive_key(job_id)
-    name = download_name(job)
-    local = f.storage.local_path(key)
-    if local is not None:
-        return send_file(local, mimetype="application/zip", as_attachment=True, download_name=name,
-                         conditional=True, etag=True, max_age=0)
-    src = f.storage.open_read(key)
-
-    def chunks():
-        with src:
-            while block := src.read(1024 * 1024):
-                yield block
-
-    resp = Response(stream_with_context(chunks()), mimetype="application/zip")
-    size = f.storage.size(key)
-    if size is not None:
-        resp.headers["Content-Length"] = str(size)
-    resp.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    return resp
+    return send_stored(f.storage, keys.archive(job_id), "application/zip", download_name=archive_name(job),
+                       conditional=True)

@@ -58,25 +58,32 @@ def authenticate(r: redis.Redis, header: str | None) -> Identity:
     role, name = r.hmget(keys.token(d), "role", "name")
     if role is None:
         raise ApiError(401, "unauthorized", "unknown token")
-    return Identity(role.decode(), d[:20], (name or b"").decode())
+    return Identity(role, d[:20], name or "")
+
+
+def authorize(roles: tuple[str, ...]) -> Identity:
+    """The request's identity, if its token has one of `roles` (admins pass every role check)."""
+    from flask import current_app
+
+    ident = authenticate(current_app.extensions["framefarm"].redis, request.headers.get("Authorization"))
+    if ident.role not in roles and not ident.is_admin:
+        raise ApiError(403, "forbidden",
+                       f"a {ident.role} token cannot do this; it needs a {' or '.join(roles)} token")
+    g.identity = ident
+    return ident
 
 
 def requires(*roles: str):
-    """Views decorated with this see `g.identity`; admins pass every role check."""
+    """Views decorated with this see `g.identity`; `view.roles` tells the request checks
+    (contract.py) whom the view is for, so a malformed request is answered 401/403 first."""
 
     def wrap(view):
         @functools.wraps(view)
         def inner(*args, **kwargs):
-            from flask import current_app
-
-            ident = authenticate(current_app.extensions["framefarm"].redis,
-                                 request.headers.get("Authorization"))
-            if ident.role not in roles and not ident.is_admin:
-                raise ApiError(403, "forbidden",
-                               f"a {ident.role} token cannot do this; it needs a {' or '.join(roles)} token")
-            g.identity = ident
+            authorize(roles)
             return view(*args, **kwargs)
 
+        inner.roles = roles
         return inner
 
     return wrap

@@ -18,12 +18,14 @@ import re
 import shutil
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_file, stream_with_context, url_for
+from flask import Blueprint, jsonify, request
 
 from . import keys
 from .auth import requires
+from .downloads import gateway_link, send_stored, storage_link
 from .errors import ApiError
-from .storage import Storage, StorageError
+from .farm import current_farm
+from .storage import Storage
 from .uploads import BLOCK
 
 bp = Blueprint("blender", __name__, url_prefix="/v1")
@@ -42,42 +44,33 @@ def publish(r, storage: Storage, tarball: Path, version: str) -> dict[str, str]:
         sha = hashlib.file_digest(src, "sha256").hexdigest()
         size = os.fstat(src.fileno()).st_size
         src.seek(0)
-        key = f"blender/{sha}/{name}"
+        key = keys.blender_build(sha, name)
         with storage.writer(key) as out:
             shutil.copyfileobj(src, out, BLOCK)
     previous = r.hget(keys.BLENDER, "key")
+    if isinstance(previous, bytes):  # the CLI's client may not decode replies
+        previous = previous.decode()
     record = {"version": version, "sha256": sha, "key": key, "size": str(size), "filename": name}
     r.hset(keys.BLENDER, mapping=record)
-    if previous and previous.decode() != key:
-        storage.delete(previous.decode())
+    if previous and previous != key:
+        storage.delete(previous)
     return record
 
 
 def pinned(r) -> dict[str, str] | None:
-    raw = r.hgetall(keys.BLENDER)
-    return {k.decode(): v.decode() for k, v in raw.items()} or None
-
-
-def farm():
-    return current_app.extensions["framefarm"]
+    return r.hgetall(keys.BLENDER) or None
 
 
 @bp.get("/blender")
 @requires("worker")
 def show():
-    f = farm()
+    f = current_farm()
     build = pinned(f.redis)
     if build is None:
         raise ApiError(404, "no_blender", "this farm has not published a Blender build: an administrator "
                                           "publishes one with `framefarm blender publish TARBALL --version X`")
-    try:
-        url = f.storage.signed_url(build["key"], f.settings.link_ttl_s, filename=build["filename"])
-    except StorageError as e:  # the gateway can still stream it
-        log.warning("cannot sign a storage URL for the Blender build: %s", e)
-        url = None
-    if url is None:
-        expires, sig = f.signer.sign(f"blender:{build['sha256']}", f.settings.link_ttl_s)
-        url = url_for("blender.download", sha=build["sha256"], expires=expires, sig=sig, _external=True)
+    url = (storage_link(f, build["key"], build["filename"])
+           or gateway_link(f, "blender.download", f"blender:{build['sha256']}", sha=build["sha256"]))
     return jsonify({"version": build["version"], "sha256": build["sha256"], "size": int(build["size"]),
                     "filename": build["filename"], "url": url})
 
@@ -85,23 +78,11 @@ def show():
 @bp.get("/blender/<sha>")
 def download(sha: str):
     """The pinned build through a gateway, for storage that cannot sign; the link is the credential."""
-    f = farm()
+    f = current_farm()
     if not f.signer.verify(f"blender:{sha}", request.args.get("expires"), request.args.get("sig")):
         raise ApiError(403, "bad_signature", "this link is invalid or has expired; ask GET /v1/blender again")
     build = pinned(f.redis)
     if build is None or build["sha256"] != sha:
         raise ApiError(404, "not_found", "this Blender build is no longer the farm's: ask GET /v1/blender again")
-    local = f.storage.local_path(build["key"])
-    if local is not None:
-        return send_file(local, mimetype="application/octet-stream", as_attachment=True,
-                         download_name=build["filename"], conditional=False, etag=False)
-    src = f.storage.open_read(build["key"])
-
-    def chunks():
-        with src:
-            while block := src.read(BLOCK):
-                yield block
-
-    resp = Response(stream_with_context(chunks()), mimetype="application/octet-stream")
-    resp.headers["Content-Length"] = build["size"]
-    return resp
+    return send_stored(f.storage, build["key"], "application/octet-stream", download_name=build["filename"],
+                       size=int(build["size"]))

@@ -13,6 +13,7 @@
   ever refer to a deleted file, whatever the timing.
 - Direct uploads (uploads.py) that were never committed are deleted `files_grace_s` after
   they landed; a job's uncommitted part uploads go with its parts.
+- A job whose gateway died while writing its parts (staging.py) is discarded part by part.
 - Final archives are deleted `archive_retention_s` after their job finished, and the job
   becomes `expired`: its download link then answers 410 with a message that says so.
 
@@ -30,12 +31,10 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from . import keys
-from .archive import archive_key
+from . import keys, staging
 from .errors import ApiError
 from .farm import Farm
 from .gateways import redis_now_ms
-from .uploads import INCOMING_FILES
 
 log = logging.getLogger("framefarm.gateway.cleanup")
 
@@ -45,7 +44,7 @@ DELETING_TTL_S = 600
 # Holders examined per sweep: the jobs still running plus those that ended since the last one.
 MAX_HOLDERS = 10_000
 MAX_ARCHIVES = 1_000
-_FILE_KEY = re.compile(r"^files/([0-9a-f]{64})$")
+_FILE_KEY = re.compile("^" + re.escape(keys.scene_file("")) + "([0-9a-f]{64})$")
 
 
 @dataclass
@@ -63,7 +62,7 @@ def holding_files(farm: Farm, job_id: str, shas: Iterable[str]) -> Iterator[Hold
     not held but listed in `blocked`: report them missing. Unless `keep` is set by the
     end of the block, the hold is dropped without a trace."""
     blocked = farm.scripts.hold_files(args=[job_id, *sorted(set(shas))])
-    hold = Hold(job_id, {b.decode() for b in blocked})
+    hold = Hold(job_id, set(blocked))
     try:
         yield hold
     finally:
@@ -73,6 +72,7 @@ def holding_files(farm: Farm, job_id: str, shas: Iterable[str]) -> Iterator[Hold
 
 @dataclass
 class Report:
+    discarded: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     deleted_files: list[str] = field(default_factory=list)
@@ -92,10 +92,19 @@ def step(farm: Farm) -> Report | None:
 
 def sweep(farm: Farm) -> Report:
     report = Report()
+    discard_abandoned(farm, report)
     release_ended(farm, report)
     expire_archives(farm, report)
     delete_unheld_files(farm, report)
     return report
+
+
+def discard_abandoned(farm: Farm, report: Report) -> None:
+    """Jobs whose gateway died while writing their parts (their staging ran past its
+    deadline, staging.STAGING_TTL_S) leave nothing behind: their parts are deleted."""
+    for job_id in farm.redis.zrangebyscore(keys.STAGING, "-inf", redis_now_ms(farm.redis), start=0, num=100):
+        staging.discard(farm, job_id)
+        report.discarded.append(job_id)
 
 
 def release_ended(farm: Farm, report: Report) -> None:
@@ -105,23 +114,21 @@ def release_ended(farm: Farm, report: Report) -> None:
     holders = farm.redis.zrange(keys.FILE_HOLDERS, 0, MAX_HOLDERS - 1, withscores=True)
     pipe = farm.redis.pipeline()
     for job_id, _ in holders:
-        pipe.hget(keys.job(job_id.decode()), "status")
-    for (raw_id, held_at), status in zip(holders, pipe.execute()):
-        job_id = raw_id.decode()
+        pipe.hget(keys.job(job_id), "status")
+    for (job_id, held_at), status in zip(holders, pipe.execute()):
         orphan = status is None and now - held_at >= farm.ms(farm.settings.files_grace_s)
-        if not orphan and (status is None or status.decode() not in ENDED):
+        if not orphan and (status is None or status not in ENDED):
             continue
         if farm.scripts.release_files(args=[job_id, "ended"]):
-            farm.storage.delete_prefix(f"parts/{job_id}")
+            farm.storage.delete_prefix(keys.job_parts(job_id))
             report.released.append(job_id)
 
 
 def expire_archives(farm: Farm, report: Report) -> None:
     cutoff = redis_now_ms(farm.redis) - farm.ms(farm.settings.archive_retention_s)
-    for raw in farm.redis.zrangebyscore(keys.ARCHIVES, "-inf", cutoff, start=0, num=MAX_ARCHIVES):
-        job_id = raw.decode()
+    for job_id in farm.redis.zrangebyscore(keys.ARCHIVES, "-inf", cutoff, start=0, num=MAX_ARCHIVES):
         if farm.scripts.expire_archive(args=[job_id]):
-            farm.storage.delete(archive_key(job_id))
+            farm.storage.delete(keys.archive(job_id))
             report.expired.append(job_id)
         farm.redis.zrem(keys.ARCHIVES, job_id)
 
@@ -129,11 +136,11 @@ def expire_archives(farm: Farm, report: Report) -> None:
 def delete_unheld_files(farm: Farm, report: Report) -> None:
     grace_ms = farm.ms(farm.settings.files_grace_s)
     now = redis_now_ms(farm.redis)
-    for obj in farm.storage.list_prefix("files"):
+    for obj in farm.storage.list_prefix(keys.FILES):
         m = _FILE_KEY.match(obj.key)
         if now - obj.updated * 1000 < grace_ms:
             continue
-        if obj.key.startswith(INCOMING_FILES):  # a direct upload never committed
+        if obj.key.startswith(keys.INCOMING_FILES):  # a direct upload never committed
             farm.storage.delete(obj.key)
             continue
         if not m:

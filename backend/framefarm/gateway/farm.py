@@ -4,11 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import redis
+from flask import current_app
 
 from .config import Settings
-from .keys import Scripts
-from .notify import Notifier
+from .events import Notifier
 from .redisconn import redis_from_url
+from .scripts import Scripts
 from .signing import Signer
 from .storage import Storage, open_storage
 
@@ -21,6 +22,8 @@ MAX_REDIS_CONNECTIONS = 1000
 
 @dataclass
 class Farm:
+    """`redis` answers text (decode_responses): every key and value the farm stores is text."""
+
     settings: Settings
     redis: redis.Redis
     storage: Storage
@@ -36,8 +39,14 @@ class Farm:
     @classmethod
     def from_settings(cls, settings: Settings) -> "Farm":
         r = redis_from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3,
-                           health_check_interval=15, max_connections=MAX_REDIS_CONNECTIONS)
+                           health_check_interval=15, max_connections=MAX_REDIS_CONNECTIONS,
+                           decode_responses=True)
         return cls(settings, r, open_storage(settings.storage))
 
     def ms(self, seconds: float) -> int:
         return int(seconds * 1000)
+
+
+def current_farm() -> Farm:
+    """The farm of the app handling this request (set up by app.create_app)."""
+    return current_app.extensions["framefarm"]

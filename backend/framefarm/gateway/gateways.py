@@ -19,10 +19,6 @@ def announce(r: redis.Redis, url: str) -> None:
     r.zadd(keys.GATEWAYS, {url: redis_now_ms(r)})
 
 
-def withdraw(r: redis.Redis, url: str) -> None:
-    r.zrem(keys.GATEWAYS, url)
-
-
 def live(r: redis.Redis, timeout_s: float) -> list[dict]:
     now = redis_now_ms(r)
     cutoff = now - int(timeout_s * 1000)
@@ -30,4 +26,4 @@ def live(r: redis.Redis, timeout_s: float) -> list[dict]:
     pipe.zremrangebyscore(keys.GATEWAYS, "-inf", f"({cutoff}")
     pipe.zrange(keys.GATEWAYS, 0, -1, withscores=True)
     _, entries = pipe.execute()
-    return [{"url": url.decode(), "last_seen": int(ts)} for url, ts in entries]
+    return [{"url": url, "last_seen": int(ts)} for url, ts in entries]

@@ -1,4 +1,8 @@
-"""Jobs: validating a submission, recording it with its parts, and reporting on it."""
+"""Jobs: validating a submission, recording it with its parts, and reporting on it.
+
+The split into parts is computed here, once, by `frameset.split`, and handed to
+staging.py, which writes the spans to Redis (parts.py reads them back).
+"""
 from __future__ import annotations
 
 import json
@@ -10,19 +14,13 @@ from typing import Any
 from framefarm.common import frameset
 from framefarm.common.blendfile import BlendFileError, read_blend_info
 
-from . import cleanup, keys
+from . import cleanup, keys, parts, staging, workers
 from .errors import ApiError, bad_request, not_found
 from .farm import Farm
-from .gateways import redis_now_ms
+from .parts import ACTIVE
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 MAX_MANIFEST_FILES = 20_000
-IDEMPOTENCY_TTL_S = 24 * 3600
-ACTIVE = ("queued", "running")
-
-
-def file_key(sha: str) -> str:
-    return f"files/{sha}"
 
 
 def check_sha(sha: str) -> str:
@@ -93,46 +91,41 @@ def create(farm: Farm, owner: str, payload: Any, idempotency_key: str | None) ->
     name = payload.get("name") or posixpath.basename(main)
     if not isinstance(name, str) or len(name) > 200:
         raise bad_request("name must be text of at most 200 characters", "bad_name")
+    chunk = _int(payload, "chunk", None, 1, frameset.MAX_FRAME)
+    idem = ""
+    if idempotency_key:
+        if len(idempotency_key) > 200:
+            raise bad_request("Idempotency-Key is too long", "bad_idempotency_key")
+        idem = keys.idempotency(owner, idempotency_key)
 
     job_id = secrets.token_hex(6)
     # Held before checking they exist, so clean-up cannot delete one in between (cleanup.py).
     with cleanup.holding_files(farm, job_id, manifest.values()) as hold:
         missing = sorted(hold.blocked | {sha for sha in manifest.values()
-                                         if not farm.storage.exists(file_key(sha))})
+                                         if not farm.storage.exists(keys.scene_file(sha))})
         if missing:
             raise bad_request(f"{len(missing)} file(s) of the manifest were not uploaded", "missing_files",
                               missing=missing)
         try:
-            with farm.storage.open_read(file_key(manifest[main])) as fh:
+            with farm.storage.open_read(keys.scene_file(manifest[main])) as fh:
                 info = read_blend_info(fh)
         except BlendFileError as e:
             raise bad_request(f"{main}: {e}", "not_a_blend") from None
-
-        chunk = _int(payload, "chunk", None, 1, frameset.MAX_FRAME)
         if chunk is None:
-            chunk = frameset.auto_chunk(fr.count, len(capable_workers(farm, info.version)))
-        n_parts = frameset.part_count(fr, chunk)
-
-        idem = ""
-        if idempotency_key:
-            if len(idempotency_key) > 200:
-                raise bad_request("Idempotency-Key is too long", "bad_idempotency_key")
-            idem = f"{keys.PREFIX}idem:{owner}:{idempotency_key}"
+            chunk = frameset.auto_chunk(fr.count, len(workers.capable(farm, info.version)))
         fields = {"name": name, "main": main, "scene_hash": manifest[main], "priority": priority,
                   "start": fr.start, "end": fr.end, "step": fr.step, "frames_total": fr.count,
                   "chunk": chunk, "blender_version": info.version}
-        flat = [str(x) for kv in fields.items() for x in kv]
-        created, jid = farm.scripts.create_job(args=[
-            job_id, owner, idem, IDEMPOTENCY_TTL_S, info.version, priority, fr.start, fr.step, fr.count,
-            chunk, n_parts, json.dumps(manifest, sort_keys=True), *flat])
-        hold.keep = bool(created)  # a repeated request's files are held by the first job
-    return jid.decode(), bool(created)
+        record = staging.JobRecord(job_id, owner, idem, info.version, priority, json.dumps(manifest, sort_keys=True),
+                           fields)
+        jid, created = staging.write(farm, record, fr.step, frameset.split(fr, chunk))
+        hold.keep = created  # a repeated request's files are held by the first job
+    return jid, created
 
 
 def load(farm: Farm, job_id: str, owner: str | None) -> dict[str, str]:
     """The job's raw fields; another client's job is reported as not found."""
-    raw = farm.redis.hgetall(keys.job(job_id)) if re.match(r"^[0-9a-f]{12}$", job_id or "") else {}
-    job = {k.decode(): v.decode() for k, v in raw.items()}
+    job = farm.redis.hgetall(keys.job(job_id)) if re.match(r"^[0-9a-f]{12}$", job_id or "") else {}
     if not job or (owner is not None and job.get("owner") != owner):
         raise not_found(f"job {job_id}")
     return job
@@ -140,28 +133,6 @@ def load(farm: Farm, job_id: str, owner: str | None) -> dict[str, str]:
 
 def manifest_of(farm: Farm, job_id: str) -> dict[str, str]:
     return json.loads(farm.redis.get(keys.manifest(job_id)) or "{}")
-
-
-def live_workers(farm: Farm) -> list[dict[str, str]]:
-    """Registered workers heard from recently (a few hundred at most: fine off the hot path)."""
-    cutoff = redis_now_ms(farm.redis) - farm.ms(farm.settings.worker_timeout_s)
-    ids = [w.decode() for w in farm.redis.zrangebyscore(keys.WORKERS, cutoff, "+inf")]
-    pipe = farm.redis.pipeline()
-    for wid in ids:
-        pipe.hgetall(keys.worker(wid))
-    out = []
-    for wid, raw in zip(ids, pipe.execute()):
-        if raw:
-            out.append({"id": wid, **{k.decode(): v.decode() for k, v in raw.items()}})
-    return out
-
-
-def capable_workers(farm: Farm, min_version: int, job_id: str | None = None) -> list[dict[str, str]]:
-    workers = [w for w in live_workers(farm) if int(w.get("blender_version", 0)) >= min_version]
-    if job_id and workers:
-        blocked = {b.decode() for b in farm.redis.smembers(f"{keys.job(job_id)}:block")}
-        workers = [w for w in workers if w["id"] not in blocked]
-    return workers
 
 
 def _version_text(v: int) -> str:
@@ -173,9 +144,9 @@ def waiting_reason(farm: Farm, job: dict[str, str]) -> str | None:
     if job["status"] not in ACTIVE:
         return None
     need = int(job["blender_version"])
-    if capable_workers(farm, need, job["id"]):
+    if workers.capable(farm, need, job["id"]):
         return None
-    live = live_workers(farm)
+    live = workers.live(farm)
     if not live:
         return "waiting: no worker is online"
     versions = sorted({_version_text(int(w.get("blender_version", 0))) for w in live})
@@ -202,30 +173,28 @@ def view(farm: Farm, job: dict[str, str], *, with_parts: bool = False) -> dict[s
         "waiting_reason": waiting_reason(farm, job),
     }
     if with_parts:
-        pipe = farm.redis.pipeline()
-        for i in range(int(job["parts_total"])):
-            pipe.hmget(keys.part(keys.part_id(job["id"], i)), "start", "count", "state", "attempts", "error")
-        out["part_list"] = [
-            {"index": i, "start": int(p[0]), "count": int(p[1]), "state": p[2].decode(),
-             "attempts": int(p[3] or 0), "error": p[4].decode() if p[4] else None}
-            for i, p in enumerate(pipe.execute())]
+        out["part_list"] = parts.part_list(farm.redis, job["id"], int(job["parts_total"]), job["status"])
     return out
 
 
 def list_for(farm: Farm, owner: str | None, limit: int = 100) -> list[dict[str, str]]:
     index = keys.ALL_JOBS if owner is None else keys.owner_jobs(owner)
-    ids = [j.decode() for j in farm.redis.zrevrange(index, 0, limit - 1)]
     pipe = farm.redis.pipeline()
-    for jid in ids:
+    for jid in farm.redis.zrevrange(index, 0, limit - 1):
         pipe.hgetall(keys.job(jid))
-    return [{k.decode(): v.decode() for k, v in raw.items()} for raw in pipe.execute() if raw]
+    return [job for job in pipe.execute() if job]
 
 
 def cancel(farm: Farm, job: dict[str, str]) -> str:
     res = farm.scripts.cancel(args=[job["id"]])
-    if res[0] == b"cancelled":
+    if res[0] == "cancelled":
         return "cancelled"
-    status = res[1].decode()
+    status = res[1]
     if status == "cancelled":
         return status
     raise ApiError(409, "wrong_state", f"job {job['id']} is {status} and cannot be cancelled")
+
+
+def holds_file(farm: Farm, job_id: str, sha: str) -> bool:
+    """Whether `sha` is one of the job's scene files (so a worker leasing its part may fetch it)."""
+    return bool(farm.redis.sismember(keys.files_held(job_id), sha))

@@ -1,53 +1,84 @@
-"""Every Redis key name and every Lua script of the farm, in one place.
+"""Every Redis key and every storage object name of the farm, in one place.
 
-State changes that must be atomic (claim, heartbeat, complete, fail, cancel,
-lease expiry) are Lua scripts: each runs as one step on Redis, reads Redis's own
-clock, and touches O(log n) entries of the shared queues, never a scan of all
-jobs or parts. The key layout is mirrored in lua/_lib.lua; keep the two in step.
+Lua scripts build the same Redis keys, so their key helpers are generated from this
+module (`lua_prelude`) when the scripts are registered: there is no hand-kept mirror
+to fall out of step. A key that Lua uses is declared with `_key` (a builder) or
+`_const` (a fixed name); each declaration names its Lua helper, and
+tests/unit/test_keys.py checks that every helper a script calls is generated here.
 """
 from __future__ import annotations
 
-from importlib import resources
-
-import redis
-
 PREFIX = "ff:"
 
-SECRET = PREFIX + "secret"
-EVENTS = PREFIX + "events"            # pub/sub channel: "work" or "job:<id>"
-WORKERS = PREFIX + "workers"          # zset worker id -> last seen (ms)
-GATEWAYS = PREFIX + "gateways"        # zset url -> last seen (ms)
-LEASES = PREFIX + "leases"            # zset part id -> lease deadline (ms)
-ASSEMBLY = PREFIX + "assembly"        # zset job id -> time it became ready
-QUEUES = PREFIX + "queues"            # set of minimum Blender versions with a queue
-ALL_JOBS = PREFIX + "jobs"             # zset job id -> created (ms), for admins
+_LUA: dict[str, str] = {}  # Lua helper name -> its definition, in declaration order
+
+
+class Key:
+    """A key builder: `template`'s `{}` slots filled in order, after the farm's prefix."""
+
+    def __init__(self, lua_name: str, template: str) -> None:
+        self.template = template
+        self.slots = template.count("{}")
+        args = [f"a{i}" for i in range(1, self.slots + 1)]
+        pieces = template.split("{}")
+        expr = " .. ".join(["P"] + [x for i, piece in enumerate(pieces)
+                                    for x in ([repr(piece)] if piece else []) + (args[i:i + 1])])
+        _LUA[lua_name] = f"local function {lua_name}({', '.join(args)}) return {expr} end"
+
+    def __call__(self, *parts: object) -> str:
+        if len(parts) != self.slots:
+            raise TypeError(f"key {self.template!r} takes {self.slots} part(s), got {len(parts)}")
+        return PREFIX + self.template.format(*parts)
+
+
+def _key(lua_name: str, template: str) -> Key:
+    return Key(lua_name, template)
+
+
+def _const(lua_name: str, suffix: str) -> str:
+    _LUA[lua_name] = f"local {lua_name} = P .. {suffix!r}"
+    return PREFIX + suffix
+
+
+# --- Redis: farm-wide ---------------------------------------------------------------
+SECRET = PREFIX + "secret"                        # HMAC key of signed links (signing.py)
+EVENTS = _const("K_EVENTS", "events")             # pub/sub channel: "work", "assemble" or "job:<id>"
+WORKERS = _const("K_WORKERS", "workers")          # zset worker id -> last seen (ms)
+GATEWAYS = PREFIX + "gateways"                    # zset url -> last seen (ms)
+LEASES = _const("K_LEASES", "leases")             # zset part id -> lease deadline (ms)
+ASSEMBLY = _const("K_ASSEMBLY", "assembly")       # zset job id -> time it became ready
+QUEUES = _const("K_QUEUES", "queues")             # set of minimum Blender versions with a job queue
+ALL_JOBS = _const("K_ALL_JOBS", "jobs")           # zset job id -> created (ms), for admins
+FENCE = _const("K_FENCE", "fence")                # counter: the last lease token handed out
+SEQ = _const("K_SEQ", "seq")                      # counter: submission order of jobs
+STAGING = _const("K_STAGING", "jobs:staging")     # zset job id -> deadline (ms) of a job being written
 # Clean-up (cleanup.py): scene files are held by the jobs that need them.
-FILE_REFS = PREFIX + "files:refs"          # hash sha -> number of jobs holding the file
-FILE_HOLDERS = PREFIX + "files:holders"    # zset job id -> when it took its hold (ms)
-FILE_RELEASED = PREFIX + "files:released"  # hash sha -> when its last holder let go (ms)
-ARCHIVES = PREFIX + "archives"             # zset job id -> when its archive was finished (ms)
+FILE_REFS = _const("K_FILE_REFS", "files:refs")              # hash sha -> number of jobs holding it
+FILE_HOLDERS = _const("K_FILE_HOLDERS", "files:holders")     # zset job id -> when it took its hold
+FILE_RELEASED = _const("K_FILE_RELEASED", "files:released")  # hash sha -> when its last holder let go
+ARCHIVES = _const("K_ARCHIVES", "archives")                  # zset job id -> when its archive finished
 CLEANUP_LOCK = PREFIX + "lock:cleanup"
-BLENDER = PREFIX + "blender"               # hash: the pinned Blender build (blender_builds.py)
+BLENDER = PREFIX + "blender"                      # hash: the pinned Blender build (blender_builds.py)
 
-
-def token(digest: str) -> str:
-    return f"{PREFIX}token:{digest}"
-
-
-def job(job_id: str) -> str:
-    return f"{PREFIX}job:{job_id}"
-
-
-def manifest(job_id: str) -> str:
-    return f"{PREFIX}job:{job_id}:manifest"
-
-
-def owner_jobs(owner: str) -> str:
-    return f"{PREFIX}owner:{owner}:jobs"
-
-
-def part(part_id: str) -> str:
-    return f"{PREFIX}part:{part_id}"
+# --- Redis: per object ----------------------------------------------------------------
+token = _key("k_token", "token:{}")               # hash of one API token, by its SHA-256
+job = _key("k_job", "job:{}")                     # hash: the job's fields
+manifest = _key("k_manifest", "job:{}:manifest")  # JSON: relative path -> sha
+job_queue = _key("k_job_queue", "job:{}:queue")   # zset part index -> index: the job's queued parts
+blocklist = _key("k_block", "job:{}:block")       # set of worker ids kept away from the job
+worker_failures = _key("k_wfail", "job:{}:wfail")  # hash worker id -> failures on this job
+# Set of the scene-file hashes a job holds (until it ends); also answers in O(1)
+# whether a worker leasing one of its parts may fetch a file.
+files_held = _key("k_held", "job:{}:files")
+owner_jobs = _key("k_owner_jobs", "owner:{}:jobs")  # zset job id -> created (ms)
+idempotency = _key("k_idem", "idem:{}:{}")        # owner, client key -> job id
+part = _key("k_part", "part:{}")                  # hash: the part's span, state and lease
+worker = _key("k_worker", "worker:{}")            # hash: the worker's registration
+worker_parts = _key("k_wparts", "worker:{}:parts")  # set of the part ids a worker holds
+# A zset per minimum Blender version of the jobs with queued parts, score = priority then age.
+queue = _key("k_queue", "queue:{}")
+assembly_lock = _key("k_assembly_lock", "lock:assembly:{}")
+file_deleting = _key("k_deleting", "files:deleting:{}")
 
 
 def part_id(job_id: str, index: int) -> str:
@@ -58,45 +89,47 @@ def job_of_part(pid: str) -> str:
     return pid.rsplit(":", 1)[0]
 
 
-def worker(worker_id: str) -> str:
-    return f"{PREFIX}worker:{worker_id}"
+# --- Storage object names -------------------------------------------------------------
+FILES = "files"                                   # scene files, by content hash
+INCOMING_FILES = "files/incoming/"                # direct uploads waiting for their commit
 
 
-def assembly_lock(job_id: str) -> str:
-    return f"{PREFIX}lock:assembly:{job_id}"
+def scene_file(sha: str) -> str:
+    return f"{FILES}/{sha}"
 
 
-def files_held(job_id: str) -> str:
-    """Set of the scene-file hashes a job holds (until it ends); also answers in O(1)
-    whether a worker leasing one of its parts may fetch a file."""
-    return f"{PREFIX}job:{job_id}:files"
+def incoming_file(sha: str, upload_id: str) -> str:
+    """Where a direct upload of a scene file waits for its commit. Under `files/`, so it is
+    kept in the same place as the file it becomes (the move stays inside one bucket)."""
+    return f"{INCOMING_FILES}{sha}-{upload_id}"
 
 
-def file_deleting(sha: str) -> str:
-    return f"{PREFIX}files:deleting:{sha}"
+def job_parts(job_id: str) -> str:
+    """The prefix of every part result of a job (deleted together when the job ends)."""
+    return f"parts/{job_id}"
 
 
-def queue(min_version: int) -> str:
-    return f"{PREFIX}queue:{min_version}"
+def part_result(job_id: str, index: int, lease_token: str) -> str:
+    # The token is in the name so a late upload of a reassigned part can never
+    # overwrite the result that counted.
+    return f"{job_parts(job_id)}/{index}-{lease_token}.zip"
 
 
-class Scripts:
-    """The farm's Lua scripts, registered on one Redis client.
-
-    Each script is `_lib.lua` (shared helpers and key builders) followed by its
-    own file; redis-py sends the SHA and falls back to the source after a Redis
-    restart, so scripts survive a restarted server without re-registration.
-    """
-
-    NAMES = ("create_job", "claim", "heartbeat", "complete", "fail", "release", "cancel",
-             "reap", "finish_assembly", "fail_assembly", "renew_lock",
-             "hold_files", "release_files", "doom_file", "expire_archive")
-
-    def __init__(self, r: redis.Redis) -> None:
-        lib = _read("_lib.lua")
-        for name in self.NAMES:
-            setattr(self, name, r.register_script(lib + "\n" + _read(name + ".lua")))
+def part_upload(job_id: str, index: int, lease_token: str, upload_id: str) -> str:
+    """Where a result sent straight to storage waits to be checked; under the job's parts,
+    so the job's clean-up takes any that were never committed."""
+    return f"{job_parts(job_id)}/incoming/{index}-{lease_token}-{upload_id}.zip"
 
 
-def _read(name: str) -> str:
-    return resources.files("framefarm.gateway").joinpath("lua", name).read_text()
+def archive(job_id: str) -> str:
+    return f"archives/{job_id}.zip"
+
+
+def blender_build(sha: str, filename: str) -> str:
+    return f"blender/{sha}/{filename}"
+
+
+def lua_prelude() -> str:
+    """The Lua key helpers, generated from the declarations above."""
+    return "\n".join(["-- Generated by framefarm/gateway/keys.py: every key a script builds.",
+                      f"local P = {PREFIX!r}", *_LUA.values()])

@@ -1,8 +1,11 @@
 """Handing parts to workers: the atomic claim, its long-poll, and lease expiry.
 
-A claim is one Lua step (lua/claim.lua): it first requeues expired leases, then
-takes the highest-priority, oldest part from the queues the worker's Blender can
-open, and leases it with a fencing token and a deadline on Redis's clock.
+A claim is one Lua step (lua/claim.lua): it first requeues expired leases, then takes
+the highest-priority, oldest job from the job queues the worker's Blender can open
+(skipping jobs the worker is kept away from), pops that job's lowest queued part, and
+leases it with a fencing token and a deadline on Redis's clock. Its cost does not grow
+with the number of queued parts: the shared queues hold jobs, each job its own parts.
+A lease that runs out is requeued by `reap` (lua/_lib.lua reap_expired).
 """
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ from dataclasses import dataclass
 
 from framefarm.common.frameset import PartSpan
 
+from . import parts
 from .farm import Farm
 
-# How many queue heads a claim looks past when a worker is blocked from a job.
+# How many jobs at a queue's head a claim looks past when the worker is kept away from them.
 SCAN_LIMIT = 64
 # Upper bound on a waiting claim's sleep between attempts, should an event be missed.
 POLL_S = 2.0
@@ -37,14 +41,12 @@ def claim_once(farm: Farm, worker_id: str, version: int) -> Lease | None:
     s = farm.settings
     res = farm.scripts.claim(args=[worker_id, version, farm.ms(s.lease_s), s.max_attempts,
                                    SCAN_LIMIT, int(s.worker_timeout_s)])
-    kind = res[0].decode()
-    if kind == "unknown_worker":
+    if res[0] == "unknown_worker":
         raise UnknownWorker(worker_id)
-    if kind == "empty":
+    if res[0] == "empty":
         return None
-    pid, token, deadline, start, count, step, attempts = (x.decode() for x in res[1:])
-    span = PartSpan(int(pid.rsplit(":", 1)[1]), int(start), int(count), int(step))
-    return Lease(pid, token, int(deadline), span, int(attempts))
+    pid, token, deadline = res[1:4]
+    return Lease(pid, token, int(deadline), parts.span_from(res[4:8]), int(res[8]))
 
 
 class Waiters:

@@ -23,7 +23,7 @@ class Signer:
     def _secret(self) -> bytes:
         if self._key is None:
             self._r.set(keys.SECRET, secrets.token_hex(32), nx=True)
-            self._key = self._r.get(keys.SECRET)
+            self._key = str(self._r.get(keys.SECRET)).encode()  # the farm's client answers text
         return self._key
 
     def sign(self, subject: str, ttl_s: int) -> tuple[int, str]:

@@ -22,7 +22,6 @@ from .storage import Storage
 
 BLOCK = 1024 * 1024
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{16}$")
-INCOMING_FILES = "files/incoming/"
 
 
 def too_large(limit: int) -> ApiError:
@@ -90,9 +89,3 @@ def upload_id(body: object) -> str:
     if not isinstance(uid, str) or not _UPLOAD_ID.match(uid):
         raise bad_request('send {"id": ...} with the id the upload URL came with', "bad_upload_id")
     return uid
-
-
-def incoming_file_key(sha: str, uid: str) -> str:
-    """Where a direct upload of a scene file waits for its commit. Under `files/`, so it is
-    kept in the same place as the file it becomes (the move stays inside one bucket)."""
-    return f"{INCOMING_FILES}{sha}-{uid}"

@@ -1,7 +1,7 @@
 -- Marks an assembled job done, only if this gateway still holds the assembly lock.
 -- ARGV: job_id, lock_token, archive_key.  Returns 1 on success, 0 if the lock was lost.
 local job_id = ARGV[1]
-local lock = P .. 'lock:assembly:' .. job_id
+local lock = k_assembly_lock(job_id)
 if redis.call('GET', lock) ~= ARGV[2] then return 0 end
 local jk = k_job(job_id)
 if redis.call('HGET', jk, 'status') ~= 'assembling' then return 0 end

@@ -16,7 +16,7 @@ import redis
 
 from . import keys
 
-log = logging.getLogger("framefarm.gateway.notify")
+log = logging.getLogger("framefarm.gateway.events")
 
 
 class Notifier:
@@ -29,7 +29,7 @@ class Notifier:
         self._closing = False
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -71,7 +71,7 @@ class Notifier:
                 while not self._stop.is_set():
                     msg = pubsub.get_message(timeout=1.0)
                     if msg and msg.get("type") == "message":
-                        self._fire(msg["data"].decode())
+                        self._fire(msg["data"])  # the farm's client decodes replies
             except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
                 log.warning("event subscription lost (%s); retrying in %.1fs", e, backoff)
                 self._stop.wait(backoff)

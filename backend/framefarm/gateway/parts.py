@@ -1,0 +1,57 @@
+"""A part as Redis stores it: its span (which frames it holds) and its state.
+
+The split is computed once, by `frameset.split`, and written by `jobs.create`; from
+then on a part's frames are read back from its hash here, into a `PartSpan`, and every
+other place (the claim answer, the result check, the job's part list) asks this module.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis
+
+from framefarm.common.frameset import PartSpan
+
+from . import keys
+
+# The hash fields of a span, in PartSpan's order (claim.lua returns them in this order too).
+SPAN_FIELDS = ("index", "start", "count", "step")
+ACTIVE = ("queued", "running")
+
+
+def span_fields(span: PartSpan) -> list[int]:
+    """How a span is written: index, start, count (the step is the job's)."""
+    return [span.index, span.start, span.count]
+
+
+def span_from(values: Sequence[str | int | None]) -> PartSpan:
+    """The span from its stored fields, in SPAN_FIELDS order."""
+    index, start, count, step = (int(v) for v in values)  # type: ignore[arg-type]
+    return PartSpan(index, start, count, step)
+
+
+def read_span(r: redis.Redis, pid: str) -> PartSpan:
+    return span_from(r.hmget(keys.part(pid), SPAN_FIELDS))
+
+
+def read_spans(r: redis.Redis, job_id: str, count: int) -> list[PartSpan]:
+    """Every part's span of a job, in index order (one round trip)."""
+    pipe = r.pipeline()
+    for i in range(count):
+        pipe.hmget(keys.part(keys.part_id(job_id, i)), SPAN_FIELDS)
+    return [span_from(v) for v in pipe.execute()]
+
+
+def shown_state(state: str, job_status: str) -> str:
+    """A part still 'queued' when its job ended was dropped with the job's queue (end_job
+    in lua/_lib.lua does not touch every part): it reads as the job's status."""
+    return job_status if state == "queued" and job_status not in ACTIVE else state
+
+
+def part_list(r: redis.Redis, job_id: str, count: int, job_status: str) -> list[dict]:
+    """The job view's `part_list`: each part's span, state, attempts and last error."""
+    pipe = r.pipeline()
+    for i in range(count):
+        pipe.hmget(keys.part(keys.part_id(job_id, i)), *SPAN_FIELDS, "state", "attempts", "error")
+    return [{**span_from(p[:4]).to_json(), "state": shown_state(p[4], job_status), "attempts": int(p[5] or 0),
+             "error": p[6]} for p in pipe.execute()]

@@ -1,0 +1,171 @@
+"""What a worker reports about a leased part: its frames (the result), a failure, a release.
+
+Every report names the part's lease token; `leased` answers 409 unless the token still
+fences the part, so a worker whose lease ran out (the part went to another worker, or
+the job ended) changes nothing. A result counts only once it is checked: a readable zip
+whose entries are exactly the part's frames, one each, intact. It arrives either
+streamed through a gateway (`store_streamed`) or sent straight to storage and committed
+(`upload_target`, then `commit_uploaded`); both end in `_count`, which counts the part
+done in one step (lua/complete.lua) or deletes the result if the lease went stale meanwhile.
+"""
+from __future__ import annotations
+
+import lzma
+import re
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from framefarm.common.frameset import PartSpan
+
+from . import keys, parts, uploads
+from .errors import ApiError, bad_request, conflict, not_found
+from .farm import Farm
+from .storage import ObjectMissing
+
+# Blender's frame names under the `####` pattern the workers use: 0250.png.
+_FRAME_NAME = re.compile(r"^(\d{4,})(\.[A-Za-z0-9]{1,8})?$")
+
+
+@dataclass(frozen=True)
+class LeasedPart:
+    """A part whose lease the caller's token still holds."""
+
+    id: str
+    job_id: str
+    token: str
+    span: PartSpan
+
+
+def leased(farm: Farm, pid: str, token: str) -> LeasedPart:
+    """The part, if `token` still fences it; else 404 (no such part) or 409 (stale)."""
+    part = farm.redis.hgetall(keys.part(pid)) if ":" in pid else {}
+    if not part:
+        raise not_found(f"part {pid}")
+    if part.get("state") != "leased" or part.get("token") != token or not token:
+        raise conflict(f"the lease on part {pid} is stale or missing; the part is {part.get('state')}",
+                       "stale_lease")
+    return LeasedPart(pid, part["job"], token, parts.span_from([part[f] for f in parts.SPAN_FIELDS]))
+
+
+def frame_of(name: str) -> int | None:
+    m = _FRAME_NAME.match(name)
+    return int(m.group(1)) if m else None
+
+
+def check_zip(path: Path | BinaryIO, frames: list[int]) -> None:
+    """Raise a 400 unless the zip holds exactly `frames`, once each, intact."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            seen: dict[int, str] = {}
+            for info in zf.infolist():
+                frame = frame_of(info.filename)
+                if frame is None or info.is_dir():
+                    raise bad_request(f"unexpected entry {info.filename!r} in the result; "
+                                      f"entries must be frame files such as 0001.png", "bad_result")
+                if frame in seen:
+                    raise bad_request(f"frame {frame} appears twice in the result", "bad_result")
+                seen[frame] = info.filename
+            expected = set(frames)
+            if set(seen) != expected:
+                missing = sorted(expected - set(seen))[:10]
+                extra = sorted(set(seen) - expected)[:10]
+                raise bad_request(f"the result does not hold the part's frames (missing {missing}, "
+                                  f"unexpected {extra})", "bad_result")
+            broken = zf.testzip()
+            if broken is not None:
+                raise bad_request(f"{broken} is corrupt in the result zip", "bad_result")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError, RuntimeError,
+            OSError, zlib.error, lzma.LZMAError) as e:
+        # Corrupt compressed data, an unknown compression method or an encrypted entry
+        # surface as these, not as BadZipFile; each is the worker's bad zip, not a bug here.
+        raise bad_request(f"the result is not a readable zip: {e}", "bad_result") from None
+
+
+def _check_stream(src: BinaryIO, frames: list[int], limit: int) -> None:
+    """Spool a result to a temporary file (zipfile must seek) and check it."""
+    with tempfile.NamedTemporaryFile(suffix=".zip") as tmp:
+        uploads.drain(src, limit, copy_to=tmp)
+        tmp.flush()
+        check_zip(Path(tmp.name), frames)
+
+
+def _result_key(part: LeasedPart) -> str:
+    return keys.part_result(part.job_id, part.span.index, part.token)
+
+
+def store_streamed(farm: Farm, part: LeasedPart) -> str:
+    """Store the request body as the part's result, check it and count it; returns the job's status."""
+    key = _result_key(part)
+    limit = farm.settings.max_upload_bytes
+    uploads.stream_to(farm.storage, key, limit)
+    try:
+        local = farm.storage.local_path(key)
+        if local is not None:
+            check_zip(local, part.span.frames())
+        else:
+            with farm.storage.open_read(key) as src:
+                _check_stream(src, part.span.frames(), limit)
+    except BaseException:
+        farm.storage.delete(key)
+        raise
+    return _count(farm, part, key)
+
+
+def upload_target(farm: Farm, part: LeasedPart, upload_id: str, size: int) -> str | None:
+    """A URL to send the result straight to storage, or None where the storage takes no direct uploads."""
+    return farm.storage.upload_url(keys.part_upload(part.job_id, part.span.index, part.token, upload_id), size)
+
+
+def commit_uploaded(farm: Farm, part: LeasedPart, upload_id: str) -> str:
+    """Check a result sent to its upload URL, keep it and count it; returns the job's status."""
+    src = keys.part_upload(part.job_id, part.span.index, part.token, upload_id)
+    key = _result_key(part)
+    limit = farm.settings.max_upload_bytes
+    try:
+        farm.storage.promote(src, key, lambda fh: _check_stream(fh, part.span.frames(), limit))
+    except ObjectMissing:
+        raise ApiError(404, "no_upload", f"no finished upload of part {part.id}'s result under this id: "
+                                         "send it to its upload URL first") from None
+    except ApiError:
+        farm.storage.delete(src)
+        raise
+    return _count(farm, part, key)
+
+
+def _count(farm: Farm, part: LeasedPart, key: str) -> str:
+    """Count a checked result stored under `key`; a stale lease or an ended job drops it."""
+    try:
+        res = farm.scripts.complete(args=[part.id, part.token, key])
+    except BaseException:
+        farm.storage.delete(key)
+        raise
+    if res[0] == "stale":
+        farm.storage.delete(key)
+        raise conflict(f"the lease on part {part.id} went stale during the upload", "stale_lease")
+    if res[0] == "ended":
+        farm.storage.delete(key)
+        raise conflict(f"the job of part {part.id} is {res[1]}", "job_ended")
+    return res[1]
+
+
+def fail(farm: Farm, part: LeasedPart, message: str, log_tail: str, deterministic: bool) -> str:
+    """Record a failed render: 'failed' (the job ended), 'requeued' or 'ended'."""
+    farm.redis.hset(keys.part(part.id), "log_tail", log_tail)
+    s = farm.settings
+    res = farm.scripts.fail(args=[part.id, part.token, message, "1" if deterministic else "0",
+                                  s.max_attempts, s.block_after])
+    if res[0] == "stale":
+        raise conflict(f"the lease on part {part.id} is stale", "stale_lease")
+    return res[0]
+
+
+def release(farm: Farm, part: LeasedPart) -> str:
+    """A worker stopping gracefully hands the part back: 'requeued' or 'ended'."""
+    res = farm.scripts.release(args=[part.id, part.token])
+    if res[0] == "stale":
+        raise conflict(f"the lease on part {part.id} is stale", "stale_lease")
+    return res[0]

@@ -1,0 +1,100 @@
+"""Workers: registration, presence (heartbeats), who is live and able, and blocklists.
+
+A worker registers once and is then known by its id until it is silent for
+`worker_timeout_s` (its Redis hash expires; heartbeats and claims renew it). A worker
+that keeps failing one job is put on that job's blocklist (lua/fail.lua) and is never
+handed its parts again.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from . import keys
+from .errors import ApiError
+from .farm import Farm
+from .gateways import redis_now_ms
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a worker says about itself when it registers."""
+
+    name: str | None  # None: the worker is named by its id
+    blender_version: int
+    blender: str
+    device: str
+    devices: list[str]
+    slots: int
+    owner: str
+
+
+def register(farm: Farm, reg: Registration) -> str:
+    """Record a new worker; returns its id."""
+    wid = "w-" + secrets.token_hex(6)
+    now = redis_now_ms(farm.redis)
+    pipe = farm.redis.pipeline()
+    pipe.hset(keys.worker(wid), mapping={
+        "name": wid if reg.name is None else reg.name, "blender_version": reg.blender_version, "blender": reg.blender,
+        "device": reg.device, "devices": ",".join(reg.devices)[:200], "slots": reg.slots, "owner": reg.owner,
+        "last_seen": now})
+    pipe.expire(keys.worker(wid), int(farm.settings.worker_timeout_s))
+    pipe.zadd(keys.WORKERS, {wid: now})
+    pipe.execute()
+    return wid
+
+
+def unknown(wid: str) -> ApiError:
+    return ApiError(404, "unknown_worker", f"worker {wid} is not registered (or expired): register again")
+
+
+def load(farm: Farm, wid: str, owner: str) -> dict[str, str]:
+    """The worker's fields, if it is registered under this owner's token; else 404."""
+    w = farm.redis.hgetall(keys.worker(wid))
+    if not w or w.get("owner") != owner:
+        raise unknown(wid)
+    return w
+
+
+def unregister(farm: Farm, wid: str) -> None:
+    pipe = farm.redis.pipeline()
+    pipe.zrem(keys.WORKERS, wid)
+    pipe.delete(keys.worker(wid))
+    pipe.execute()
+
+
+def heartbeat(farm: Farm, wid: str, held: list[tuple[str, str]]) -> list[str]:
+    """Renew the worker's presence and the leases (part id, token) it still rightfully
+    holds; returns the parts it must abandon (cancelled, failed or reassigned)."""
+    s = farm.settings
+    args: list[object] = [wid, farm.ms(s.lease_s), int(s.worker_timeout_s)]
+    for pid, token in held:
+        args += [pid, token]
+    res = farm.scripts.heartbeat(args=args)
+    if res[0] == "unknown_worker":
+        raise unknown(wid)
+    return list(res[1:])
+
+
+def live(farm: Farm) -> list[dict[str, str]]:
+    """Registered workers heard from recently (a few hundred at most: fine off the hot path)."""
+    cutoff = redis_now_ms(farm.redis) - farm.ms(farm.settings.worker_timeout_s)
+    ids = farm.redis.zrangebyscore(keys.WORKERS, cutoff, "+inf")
+    pipe = farm.redis.pipeline()
+    for wid in ids:
+        pipe.hgetall(keys.worker(wid))
+    return [{"id": wid, **w} for wid, w in zip(ids, pipe.execute()) if w]
+
+
+def blocked(farm: Farm, job_id: str) -> set[str]:
+    """The workers kept away from a job (they failed it `block_after` times)."""
+    return farm.redis.smembers(keys.blocklist(job_id))
+
+
+def capable(farm: Farm, min_version: int, job_id: str | None = None) -> list[dict[str, str]]:
+    """Live workers whose Blender opens `min_version` scenes (and, given a job, not kept away from it)."""
+    workers = [w for w in live(farm) if int(w.get("blender_version", 0)) >= min_version]
+    if job_id and workers:
+        kept_away = blocked(farm, job_id)
+        workers = [w for w in workers if w["id"] not in kept_away]
+    return workers
