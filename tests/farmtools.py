@@ -6,6 +6,7 @@ it fails it, so a green CI run never hides an untested part.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import os
 import shutil
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -20,15 +22,26 @@ REPO = Path(__file__).resolve().parent.parent
 MAKE_SCENE = REPO / "scripts" / "make_scene.py"
 
 
+def skip_or_fail(reason: str) -> NoReturn:
+    """The one rule for a test that lacks something it needs (a tool, a package,
+    disk space): skip it locally, fail it under FRAMEFARM_REQUIRE_ALL=1 (CI)."""
+    if os.environ.get("FRAMEFARM_REQUIRE_ALL") == "1":
+        pytest.fail(reason + " (FRAMEFARM_REQUIRE_ALL=1 forbids skipping)")
+    pytest.skip(reason)
+
+
 def require(tool: str) -> str:
     """Path of an executable this test needs."""
     path = shutil.which(tool)
     if path is None:
-        message = f"{tool} is not installed"
-        if os.environ.get("FRAMEFARM_REQUIRE_ALL") == "1":
-            pytest.fail(message + " (FRAMEFARM_REQUIRE_ALL=1 forbids skipping)")
-        pytest.skip(message)
+        skip_or_fail(f"{tool} is not installed")
     return path
+
+
+def require_module(name: str, pip_name: str) -> None:
+    """A Python package this test needs, by its import name."""
+    if importlib.util.find_spec(name) is None:
+        skip_or_fail(f"{name} is not installed (pip install {pip_name})")
 
 
 def require_blender() -> str:

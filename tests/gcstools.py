@@ -7,16 +7,12 @@ signatures, so tests that care verify them with the public key: see test_gcs.py)
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import secrets
 import urllib.request
 from pathlib import Path
 
-import pytest
-
-from farmtools import require
+from farmtools import require, require_module
 from framefarm.gateway.localfarm import Process, free_port
 
 BUCKET = "framefarm-test"
@@ -24,11 +20,7 @@ BUCKET = "framefarm-test"
 
 def require_gcs() -> str:
     """The emulator executable; the client library must be importable too."""
-    if importlib.util.find_spec("google.cloud.storage") is None:
-        message = "google-cloud-storage is not installed"
-        if os.environ.get("FRAMEFARM_REQUIRE_ALL") == "1":
-            pytest.fail(message + " (FRAMEFARM_REQUIRE_ALL=1 forbids skipping)")
-        pytest.skip(message)
+    require_module("google.cloud.storage", "google-cloud-storage")
     return require("gcp-storage-emulator")
 
 

@@ -8,15 +8,12 @@ repository; here it only has to be importable.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 import zipfile
 
-import pytest
-
-from farmtools import REPO
+from farmtools import REPO, require_module, skip_or_fail
 
 MYPY_INI = """\
 [mypy]
@@ -28,22 +25,11 @@ ignore_errors = True
 """
 
 
-def require_module(name: str, pip_name: str) -> None:
-    if importlib.util.find_spec(name) is None:
-        message = f"{name} is not installed (pip install {pip_name})"
-        if os.environ.get("FRAMEFARM_REQUIRE_ALL") == "1":
-            pytest.fail(message + " (FRAMEFARM_REQUIRE_ALL=1 forbids skipping)")
-        pytest.skip(message)
-
-
 def test_addon_type_checks_against_fake_bpy_module(tmp_path):
     require_module("mypy", "mypy")
     stubs = [p for p in sys.path if os.path.isdir(os.path.join(p, "bpy-stubs"))]
     if not stubs:
-        message = "fake-bpy-module is not installed (pip install fake-bpy-module-4.2)"
-        if os.environ.get("FRAMEFARM_REQUIRE_ALL") == "1":
-            pytest.fail(message + " (FRAMEFARM_REQUIRE_ALL=1 forbids skipping)")
-        pytest.skip(message)
+        skip_or_fail("fake-bpy-module is not installed (pip install fake-bpy-module-4.2)")
     archive = tmp_path / "framefarm_addon.zip"
     subprocess.run([sys.executable, str(REPO / "packaging" / "build_addon.py"), "--output", str(archive)],
                    check=True, capture_output=True, timeout=60)

@@ -8,13 +8,13 @@ final zip is checked against the frame it came from by size and CRC-32.
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from assemblytools import archive_entries, run_child, stage_job
+from farmtools import skip_or_fail
 from framefarm.gateway import keys
 from framefarm.gateway.app import create_app
 
@@ -25,10 +25,7 @@ PEAK_LIMIT_MB = 100
 def need_free_disk(path: Path, needed: int) -> None:
     free = shutil.disk_usage(path).free
     if free < needed:
-        message = f"needs {needed / 2**30:.1f} GiB free under {path}, has {free / 2**30:.1f} GiB"
-        if os.environ.get("FRAMEFARM_REQUIRE_ALL") == "1":
-            pytest.fail(message + " (FRAMEFARM_REQUIRE_ALL=1 forbids skipping)")
-        pytest.skip(message)
+        skip_or_fail(f"needs {needed / 2**30:.1f} GiB free under {path}, has {free / 2**30:.1f} GiB")
 
 
 def child_env(settings) -> dict[str, str]:
@@ -43,7 +40,7 @@ def assemble_and_check(http, settings, staged, extra_env: dict[str, str] | None 
           f"({mb / run.seconds:.0f} MB/s); peak RSS {run.peak_rss_mb:.1f} MB "
           f"(after imports and connecting: {run.baseline_rss_mb:.1f} MB)")
     assert run.result["done"] is True
-    assert farm.redis.hget(keys.job(staged.job_id), "status") == b"done"
+    assert farm.redis.hget(keys.job(staged.job_id), "status") == "done"
     assert list(archive_entries(farm, staged.job_id).items()) == list(staged.frames.items())
     assert not any(farm.storage.exists(key) for key in staged.results), "part objects left behind"
     return run

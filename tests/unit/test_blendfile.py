@@ -1,8 +1,9 @@
-"""read_blend_info against real Blender 3.4 files and synthetic 2.79/4.5/5.0 files.
+"""read_blend_info against synthetic 2.79/4.5/5.0 files.
 
 Blender 4.5 and 5.0 are not installed here, so their files are built byte by byte from the
-layout in Blender's source (see framefarm.common.blendfile); real 3.4 files come from the
-installed Blender, so at least one format is checked against the real writer.
+layout in Blender's source (see framefarm.common.blendfile); system/test_blendfile_real.py
+checks real 3.4 files from the installed Blender, so at least one format is checked against
+the real writer.
 """
 from __future__ import annotations
 
@@ -10,32 +11,14 @@ import gzip
 import io
 import os
 import struct
-import subprocess
 import tracemalloc
 from pathlib import Path
 
 import pytest
-
-from farmtools import require_blender
 import zstandard
 
+from blendtools import Unseekable
 from framefarm.common.blendfile import BlendFileError, BlendInfo, read_blend_info
-
-
-class _Unseekable(io.RawIOBase):
-    """An upload-like stream: no seek, and short reads."""
-
-    def __init__(self, data: bytes, max_read: int = 1000) -> None:
-        self._data = io.BytesIO(data)
-        self._max_read = max_read
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        chunk = self._data.read(min(len(buffer), self._max_read))
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
 
 
 # -- synthetic files ---------------------------------------------------------------------
@@ -102,7 +85,7 @@ def write(tmp_path: Path):
 )
 def test_synthetic_files(write, data: bytes, expected: BlendInfo) -> None:
     assert read_blend_info(write("scene.blend", data)) == expected
-    assert read_blend_info(_Unseekable(data)) == expected
+    assert read_blend_info(Unseekable(data)) == expected
     assert read_blend_info(io.BytesIO(data)) == expected
 
 
@@ -129,7 +112,7 @@ def test_synthetic_truncated(make, cut: int) -> None:
     with pytest.raises(BlendFileError, match=r"^the \.blend file is truncated: "):
         read_blend_info(io.BytesIO(truncated))
     with pytest.raises(BlendFileError, match=r"^the \.blend file is truncated: "):
-        read_blend_info(_Unseekable(truncated))
+        read_blend_info(Unseekable(truncated))
 
 
 def test_truncated_compressed_stream_itself() -> None:
@@ -220,47 +203,8 @@ def test_streaming_uses_bounded_memory() -> None:
     compressed = b"".join(chunks)
     tracemalloc.start()
     try:
-        assert read_blend_info(_Unseekable(compressed, max_read=1 << 16)).version == 500
+        assert read_blend_info(Unseekable(compressed, max_read=1 << 16)).version == 500
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert peak < 16 * 1024**2
-
-
-# -- real files from the installed Blender ----------------------------------------------
-
-@pytest.fixture(scope="module")
-def real_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    blender = require_blender()
-    folder = tmp_path_factory.mktemp("real")
-    plain, compressed = folder / "plain.blend", folder / "compressed.blend"
-    script = (
-        "import bpy\n"
-        f"bpy.ops.wm.save_as_mainfile(filepath={str(plain)!r}, compress=False)\n"
-        f"bpy.ops.wm.save_as_mainfile(filepath={str(compressed)!r}, compress=True)\n"
-    )
-    subprocess.run([blender, "-b", "--factory-startup", "--python-exit-code", "1",
-                    "--python-expr", script], check=True, capture_output=True, timeout=120)
-    gzipped = folder / "gzipped.blend"  # what Blender 2.x wrote for "compress"
-    gzipped.write_bytes(gzip.compress(plain.read_bytes()))
-    return {"plain": plain, "compressed": compressed, "gzipped": gzipped}
-
-
-@pytest.mark.parametrize("kind, compression",
-                         [("plain", "none"), ("compressed", "zstd"), ("gzipped", "gzip")])
-def test_real_blender_34_files(real_files, kind: str, compression: str) -> None:
-    path = real_files[kind]
-    info = read_blend_info(path)
-    assert info == BlendInfo(304, compression, 8, True)
-    assert info.version_string == "3.4"
-    assert read_blend_info(_Unseekable(path.read_bytes(), max_read=4096)) == info
-
-
-@pytest.mark.parametrize("kind", ["plain", "compressed", "gzipped"])
-def test_real_file_cut_in_half_is_truncated(real_files, write, kind: str) -> None:
-    data = real_files[kind].read_bytes()
-    half = write(f"half-{kind}.blend", data[: len(data) // 2])
-    with pytest.raises(BlendFileError, match=r"^the \.blend file is truncated: "):
-        read_blend_info(half)
-    # The header alone still names the version, for a message like "3.4 file, but cut short".
-    assert read_blend_info(half, check_complete=False).version == 304

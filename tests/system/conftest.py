@@ -1,4 +1,7 @@
-"""Shared fixtures: a real redis-server, gateway apps, gunicorn clusters, scenes."""
+"""System-test fixtures: a real redis-server, gateway apps, gunicorn clusters, scenes.
+
+They live here, not in tests/conftest.py, so that the unit tests never import the
+gateway or start anything (see tests/unit/conftest.py)."""
 from __future__ import annotations
 
 import os
