@@ -62,7 +62,7 @@ class Process:
         return self.proc is not None and self.proc.poll() is None
 
     def signal(self, sig: int) -> None:
-        if self.alive():
+        if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, sig)
 
     def stop(self, timeout: float = 30.0) -> int | None:

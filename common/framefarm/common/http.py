@@ -19,7 +19,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, BinaryIO, Callable, Iterable, cast
 from urllib.parse import urlencode, urlsplit
 
 log = logging.getLogger("framefarm.client")
@@ -163,16 +163,18 @@ class Client:
             hdrs["Content-Type"] = "application/json"
         if params:
             path += "?" + urlencode({k: v for k, v in params.items() if v is not None})
-        start_pos = body.tell() if hasattr(body, "seek") else None
+        # A file is rewound for each gateway tried; bytes are simply sent again.
+        rewind = cast(BinaryIO, body) if hasattr(body, "seek") else None
+        start_pos = rewind.tell() if rewind is not None else None
         deadline = time.monotonic() + (self.retry_for if retry_for is None else retry_for)
         timeout = read_timeout or self.read_timeout
         round_no, last, wait_hint = 0, "no gateway", 0.0
         while True:
             for url in self._candidates():
-                payload = body
-                if start_pos is not None:
-                    body.seek(start_pos)
-                    payload = ProgressReader(body, progress) if progress else body
+                payload: ProgressReader | BinaryIO | bytes | None = body
+                if rewind is not None and start_pos is not None:
+                    rewind.seek(start_pos)
+                    payload = ProgressReader(rewind, progress) if progress else rewind
                 try:
                     resp = self._send(url, method, path, payload, hdrs, timeout, stream)
                 except (OSError, http.client.HTTPException) as e:
@@ -202,7 +204,7 @@ class Client:
               stream: bool) -> Response:
         parts = urlsplit(base)
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        conn = cls(parts.hostname, parts.port, timeout=self.connect_timeout, blocksize=BLOCK)
+        conn = cls(parts.hostname or "", parts.port, timeout=self.connect_timeout, blocksize=BLOCK)
         try:
             conn.connect()
             conn.sock.settimeout(timeout)

@@ -7,7 +7,7 @@ what it needs itself and must stay valid in every Blender's Python (3.10+).
 from __future__ import annotations
 
 
-def _blender_setup(params: dict) -> None:  # type: ignore[type-arg]
+def _blender_setup(params: dict) -> None:
     """Runs inside Blender, after the scene loads and before it renders.
 
     Its source is copied into a script file, so it imports what it needs itself
@@ -16,7 +16,7 @@ def _blender_setup(params: dict) -> None:  # type: ignore[type-arg]
     import json
     import struct
 
-    import bpy  # type: ignore[import-not-found]
+    import bpy
 
     scene = bpy.context.scene
     render = scene.render

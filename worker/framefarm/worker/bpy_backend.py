@@ -45,7 +45,7 @@ def _launcher_main(argv: list[str]) -> None:  # pragma: no cover - runs in the b
     import sys
     import traceback
 
-    import bpy  # type: ignore[import-not-found]
+    import bpy
 
     python_exit_code = 1
     after_dashes = False

@@ -18,7 +18,7 @@ from PIL import Image, features
 # Blender's file extensions for the image formats that Pillow decodes.
 _PILLOW_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tga", ".tif", ".tiff", ".webp", ".rgb", ".sgi"}
 _JPEG2000_SUFFIXES = {".jp2", ".j2c"}
-_HAS_JPEG2000 = bool(features.check("jpg_2000"))  # type: ignore[no-untyped-call]
+_HAS_JPEG2000 = bool(features.check("jpg_2000"))
 _PNG_IEND = b"\0\0\0\0IEND\xaeB`\x82"
 # OpenEXR headers are small; a bigger one means a corrupt file, not a big image.
 _EXR_MAX_HEADER = 4 << 20

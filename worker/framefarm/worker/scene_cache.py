@@ -5,6 +5,7 @@ every job that uses them, so re-rendering a scene downloads nothing.
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import threading
@@ -53,7 +54,7 @@ class SceneCache:
         building = self.scenes / f".{key}.{threading.get_ident()}"
         shutil.rmtree(building, ignore_errors=True)
         for rel, sha in files.items():
-            src = self.file(sha, lambda dest, sha=sha: fetch(sha, dest))
+            src = self.file(sha, functools.partial(fetch, sha))
             dest = (building / rel).resolve()
             if building.resolve() not in dest.parents:
                 raise CacheError(f"refusing scene path {rel!r} outside the scene folder")

@@ -1,0 +1,47 @@
+"""mypy over every package of the four distributions, as configured in pyproject.toml
+([tool.mypy]: the source folders on mypy_path, so framefarm.common, .client, .cli, .worker
+and .gateway import each other as they do once installed). Any error fails the test.
+
+The add-on is checked as it ships, against Blender's stubs, in test_addon_types.py.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from farmtools import REPO, require_module
+
+# TODO(issue 8): files that were being rewritten by other changes when mypy joined the
+# suite, with their errors then still open. Each one leaves this set once mypy is clean on
+# it; the test fails on an error anywhere else, and on a file here that has become clean.
+PENDING: set[str] = {
+    "backend/framefarm/gateway/api_public.py",
+    "backend/framefarm/gateway/app.py",
+    "backend/framefarm/gateway/archive.py",
+    "backend/framefarm/gateway/auth.py",
+    "backend/framefarm/gateway/blender_builds.py",
+    "backend/framefarm/gateway/cleanup.py",
+    "backend/framefarm/gateway/config.py",
+    "backend/framefarm/gateway/contract.py",
+    "backend/framefarm/gateway/gcs_storage.py",
+    "backend/framefarm/gateway/jobs.py",
+    "backend/framefarm/gateway/parts.py",
+    "backend/framefarm/gateway/redisconn.py",
+    "backend/framefarm/gateway/results.py",
+    "backend/framefarm/gateway/workers.py",
+    "client/framefarm/cli/commands.py",
+}
+
+
+def test_mypy_finds_no_errors_in_any_package(tmp_path):
+    require_module("mypy", "mypy")
+    proc = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache"),
+                           "--no-error-summary", "--show-error-codes"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr  # 2: mypy itself could not run
+    errors = [line for line in proc.stdout.splitlines() if re.match(r"^\S+\.py:\d+: error: ", line)]
+    failing = {line.split(":", 1)[0] for line in errors}
+    unexpected = [line for line in errors if line.split(":", 1)[0] not in PENDING]
+    assert not unexpected, "\n".join(unexpected)
+    assert not PENDING - failing, f"mypy is clean on these now: remove them from PENDING: {PENDING - failing}"
