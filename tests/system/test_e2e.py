@@ -35,11 +35,16 @@ def test_step_and_a_range_not_starting_at_one(cluster, scenes, tmp_path):
     cluster.add_gateway()
     cluster.add_worker()
     out = tmp_path / "frames"
-    res = framefarm_cli("submit", str(scene), "--frames", "7-20", "--step", "3", "--wait", "--output", str(out),
-                        env=cluster.client_env())
+    # Three parts (7,10 | 13,16 | 19): a part that starts at the wrong frame renders the wrong one.
+    res = framefarm_cli("submit", str(scene), "--frames", "7..20", "--step", "3", "--chunk", "2", "--wait",
+                        "--output", str(out), env=cluster.client_env())
     assert res.returncode == 0, res.stderr + cluster.logs()
+    assert "5 frames in 3 parts" in res.stderr
     check_frames(out, [7, 10, 13, 16, 19], (48, 48))
     assert str(out.resolve()) in res.stdout
+    # Piped, the progress is plain lines for a log: no bar, no control codes.
+    assert "\x1b" not in res.stderr and "\r" not in res.stderr
+    assert "5/5 frames  done" in res.stderr.splitlines()
 
 
 def test_scene_with_denoising_on_renders_on_debians_blender(cluster, scenes, tmp_path):

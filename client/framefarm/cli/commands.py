@@ -6,6 +6,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, TextIO
+
+from rich.console import Console
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, ProgressColumn, Task,
+                           TextColumn, TimeRemainingColumn, TransferSpeedColumn)
+from rich.text import Text
 
 from framefarm.client import config, submission
 from framefarm.common.api import FarmAPI, extract_frames
@@ -19,36 +25,80 @@ def _api(args) -> FarmAPI:
     return config.resolve(args.gateways, args.token).api()
 
 
-class Progress:
-    """A one-line progress bar on a terminal; plain lines when piped (for logs)."""
+# Frames finish seconds to minutes apart: judge the rate over the last ten minutes.
+FRAME_RATE_WINDOW_S = 600.0
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
+
+class FrameRateColumn(ProgressColumn):
+    """Frames per minute (a farm's frames take seconds to minutes each)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed * 60:.1f} frames/min" if speed else "-- frames/min", style="progress.data.speed")
+
+
+class Meter:
+    """How far an upload or a job has got, on stderr.
+
+    On a terminal: a rich bar with the count, the rate and the time left, redrawn in
+    place. On a pipe (a log, CI) or with --json: no bar and no control codes, only a
+    plain line when something a reader cares about changes (uploads in 10% steps).
+    `clock` is for tests: rate and ETA come from the times it returns.
+    """
+
+    def __init__(self, kind: str, *, stream: TextIO | None = None, live: bool | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        if kind not in ("upload", "frames"):
+            raise ValueError(f"unknown meter {kind!r}")
+        self.kind = kind
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        columns = ((TextColumn("uploading"), BarColumn(), DownloadColumn(binary_units=True),
+                    TransferSpeedColumn(), TimeRemainingColumn()) if kind == "upload" else
+                   (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+                    FrameRateColumn(), TimeRemainingColumn()))
+        self.bars = Progress(*columns, console=Console(file=self.stream), disable=not self.live,
+                             speed_estimate_period=30.0 if kind == "upload" else FRAME_RATE_WINDOW_S,
+                             **({"get_time": clock} if clock else {}))
+        self.task = self.bars.add_task(kind, total=None)
         self._last = ""
+        self._shown = False
 
-    def show(self, text: str) -> None:
-        if text == self._last:
-            return
-        self._last = text
-        if self.tty:
-            self.stream.write("\r\033[K" + text)
-        else:
+    def _update(self, completed: int, total: int, description: str | None = None) -> None:
+        self.bars.update(self.task, completed=completed, total=total, description=description)
+        if self.live and not self._shown:  # drawn from the first news on, not while packing
+            self._shown = True
+            self.bars.start()
+
+    def upload(self, sent: int, total: int) -> None:
+        self._update(completed=sent, total=total)
+        if not self.live:
+            step = sent * 10 // total * 10 if total else 100
+            self._line(f"uploading {step}% ({size(sent)} of {size(total)})", key=str(step))
+
+    def job(self, job: dict) -> None:
+        f = job["frames"]
+        status = job["status"] + (f" ({job['waiting_reason']})" if job.get("waiting_reason") else "")
+        self._update(completed=f["done"], total=f["total"], description=status)
+        if not self.live:
+            line = f"{f['done']}/{f['total']} frames  {status}"
+            task = self.bars.tasks[0]
+            if task.speed and f["done"] < f["total"]:
+                line += f"  {task.speed * 60:.1f} frames/min  about {duration(task.time_remaining or 0)} left"
+            self._line(line, key=f"{f['done']}/{f['total']} {status}")
+
+    def _line(self, text: str, key: str) -> None:
+        if key != self._last:
+            self._last = key
             self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def done(self) -> None:
-        if self.tty and self._last:
-            self.stream.write("\n")
             self.stream.flush()
 
+    def close(self) -> None:
+        if self._shown:
+            self.bars.stop()
 
-def bar(done: int, total: int, width: int = 30) -> str:
-    filled = int(width * done / total) if total else width
-    return "[" + "#" * filled + "-" * (width - filled) + "]"
 
-
-def size(n: int) -> str:
+def size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -56,21 +106,22 @@ def size(n: int) -> str:
     return ""
 
 
-def job_line(job: dict) -> str:
-    f = job["frames"]
-    text = f"{bar(f['done'], f['total'])} {f['done']}/{f['total']} frames  {job['status']}"
-    if job.get("waiting_reason"):
-        text += f"  ({job['waiting_reason']})"
-    return text
+def duration(seconds: float) -> str:
+    """'45s', '12m05s', '3h02m'."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def submit(args) -> int:
     scene = Path(args.scene)
     try:
-        frameset.parse_frames(args.frames, args.step)
-        for name in ("chunk",):
-            if getattr(args, name) is not None and getattr(args, name) < 1:
-                raise frameset.FrameSpecError(f"--{name} must be 1 or more")
+        frames = frameset.parse_frames(args.frames, args.step)
+        if args.chunk is not None and args.chunk < 1:
+            raise frameset.FrameSpecError("--chunk must be 1 or more")
     except frameset.FrameSpecError as e:
         raise UsageError(str(e)) from None
     if not scene.is_file():
@@ -80,12 +131,13 @@ def submit(args) -> int:
     except BlendFileError as e:
         raise UsageError(f"{scene}: {e}") from None
     api = _api(args)
-    progress = Progress()
-    job, stats = submission.submit_scene(
-        api, scene, frames=args.frames, step=args.step, chunk=args.chunk, priority=args.priority,
-        name=args.name, allow_missing=args.allow_missing,
-        on_upload=lambda sent, total: progress.show(f"uploading {bar(sent, total)} {size(sent)} of {size(total)}"))
-    progress.done()
+    meter = Meter("upload", live=False if args.json else None)
+    try:
+        job, stats = submission.submit_scene(
+            api, scene, frames=frames.text(), step=frames.step, chunk=args.chunk, priority=args.priority,
+            name=args.name, allow_missing=args.allow_missing, on_upload=meter.upload)
+    finally:
+        meter.close()
     print(f"submitted job {job['id']}: {job['frames']['total']} frames in {job['parts']['total']} parts "
           f"({stats.uploaded_files} of {stats.files} files uploaded)", file=sys.stderr)
     if not args.wait:
@@ -94,10 +146,16 @@ def submit(args) -> int:
     return _wait_and_fetch(api, job, Path(args.output) if args.output else None, args.json)
 
 
+def _follow(api: FarmAPI, job_id: str, as_json: bool) -> dict:
+    meter = Meter("frames", live=False if as_json else None)
+    try:
+        return submission.follow(api, job_id, on_update=meter.job)
+    finally:
+        meter.close()
+
+
 def _wait_and_fetch(api: FarmAPI, job: dict, output: Path | None, as_json: bool) -> int:
-    progress = Progress()
-    job = submission.follow(api, job["id"], on_update=lambda j: progress.show(job_line(j)))
-    progress.done()
+    job = _follow(api, job["id"], as_json)
     if job["status"] != "done":
         _print_job(job, as_json)
         print(f"job {job['id']} {job['status']}: {job.get('error') or ''}".rstrip(": "), file=sys.stderr)
@@ -151,9 +209,7 @@ def status(args) -> int:
     api = _api(args)
     job = api.job(args.job)
     if args.wait:
-        progress = Progress()
-        job = submission.follow(api, args.job, on_update=lambda j: progress.show(job_line(j)))
-        progress.done()
+        job = _follow(api, args.job, args.json)
     _print_job(job, args.json)
     return 0 if not args.wait or job["status"] == "done" else 1
 
