@@ -1,7 +1,8 @@
 """The deployment files in packaging/, exercised as far as this machine allows: every
-`framefarm` command in them is a real command line, the systemd units verify, the
-gunicorn config is the one the tests run with, the compose file is a complete farm,
-and Redis URLs with TLS or Sentinel connect as configured."""
+`framefarm` command in them is a real command line, each image and install line brings
+the distributions of its role and no others, the systemd units verify, the gunicorn
+config is the one the tests run with, the compose file is a complete farm, and Redis
+URLs with TLS or Sentinel connect as configured."""
 from __future__ import annotations
 
 import re
@@ -9,15 +10,17 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import redis
 import yaml
+from packaging.requirements import Requirement
 
 from farmtools import REPO, require
+from framefarm.cli.main import ENTRY_POINTS, build_parser
 from framefarm.gateway.localfarm import GatewayProcess, Process, RedisServer, free_port
-from framefarm.cli.main import build_parser
 from framefarm.gateway.config import Settings
 from framefarm.gateway.redisconn import RedisURLError, parse_sentinel_url, redact, redis_from_url
 
@@ -63,6 +66,95 @@ def unit_commands(unit: Path) -> list[list[str]]:
 
 def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
+
+
+# -- which distribution brings what ---------------------------------------------------------
+
+ROOTS = ("common", "client", "worker", "backend")  # source folders, one distribution each
+PROJECTS = {root: tomllib.loads((REPO / root / "pyproject.toml").read_text())["project"] for root in ROOTS}
+ROOT_OF = {project["name"]: root for root, project in PROJECTS.items()}
+
+
+def installed_roots(requirements: list[str]) -> set[str]:
+    """The source folders whose distributions `pip install REQUIREMENTS` puts in place."""
+    todo = [Requirement(r) for r in requirements]
+    roots: set[str] = set()
+    while todo:
+        req = todo.pop()
+        if req.name not in ROOT_OF:
+            continue
+        root = ROOT_OF[req.name]
+        assert set(req.extras) <= set(PROJECTS[root].get("optional-dependencies", {})), f"no such extra: {req}"
+        if root not in roots:
+            roots.add(root)
+            todo += [Requirement(d) for d in PROJECTS[root]["dependencies"]]
+    return roots
+
+
+def commands_of(root: str) -> set[str]:
+    """The `framefarm` commands a source folder's distribution brings."""
+    plugins = {name for project in PROJECTS.values()
+               for name in project.get("entry-points", {}).get(ENTRY_POINTS, {})}
+    if root == "client":  # the command itself and the artist's commands
+        sub = next(a for a in build_parser()._actions if a.dest == "command")
+        return set(sub.choices) - plugins
+    return set(PROJECTS[root].get("entry-points", {}).get(ENTRY_POINTS, {}))
+
+
+def pip_installs(text: str) -> list[list[str]]:
+    """What each `pip install ...` line in a file installs, as pip's arguments."""
+    found = []
+    for line in text.splitlines():
+        m = re.search(r"\bpip install ([^`&]+)", line.strip().lstrip("#"))  # to `&&` or a code span's end
+        if m:
+            found.append([a for a in shlex.split(m.group(1)) if not a.startswith("-")])
+    return found
+
+
+def as_requirement(arg: str) -> str:
+    """`./backend[gcs]` (a folder of this repository) -> `framefarm-gateway[gcs]`."""
+    m = re.fullmatch(r"\./(\w+)(\[.*\])?", arg)
+    return PROJECTS[m.group(1)]["name"] + (m.group(2) or "") if m else arg
+
+
+def test_each_image_copies_and_installs_only_the_distributions_of_its_role():
+    for image, role, command in (("gateway", "framefarm-gateway", "gateway"),
+                                 ("worker", "framefarm-worker", "worker")):
+        dockerfile = PACKAGING / f"Dockerfile.{image}"
+        text = dockerfile.read_text()
+        needed = installed_roots([role])
+        copied = set(re.findall(r"^COPY (\S+) \1$", text, re.M))
+        assert copied == needed, (dockerfile.name, copied)
+        assert not re.findall(r"^COPY (?!(\S+) \1$)", text, re.M), f"{dockerfile.name} copies something else"
+        ignore = (PACKAGING / f"Dockerfile.{image}.dockerignore").read_text().splitlines()
+        assert ignore[ignore.index("*") + 1:] and "*" in ignore
+        assert {line[1:].rstrip("/") for line in ignore if line.startswith("!")} == needed
+        (args,) = pip_installs(text)
+        assert all(a.startswith("./") for a in args), args  # this checkout, never an index
+        assert installed_roots([as_requirement(a) for a in args]) == needed
+        assert {a.split("[")[0].removeprefix("./") for a in args} == needed  # each named: met by the folder
+        cmd = yaml.safe_load(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))
+        assert cmd[1] == command and command in set().union(*(commands_of(r) for r in needed))
+    assert "gcs" in Requirement(as_requirement(next(a for a in pip_installs(
+        (PACKAGING / "Dockerfile.gateway").read_text())[0] if "backend" in a))).extras
+
+
+def test_install_lines_in_units_and_docs_bring_the_commands_they_run_and_no_other_role():
+    for unit in UNITS:
+        installs = pip_installs(unit.read_text())
+        assert len(installs) == 1, f"{unit.name}: say how to install it, in one pip line"
+        requirements = [as_requirement(a) for a in installs[0]]
+        roots = installed_roots(requirements)
+        runs = {c[1] for c in unit_commands(unit)}
+        assert runs <= set().union(*(commands_of(r) for r in roots)), (unit.name, requirements)
+        for req in requirements:  # nothing installed that the unit does not run
+            assert runs & commands_of(ROOT_OF[Requirement(req).name]), f"{unit.name} installs {req} for nothing"
+    assert "backend" not in installed_roots([as_requirement(a) for a in pip_installs(
+        (PACKAGING / "systemd" / "framefarm-worker@.service").read_text())[0]])
+    doc = (REPO / "docs" / "cloud.md").read_text()
+    named = [as_requirement(a) for args in pip_installs(doc) for a in args]
+    assert named and all(Requirement(r).name in ROOT_OF for r in named), named
+    assert installed_roots(named) >= {"backend", "worker"}  # the guide installs both roles
 
 
 def test_every_framefarm_command_in_compose_units_and_images_is_real():
