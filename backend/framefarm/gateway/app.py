@@ -10,8 +10,8 @@ import threading
 
 from flask import Flask, request
 
-from . import (api_client, api_public, api_worker, archive, blender_builds, cleanup, errors, gateways, redisconn,
-               scheduling)
+from . import (api_client, api_public, api_worker, archive, blender_builds, cleanup, contract, errors, gateways,
+               redisconn, scheduling)
 from .background import loop
 from .config import Settings
 from .farm import Farm
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, *, background: bool = False) ->
         # request is read whole, so it is capped before a byte of it is read.
         if request.method != "PUT" and (request.content_length or 0) > MAX_JSON_BYTES:
             raise errors.ApiError(413, "too_large", f"request bodies are limited to {MAX_JSON_BYTES} bytes")
+    contract.install(app)  # after the cap: it reads JSON bodies
     for bp in (api_public.bp, api_client.bp, api_worker.bp, blender_builds.bp):
         app.register_blueprint(bp)
     if background:

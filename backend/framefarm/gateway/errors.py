@@ -46,7 +46,10 @@ def install(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException):
         code = (e.name or "error").lower().replace(" ", "_")
-        return jsonify(error_body(code, e.description or e.name)), e.code
+        resp = jsonify(error_body(code, e.description or e.name))
+        # Werkzeug's own headers, such as Allow on a 405, are part of the answer.
+        resp.headers.extend((k, v) for k, v in e.get_headers() if k.lower() != "content-type")
+        return resp, e.code
 
     def unavailable(what: str, e: Exception, retry_after: int):
         log.warning("%s unavailable: %s", what, e)
