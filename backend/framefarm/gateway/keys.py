@@ -17,7 +17,7 @@ class Key:
     """A key builder: `template`'s `{}` slots filled in order, after the farm's prefix."""
 
     def __init__(self, lua_name: str, template: str) -> None:
-        self.template = template
+        self.lua_name, self.template = lua_name, template
         self.slots = template.count("{}")
         args = [f"a{i}" for i in range(1, self.slots + 1)]
         pieces = template.split("{}")
