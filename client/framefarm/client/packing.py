@@ -21,34 +21,24 @@ Pure Python (stdlib + BAT): this also runs inside Blender's bundled Python in th
 """
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
 import threading
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import BinaryIO, Callable
 
 from blender_asset_tracer import blendfile as bat_blendfile
 from blender_asset_tracer import bpathlib
 from blender_asset_tracer import pack as bat_pack
-from blender_asset_tracer.pack import progress as bat_progress
 from blender_asset_tracer.pack import transfer as bat_transfer
 from blender_asset_tracer.trace import result as bat_result
 
+from framefarm.common.blendfile import BlendFileError, read_blend_info
 from framefarm.common.hashing import sha256_file
 
-__all__ = ["OUTSIDE_PROJECT", "PackError", "PackedScene", "check_blend_file", "pack_scene",
-           "sha256_file"]
+__all__ = ["OUTSIDE_PROJECT", "PackError", "PackedScene", "check_blend_file", "pack_scene"]
 
 OUTSIDE_PROJECT = "_outside_project"  # BAT's own folder name for assets outside the root
-
-_BLEND_MAGIC = b"BLENDER"
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-Progress = Callable[[str], None]
 
 # BAT caches open .blend files in a module-level dict and pack_scene empties it when done,
 # so two packs at once in one process (add-on and a script) must take turns.
@@ -87,31 +77,24 @@ class PackedScene:
             result[relpath] = self._hashes[local]
         return result
 
-    def total_bytes(self) -> int:
-        """Size of the job folder, counting each entry once (for progress and quotas)."""
-        return sum(path.stat().st_size for path in self.files.values())
 
-
-def pack_scene(blend: Path, workdir: Path, progress: Progress | None = None) -> PackedScene:
+def pack_scene(blend: Path, workdir: Path) -> PackedScene:
     """Trace ``blend`` and everything it references; see the module docstring.
 
     ``workdir`` receives the rewritten .blend copies at their job-relative paths; it should
     be a folder the caller owns (e.g. a temporary directory) and is never cleaned here.
-    ``progress`` gets short human-readable lines while tracing.
     """
     blend = bpathlib.make_absolute(Path(blend))
     check_blend_file(blend)
     workdir = bpathlib.make_absolute(Path(workdir))
     workdir.mkdir(parents=True, exist_ok=True)
     with _BAT_LOCK:
-        return _run_packer(blend, workdir, progress)
+        return _run_packer(blend, workdir)
 
 
-def _run_packer(blend: Path, workdir: Path, progress: Progress | None) -> PackedScene:
+def _run_packer(blend: Path, workdir: Path) -> PackedScene:
     """strategise() + execute() with every BAT failure turned into a PackError."""
     packer = _ManifestPacker(blend, blend.parent, workdir)
-    if progress is not None:
-        packer.progress_cb = _ProgressAdapter(progress, blend.parent)
     try:
         with packer:
             try:
@@ -133,42 +116,27 @@ def _run_packer(blend: Path, workdir: Path, progress: Progress | None) -> Packed
 def check_blend_file(path: Path) -> None:
     """Refuse early, with a message an artist understands, anything that is not a .blend
     (BAT's own error for a PNG is a bare "not a blend file" deep in a traceback).
-    Compressed files are opened far enough to see Blender's magic inside."""
+
+    Only the file header is read, through compression (the gateway checks the whole file
+    when it arrives). A zstd-compressed file (Blender 3.0+ 'Compress') needs the
+    ``zstandard`` module, as BAT does to read it: Blender bundles it, a plain Python may
+    not have it, so say exactly what is missing instead of failing later."""
     if not path.exists():
         raise PackError(f"scene file not found: {path}")
     if not path.is_file():
         raise PackError(f"not a file: {path}")
     try:
-        with open(path, "rb") as stream:
-            head = stream.read(len(_BLEND_MAGIC))
-            stream.seek(0)
-            if head.startswith(_GZIP_MAGIC):
-                with gzip.GzipFile(fileobj=stream) as inner:
-                    head = inner.read(len(_BLEND_MAGIC))
-            elif head.startswith(_ZSTD_MAGIC):
-                head = _zstd_head(path, stream)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise PackError(f"cannot read {path} as a .blend file: {exc}") from exc
-    if not head.startswith(_BLEND_MAGIC):
-        raise PackError(f"not a Blender file (no BLENDER header): {path}")
-
-
-def _zstd_head(path: Path, stream: BinaryIO) -> bytes:
-    """First bytes of a zstd-compressed .blend (Blender 3.0+ 'Compress' option). BAT
-    reads those only through the optional ``zstandard`` module; Blender bundles it, a
-    plain Python may not, so say exactly what is needed instead of failing later."""
-    try:
-        import zstandard
-    except ImportError:
+        read_blend_info(path, check_complete=False)
+    except BlendFileError as exc:
+        raise PackError(f"cannot pack {path}: {exc}") from exc
+    except OSError as exc:
+        raise PackError(f"cannot read {path}: {exc}") from exc
+    except ImportError as exc:
+        if exc.name != "zstandard":
+            raise
         raise PackError(f"{path} is saved compressed (Zstandard) and the 'zstandard' Python "
                         "module is not installed: install it, or save the file without "
                         "compression") from None
-    try:
-        with zstandard.ZstdDecompressor().stream_reader(stream) as inner:
-            return inner.read(len(_BLEND_MAGIC))
-    except zstandard.ZstdError as exc:
-        raise PackError(f"{path} looks zstd-compressed but cannot be decompressed: "
-                        f"{exc}") from exc
 
 
 class _RecordingTransferer(bat_transfer.FileTransferer):
@@ -276,28 +244,3 @@ def _collect(packer: _ManifestPacker, workdir: Path) -> PackedScene:
         raise PackError(f"Blender Asset Tracer did not pack the main file {main}")
     return PackedScene(main=main, files=files, missing=sorted(packer.missing_references))
 
-
-class _ProgressAdapter(bat_progress.Callback):
-    """Forwards BAT's progress events as one-line messages to the caller's function."""
-
-    def __init__(self, report: Progress, project: Path) -> None:
-        self._report = report
-        self._project = project
-
-    def _name(self, path: PurePath) -> str:
-        try:
-            return Path(path).relative_to(self._project).as_posix()
-        except ValueError:
-            return str(path)
-
-    def trace_blendfile(self, filename: Path) -> None:
-        self._report(f"tracing {self._name(filename)}")
-
-    def trace_asset(self, filename: Path) -> None:
-        self._report(f"found {self._name(filename)}")
-
-    def missing_file(self, filename: Path) -> None:
-        self._report(f"missing {self._name(filename)}")
-
-    def rewrite_blendfile(self, orig_filename: Path) -> None:
-        self._report(f"rewriting paths in a copy of {self._name(orig_filename)}")

@@ -193,7 +193,6 @@ class _Stream:
 
     def __init__(self, fileobj: BinaryIO, seekable: bool) -> None:
         self._fileobj = fileobj
-        self._seekable = seekable
         self.pos = 0
         self._size: int | None = None
         if seekable:
