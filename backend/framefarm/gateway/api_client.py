@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import logging
-import time
 
 from flask import Blueprint, g, jsonify, redirect, request
 
-from . import cleanup, jobs, keys, uploads
+from . import cleanup, jobs, scene_files, uploads
 from .auth import requires
 from .downloads import signed_archive_link
 from .errors import ApiError, bad_request
 from .farm import current_farm
-from .storage import ObjectMissing, StorageError
 
 bp = Blueprint("client", __name__, url_prefix="/v1")
 log = logging.getLogger("framefarm.gateway.client")
@@ -32,22 +30,17 @@ def files_missing():
     hashes = body.get("hashes") if isinstance(body, dict) else None
     if not isinstance(hashes, list) or len(hashes) > MAX_HASHES_PER_QUERY:
         raise bad_request(f"send {{\"hashes\": [...]}} with at most {MAX_HASHES_PER_QUERY} SHA-256 digests")
-    f = current_farm()
-    wanted = dict.fromkeys(jobs.check_sha(h if isinstance(h, str) else repr(h)) for h in hashes)
-    missing = [h for h in wanted if not f.storage.exists(keys.scene_file(h))]
-    return jsonify({"missing": missing})
+    hashes = [h if isinstance(h, str) else repr(h) for h in hashes]
+    return jsonify({"missing": scene_files.missing(current_farm(), hashes)})
 
 
 @bp.put("/files/<sha>")
 @requires("client")
 def upload_file(sha: str):
-    f = current_farm()
-    jobs.check_sha(sha)
-    if f.storage.exists(keys.scene_file(sha)):
-        uploads.check_length(f.settings.max_upload_bytes)
+    done = scene_files.store_streamed(current_farm(), sha)
+    if not done.stored:
         return jsonify({"sha256": sha, "stored": False}), 200
-    size = uploads.stream_to(f.storage, keys.scene_file(sha), f.settings.max_upload_bytes, expect_sha=sha)
-    return jsonify({"sha256": sha, "stored": True, "size": size}), 201
+    return jsonify({"sha256": sha, "stored": True, "size": done.size}), 201
 
 
 @bp.post("/files/uploads")
@@ -55,29 +48,11 @@ def upload_file(sha: str):
 def files_uploads():
     """Upload URLs for files the farm lacks, where the storage takes uploads directly;
     `uploads` is empty where it does not (then PUT /v1/files/{sha} streams through here)."""
-    f = current_farm()
     body = request.get_json(silent=True)
     files = body.get("files") if isinstance(body, dict) else None
     if not isinstance(files, dict) or not 0 < len(files) <= MAX_UPLOADS_PER_QUERY:
         raise bad_request(f'send {{"files": {{sha256: size, ...}}}} with 1 to {MAX_UPLOADS_PER_QUERY} files')
-    limit = f.settings.max_upload_bytes
-    for sha, size in files.items():
-        jobs.check_sha(sha)
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise bad_request(f"the size of {sha} must be a whole number of bytes", "bad_size")
-        if size > limit:
-            raise uploads.too_large(limit)
-    out = {}
-    try:
-        for sha, size in files.items():
-            uid = uploads.new_upload_id()
-            url = f.storage.upload_url(keys.incoming_file(sha, uid), size)
-            if url is None:
-                break
-            out[sha] = {"url": url, "id": uid}
-    except StorageError as e:  # the gateway can still take the files itself
-        log.warning("cannot open direct uploads: %s", e)
-        out = {}
+    out = scene_files.direct_targets(current_farm(), files)
     return jsonify({"direct": bool(out), "uploads": out})
 
 
@@ -85,24 +60,9 @@ def files_uploads():
 @requires("client")
 def commit_file(sha: str):
     """Check a direct upload (size and SHA-256, read back from storage) and keep it as the file."""
-    f = current_farm()
-    jobs.check_sha(sha)
-    src = keys.incoming_file(sha, uploads.upload_id(request.get_json(silent=True)))
-    tallies = []
-
-    def verify(fh) -> None:
-        tallies.append(uploads.drain(fh, f.settings.max_upload_bytes))
-        tallies[-1].check_sha(sha)
-
-    try:
-        stored = f.storage.promote(src, keys.scene_file(sha), verify)
-    except ObjectMissing:
-        raise ApiError(404, "no_upload", f"no finished upload of {sha} under this id: send the file to its "
-                                         "upload URL first (or ask for a new one)") from None
-    except ApiError:
-        f.storage.delete(src)  # refused bytes are not kept
-        raise
-    return jsonify({"sha256": sha, "stored": stored, "size": tallies[-1].total}), 201 if stored else 200
+    scene_files.check_sha(sha)
+    done = scene_files.commit_direct(current_farm(), sha, uploads.upload_id(request.get_json(silent=True)))
+    return jsonify({"sha256": sha, "stored": done.stored, "size": done.size}), 201 if done.stored else 200
 
 
 @bp.post("/jobs")
@@ -132,14 +92,7 @@ def get_job(job_id: str):
     wait = request.args.get("wait", type=float) or 0.0
     rev = request.args.get("rev", type=int)
     if wait > 0 and rev is not None:
-        deadline = time.monotonic() + min(wait, f.settings.job_wait_max_s)
-        while True:
-            gen = f.notifier.generation(f"job:{job_id}")
-            job = jobs.load(f, job_id, None)
-            left = deadline - time.monotonic()
-            if int(job.get("rev", 0)) != rev or left <= 0 or f.notifier.closing:
-                break
-            f.notifier.wait(f"job:{job_id}", gen, min(left, 2.0))
+        job = jobs.wait_for_change(f, job_id, rev, wait)
     out = jobs.view(f, job, with_parts=request.args.get("parts") == "1")
     if job["status"] == "done":
         out["download_url"] = signed_archive_link(f, job)

@@ -9,24 +9,18 @@ import json
 import posixpath
 import re
 import secrets
+import time
 from typing import Any
 
 from framefarm.common import frameset
 from framefarm.common.blendfile import BlendFileError, read_blend_info
 
-from . import cleanup, keys, parts, staging, workers
+from . import cleanup, keys, parts, scene_files, staging, workers
 from .errors import ApiError, bad_request, not_found
 from .farm import Farm
 from .parts import ACTIVE
 
-_SHA = re.compile(r"^[0-9a-f]{64}$")
 MAX_MANIFEST_FILES = 20_000
-
-
-def check_sha(sha: str) -> str:
-    if not _SHA.match(sha or ""):
-        raise bad_request(f"{sha!r} is not a SHA-256 hex digest", "bad_hash")
-    return sha
 
 
 def _int(payload: dict, name: str, default: int | None, lo: int, hi: int) -> int | None:
@@ -54,7 +48,7 @@ def _manifest(payload: dict) -> tuple[dict[str, str], str]:
             raise bad_request(f"manifest path {path!r} must be a plain relative path", "bad_manifest")
         if not isinstance(sha, str):
             raise bad_request(f"manifest hash for {path!r} must be a string", "bad_manifest")
-        check_sha(sha)
+        scene_files.check_sha(sha)
     if not isinstance(main, str) or main not in manifest:
         raise bad_request("main must name the .blend file of the manifest to render", "bad_manifest")
     if not main.lower().endswith(".blend"):
@@ -198,3 +192,16 @@ def cancel(farm: Farm, job: dict[str, str]) -> str:
 def holds_file(farm: Farm, job_id: str, sha: str) -> bool:
     """Whether `sha` is one of the job's scene files (so a worker leasing its part may fetch it)."""
     return bool(farm.redis.sismember(keys.files_held(job_id), sha))
+
+
+def wait_for_change(farm: Farm, job_id: str, rev: int, wait_s: float) -> dict[str, str]:
+    """The job as soon as its revision differs from `rev`, or after `wait_s` (capped): a
+    long-poll, so clients learn of progress at once without hammering."""
+    deadline = time.monotonic() + min(wait_s, farm.settings.job_wait_max_s)
+    while True:
+        gen = farm.notifier.generation(f"job:{job_id}")
+        job = load(farm, job_id, None)
+        left = deadline - time.monotonic()
+        if int(job.get("rev", 0)) != rev or left <= 0 or farm.notifier.closing:
+            return job
+        farm.notifier.wait(f"job:{job_id}", gen, min(left, 2.0))

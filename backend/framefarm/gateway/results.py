@@ -16,6 +16,7 @@ import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
@@ -28,6 +29,14 @@ from .storage import ObjectMissing
 
 # Blender's frame names under the `####` pattern the workers use: 0250.png.
 _FRAME_NAME = re.compile(r"^(\d{4,})(\.[A-Za-z0-9]{1,8})?$")
+
+
+class Outcome(StrEnum):
+    """What became of a part handed back (lua/fail.lua, lua/release.lua)."""
+
+    REQUEUED = "requeued"  # queued again for any worker
+    FAILED = "failed"      # out of attempts (or a deterministic failure): the job failed
+    ENDED = "ended"        # its job had already ended
 
 
 @dataclass(frozen=True)
@@ -152,20 +161,20 @@ def _count(farm: Farm, part: LeasedPart, key: str) -> str:
     return res[1]
 
 
-def fail(farm: Farm, part: LeasedPart, message: str, log_tail: str, deterministic: bool) -> str:
-    """Record a failed render: 'failed' (the job ended), 'requeued' or 'ended'."""
+def fail(farm: Farm, part: LeasedPart, message: str, log_tail: str, deterministic: bool) -> Outcome:
+    """Record a failed render."""
     farm.redis.hset(keys.part(part.id), "log_tail", log_tail)
     s = farm.settings
     res = farm.scripts.fail(args=[part.id, part.token, message, "1" if deterministic else "0",
                                   s.max_attempts, s.block_after])
     if res[0] == "stale":
         raise conflict(f"the lease on part {part.id} is stale", "stale_lease")
-    return res[0]
+    return Outcome(res[0])
 
 
-def release(farm: Farm, part: LeasedPart) -> str:
-    """A worker stopping gracefully hands the part back: 'requeued' or 'ended'."""
+def release(farm: Farm, part: LeasedPart) -> Outcome:
+    """A worker stopping gracefully hands the part back, without counting an attempt."""
     res = farm.scripts.release(args=[part.id, part.token])
     if res[0] == "stale":
         raise conflict(f"the lease on part {part.id} is stale", "stale_lease")
-    return res[0]
+    return Outcome(res[0])
