@@ -4,8 +4,11 @@ The zip installs both ways Blender knows: as an extension (4.2 and newer read
 `blender_manifest.toml`) and as a legacy add-on (3.4 reads `bl_info`). It holds
 the add-on itself plus private copies of what it needs from outside Blender:
 
-- `framefarm.client` (packing, submission) and `framefarm.common` (the failover HTTP
-  client, the API client, hashing, .blend headers), from this repository;
+- the modules of this repository's `framefarm` packages that the add-on imports, and
+  what those import in turn (found by reading the imports, so nothing the add-on does
+  not use is bundled and nothing it uses is forgotten): today the packer and submission
+  from `framefarm.client`, and the failover HTTP client, API client, hashing, .blend
+  headers and frame ranges from `framefarm.common`;
 - `blender_asset_tracer`, copied from the installed package at build time.
 
 They go under `framefarm_addon/_vendor/`, with every absolute import of
@@ -29,13 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 ADDON = REPO / "blender_addon" / "framefarm_addon"
 TOP = "framefarm_addon"
 VENDORED_TOPS = ("framefarm", "blender_asset_tracer")
-# What the add-on uses from this repository (config.py reads $FRAMEFARM_HOME, which
-# Blender has no use for, and pulls in framefarm.common.home: left out).
-REPO_MODULES = {
-    "framefarm/client": (REPO / "client/framefarm/client", ["__init__.py", "packing.py", "submission.py"]),
-    "framefarm/common": (REPO / "common/framefarm/common", ["__init__.py", "http.py", "api.py", "hashing.py",
-                                                             "blendfile.py"]),
-}
+# The source folders of Framefarm's distributions, each holding part of the `framefarm` namespace.
+SOURCE_ROOTS = tuple(REPO / root for root in ("common", "client", "worker", "backend"))
 # Parts of BAT the add-on never imports and whose dependencies Blender lacks (boto3, requests).
 BAT_SKIP = ("cli", "pack/s3.py", "pack/shaman", "__main__.py")
 
@@ -60,6 +58,7 @@ def relative_imports(source: str, package_depth: int) -> str:
         elif isinstance(node, ast.Import) and any(a.name.split(".")[0] in VENDORED_TOPS for a in node.names):
             new = "; ".join(_import_stmt(a, dots) for a in node.names)
         if new is not None:
+            assert isinstance(node, (ast.Import, ast.ImportFrom))
             if node.end_lineno != node.lineno:
                 raise ValueError(f"multi-line vendored import at line {node.lineno}: rewrite unsupported")
             edits.append((node.lineno, node.col_offset, node.end_col_offset or 0, new))
@@ -82,12 +81,63 @@ def _import_stmt(alias: ast.alias, dots: str) -> str:
     return f"{load}from {dots} import {top}"
 
 
+def _module_file(module: str) -> Path | None:
+    """The source file of `framefarm.x.y` in this repository (a module or a package)."""
+    rel = Path(*module.split("."))
+    for root in SOURCE_ROOTS:
+        for candidate in (root / rel.with_suffix(".py"), root / rel / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """Every module that `path` (the module named `module`) imports, anywhere in it,
+    with relative imports resolved; `from a import b` counts `a` and `a.b`."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
+            name = ".".join(base + ([node.module] if node.module else []))
+            found.add(name)
+            found.update(f"{name}.{alias.name}" for alias in node.names)
+    return found
+
+
+def repo_modules() -> dict[str, Path]:
+    """`framefarm` module -> source file, for every module the add-on needs from this
+    repository: what it imports from `._vendor.framefarm`, and what those import."""
+    vendor = f"{TOP}._vendor."
+    todo = []
+    for path in sorted(ADDON.rglob("*.py")):
+        rel = path.relative_to(ADDON.parent).with_suffix("")
+        module = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        todo += [m.removeprefix(vendor) for m in _imports(path, module) if m.startswith(vendor + "framefarm.")]
+    modules: dict[str, Path] = {}
+    while todo:
+        module = todo.pop()
+        if module in modules or module == "framefarm":
+            continue
+        source = _module_file(module)
+        if source is None:
+            if _module_file(module.rpartition(".")[0]) is None:  # not a name imported from a module
+                raise SystemExit(f"the add-on needs {module}, which is not in this repository")
+            continue
+        modules[module] = source
+        parent = module.rpartition(".")[0]
+        todo += [parent] + [m for m in _imports(source, module) if m.startswith("framefarm.")]
+    return modules
+
+
 def _vendored_sources() -> dict[str, Path]:
     """Archive path under _vendor -> source file."""
     files: dict[str, Path] = {}
-    for dest, (folder, names) in REPO_MODULES.items():
-        for name in names:
-            files[f"{dest}/{name}"] = folder / name
+    for module, path in sorted(repo_modules().items()):
+        dest = module.replace(".", "/")
+        files[f"{dest}/__init__.py" if path.name == "__init__.py" else f"{dest}.py"] = path
     spec = importlib.util.find_spec("blender_asset_tracer")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("blender-asset-tracer is not installed: pip install blender-asset-tracer")
