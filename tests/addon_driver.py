@@ -63,7 +63,7 @@ def artist_view() -> dict:
 
 
 def wait(addon: object, done, timeout: float) -> bool:
-    return addon.comms.drain_until(done, timeout)  # type: ignore[attr-defined]
+    return addon.taskrunner.drain_until(done, timeout)  # type: ignore[attr-defined]
 
 
 def submit_and_wait(addon: object, timeout: float) -> dict:

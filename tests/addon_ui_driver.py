@@ -7,7 +7,7 @@ the stage, then steps a scenario from a timer of its own, watching through thin 
 that call the real code:
 - the panel's `draw`: which state it drew, what it put in the layout, any exception;
 - `WindowManager.popup_menu`: the title and the lines and buttons of each popup;
-- `comms.post`: the upload thread is held at its first progress message until the
+- `taskrunner.post`: the upload thread is held at its first progress message until the
   panel's progress is on screen, as a slow upload would be (the UI keeps drawing).
 
 The checks are made here, inside Blender; it writes them and screenshots of the window
@@ -126,7 +126,7 @@ def watch_popups() -> None:
 
 def hold_upload(addon: Any) -> None:
     """The upload thread waits at its first progress message until the panel has shown it."""
-    real_post = addon.comms.post
+    real_post = addon.taskrunner.post
 
     def post(kind: str, **payload: Any) -> None:
         real_post(kind, **payload)
@@ -134,7 +134,7 @@ def hold_upload(addon: Any) -> None:
                 and threading.current_thread() is not threading.main_thread() and "upload_held" not in OUT:
             OUT["upload_held"] = UPLOAD_SHOWN.wait(HOLD_S)
 
-    addon.comms.post = post
+    addon.taskrunner.post = post
 
 
 def properties() -> tuple[bpy.types.Window, bpy.types.Area, bpy.types.Region]:

@@ -17,7 +17,7 @@ import bpy
 # after the script, and Blender 3.4 crashes on exit when it walks sys.modules. Only child
 # processes that multiprocessing spawns need the alias, and the add-on starts none.
 _HAD_MP_MAIN = "__mp_main__" in sys.modules
-from . import comms, gui, jobs_store, notify, operators, preferences, props, state  # noqa: E402
+from . import gui, jobs_store, notify, operators, preferences, props, state, taskrunner  # noqa: E402
 
 if not _HAD_MP_MAIN:
     sys.modules.pop("__mp_main__", None)
@@ -52,7 +52,7 @@ def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     props.register()
-    comms.begin()
+    taskrunner.begin()
     state.current = state.State(store=jobs_store.JobStore(store_path()))
     bpy.app.timers.register(notify.timer, first_interval=0.5, persistent=True)
     bpy.app.handlers.load_post.append(_on_load)
@@ -60,7 +60,7 @@ def register() -> None:
 
 
 def unregister() -> None:
-    comms.end()
+    taskrunner.end()
     if _on_load in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.remove(_on_load)
     if bpy.app.timers.is_registered(notify.timer):

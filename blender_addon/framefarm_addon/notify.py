@@ -10,7 +10,7 @@ from typing import Any
 
 import bpy
 
-from . import comms, jobs_store, preferences, state, tasks
+from . import jobs_store, preferences, state, taskrunner, tasks
 
 TIMER_BUSY_S = 0.2
 TIMER_IDLE_S = 1.0
@@ -48,14 +48,14 @@ def _announce(level: str, text: str, title: str = "Framefarm", job_id: str = "",
         wm.popup_menu(draw, title=title, icon="ERROR" if level == "ERROR" else "INFO")
 
 
-@comms.on("progress")
+@taskrunner.on("progress")
 def _progress(text: str, fraction: float | None) -> None:
     cur = state.current
     cur.progress_text, cur.progress_fraction = text, fraction
     _redraw()  # nothing else redraws the panel while the upload runs
 
 
-@comms.on("submitted")
+@taskrunner.on("submitted")
 def _submitted(job: dict[str, Any], uploaded: list[str], files: int, uploaded_bytes: int, gateway: str,
                blend: str) -> None:
     cur = state.current
@@ -71,7 +71,7 @@ def _submitted(job: dict[str, Any], uploaded: list[str], files: int, uploaded_by
     _redraw()
 
 
-@comms.on("submit_failed")
+@taskrunner.on("submit_failed")
 def _submit_failed(message: str) -> None:
     cur = state.current
     cur.submitting, cur.progress_text, cur.progress_fraction = False, "", None
@@ -79,7 +79,7 @@ def _submit_failed(message: str) -> None:
     _redraw()
 
 
-@comms.on("job")
+@taskrunner.on("job")
 def _job(job: dict[str, Any]) -> None:
     cur = state.current
     rec = cur.store.update_job(job) if cur.store else None
@@ -97,7 +97,7 @@ def _job(job: dict[str, Any]) -> None:
     _redraw()
 
 
-@comms.on("watch_failed")
+@taskrunner.on("watch_failed")
 def _watch_failed(job_id: str, message: str, gone: bool) -> None:
     if gone and state.current.store is not None:
         state.current.store.set_field(job_id, status="cancelled", error="the farm no longer knows this job")
@@ -105,7 +105,7 @@ def _watch_failed(job_id: str, message: str, gone: bool) -> None:
     _redraw()
 
 
-@comms.on("downloaded")
+@taskrunner.on("downloaded")
 def _downloaded(job_id: str, directory: str, files: list[str]) -> None:
     cur = state.current
     cur.downloads[job_id] = files
@@ -114,13 +114,13 @@ def _downloaded(job_id: str, directory: str, files: list[str]) -> None:
     _redraw()
 
 
-@comms.on("download_failed")
+@taskrunner.on("download_failed")
 def _download_failed(job_id: str, message: str) -> None:
     state.current.progress_text = ""
     _announce("ERROR", f"Download of job {job_id} failed: {message}")
 
 
-@comms.on("connection")
+@taskrunner.on("connection")
 def _connection(ok: bool, message: str) -> None:
     cur = state.current
     cur.connection, cur.connection_ok = message, ok
@@ -131,7 +131,7 @@ def _connection(ok: bool, message: str) -> None:
             area.tag_redraw()
 
 
-@comms.on("error")
+@taskrunner.on("error")
 def _error(message: str) -> None:
     _announce("ERROR", message)
 
@@ -140,7 +140,7 @@ def watch(job_id: str) -> None:
     """Follow a job in the background (one long-poll thread per active job)."""
     farm = preferences.settings()
     if farm is not None and getattr(bpy.app, "online_access", True):
-        comms.start(f"watch-{job_id}", tasks.watch, farm, job_id, comms.stop)
+        taskrunner.start(f"watch-{job_id}", tasks.watch, farm, job_id, taskrunner.stop)
 
 
 def watch_active() -> None:
@@ -152,5 +152,5 @@ def watch_active() -> None:
 
 def timer() -> float:
     """Registered with bpy.app.timers: drains the queue, faster while work is on."""
-    comms.drain()
-    return TIMER_IDLE_S if comms.idle() else TIMER_BUSY_S
+    taskrunner.drain()
+    return TIMER_IDLE_S if taskrunner.idle() else TIMER_BUSY_S

@@ -1,7 +1,7 @@
 """`bpy.ops.framefarm.*`: submit, cancel, download, and the link buttons.
 
 Every operator works from a button and from a script (`execute`). Slow work goes
-to a background thread (see comms); an operator only reads Blender's data and
+to a background thread (see taskrunner); an operator only reads Blender's data and
 starts it. `wait=True` makes a script's call block until the result is in.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import bpy
 
-from . import comms, preferences, props, state, tasks
+from . import preferences, props, state, taskrunner, tasks
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems as Result
@@ -102,11 +102,11 @@ class FRAMEFARM_OT_submit(bpy.types.Operator):
             return {"CANCELLED"}
         cur = state.current
         cur.submitting, cur.progress_text, cur.progress_fraction = True, "Packing the scene", None
-        comms.start("submit", tasks.submit, farm, copy, request)
+        taskrunner.start("submit", tasks.submit, farm, copy, request)
         count = (end - start) // step + 1
         self.report({"INFO"}, f"Framefarm: submitting {request['name']} ({count} frames) in the background")
         if self.wait:
-            comms.drain_until(lambda: not cur.submitting, WAIT_TIMEOUT_S)
+            taskrunner.drain_until(lambda: not cur.submitting, WAIT_TIMEOUT_S)
             job = cur.last_submission.get("job")
             if cur.submitting or not job:
                 self.report({"ERROR"}, f"Framefarm: {cur.messages[-1][1] if cur.messages else 'no answer'}")
@@ -155,7 +155,7 @@ class FRAMEFARM_OT_cancel(_JobOperator):
         farm = self.farm()
         if farm is None or self.record() is None:
             return {"CANCELLED"}
-        comms.start(f"cancel-{self.job_id}", tasks.cancel, farm, self.job_id)
+        taskrunner.start(f"cancel-{self.job_id}", tasks.cancel, farm, self.job_id)
         return {"FINISHED"}
 
 
@@ -184,12 +184,12 @@ class FRAMEFARM_OT_download(_JobOperator):
             return {"CANCELLED"}
         folder = Path(bpy.path.abspath(directory))
         name = f"download-{self.job_id}"
-        comms.start(name, tasks.download, farm, self.job_id, folder)
+        taskrunner.start(name, tasks.download, farm, self.job_id, folder)
         if self.wait:
             cur = state.current
             cur.downloads.pop(self.job_id, None)
-            comms.drain_until(lambda: not comms.running(name), WAIT_TIMEOUT_S)
-            comms.drain()
+            taskrunner.drain_until(lambda: not taskrunner.running(name), WAIT_TIMEOUT_S)
+            taskrunner.drain()
             if self.job_id not in cur.downloads:
                 self.report({"ERROR"}, f"Framefarm: {cur.messages[-1][1] if cur.messages else 'download failed'}")
                 return {"CANCELLED"}
@@ -261,9 +261,9 @@ class FRAMEFARM_OT_test_connection(bpy.types.Operator):
             cur.connection, cur.connection_ok = "Online access is disabled in Preferences > System", False
             return {"CANCELLED"}
         cur.connection, cur.connection_ok = "Testing...", None
-        comms.start("test-connection", tasks.test_connection, farm)
+        taskrunner.start("test-connection", tasks.test_connection, farm)
         if self.wait:
-            comms.drain_until(lambda: cur.connection_ok is not None, 60)
+            taskrunner.drain_until(lambda: cur.connection_ok is not None, 60)
             self.report({"INFO" if cur.connection_ok else "ERROR"}, cur.connection)
         return {"FINISHED"}
 

@@ -1,4 +1,5 @@
-"""Threads for slow work, and the one queue through which their results reach Blender.
+"""The add-on's task runner: threads for slow work, and the one queue through which
+their results reach Blender.
 
 Blender's data may only be touched on the main thread, so a background task gets
 a `post(kind, **payload)` function and nothing else; `drain()` runs on the main

@@ -2,7 +2,7 @@
 
 Nothing here imports `bpy`: these functions run off Blender's main thread and
 only ever report through `post(kind, **payload)`, which puts a message on the
-queue that `comms.drain()` empties on the main thread. The farm is reached with
+queue that `taskrunner.drain()` empties on the main thread. The farm is reached with
 the same client code the `framefarm` CLI uses (bundled under `_vendor`).
 """
 from __future__ import annotations

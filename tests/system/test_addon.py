@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from farmtools import REPO, require_blender
+from farmtools import REPO, require_blender, skip_or_fail
 from framefarm.gateway.localfarm import free_port
 
 DRIVER = REPO / "tests" / "addon_driver.py"
@@ -42,10 +42,7 @@ def bpy_python() -> str:
                                capture_output=True, text=True, timeout=60)
         if probe.returncode == 0:
             return python
-    message = "the bpy wheel is not installed (pip install bpy==5.0.1, or set FRAMEFARM_BPY_PYTHON)"
-    if os.environ.get("FRAMEFARM_REQUIRE_ALL") == "1":
-        pytest.fail(message + " (FRAMEFARM_REQUIRE_ALL=1 forbids skipping)")
-    pytest.skip(message)
+    skip_or_fail("the bpy wheel is not installed (pip install bpy==5.0.1, or set FRAMEFARM_BPY_PYTHON)")
 
 
 def user_env(tmp: Path) -> dict[str, str]:
