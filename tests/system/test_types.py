@@ -30,7 +30,6 @@ PENDING: set[str] = {
     "backend/framefarm/gateway/redisconn.py",
     "backend/framefarm/gateway/results.py",
     "backend/framefarm/gateway/workers.py",
-    "client/framefarm/cli/commands.py",
 }
 
 

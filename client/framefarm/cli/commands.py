@@ -59,7 +59,7 @@ class Meter:
                     FrameRateColumn(), TimeRemainingColumn()))
         self.bars = Progress(*columns, console=Console(file=self.stream), disable=not self.live,
                              speed_estimate_period=30.0 if kind == "upload" else FRAME_RATE_WINDOW_S,
-                             **({"get_time": clock} if clock else {}))
+                             get_time=clock)
         self.task = self.bars.add_task(kind, total=None)
         self._last = ""
         self._shown = False
