@@ -126,56 +126,87 @@ def _link_installed(dists: set[str], into: Path) -> None:
                 (into / top).symlink_to(source)
 
 
-def test_an_artist_and_a_render_node_install_without_the_gateway(wheels, tmp_path):
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
-    python = venv / "bin" / "python"
-    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                               capture_output=True, text=True, check=True).stdout.strip())
-    assert site != Path(sysconfig.get_path("purelib"))
+class Venv:
+    """A throwaway virtual environment holding some of the four wheels and their own
+    dependencies, and nothing else: what one kind of machine would install."""
 
-    def install(*dists: str) -> None:
-        proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
-                               "--no-deps", "--no-index", *(str(wheels[d]) for d in dists)],
+    def __init__(self, path: Path, wheels: dict[str, Path]) -> None:
+        self.path, self.wheels, self.added = path, wheels, 0
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=60)
+        self.python = path / "bin" / "python"
+        self.site = Path(subprocess.run([self.python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                        capture_output=True, text=True, check=True).stdout.strip())
+        assert self.site != Path(sysconfig.get_path("purelib"))
+        self.linked: set[str] = set()
+
+    def install(self, dist: str) -> None:
+        """`dist` and the wheels it depends on, from the wheels; other dependencies linked."""
+        closure = _closure(self.wheels, dist)
+        ours = sorted(closure & set(self.wheels))
+        outside = closure - set(self.wheels) - self.linked
+        self.added += 1
+        deps = self.path / f"deps{self.added}"
+        _link_installed(outside, deps)
+        (self.site / f"deps{self.added}.pth").write_text(f"{deps}\n")
+        self.linked |= outside
+        proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(self.python), "install", "-q",
+                               "--no-deps", "--no-index", *(str(self.wheels[d]) for d in ours)],
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
-    def framefarm(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([venv / "bin" / "framefarm", *args], capture_output=True, text=True, timeout=60,
-                              cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200",
-                                   "FRAMEFARM_HOME": str(tmp_path / "home")})
+    def importable(self, *modules: str) -> list[str]:
+        probe = subprocess.run([self.python, "-c", "import importlib.util as u, sys; "
+                                "print(' '.join(m for m in sys.argv[1:] if u.find_spec(m)))", *modules],
+                               capture_output=True, text=True, timeout=60)
+        assert probe.returncode == 0, probe.stderr
+        return probe.stdout.split()
 
+    def framefarm(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([self.path / "bin" / "framefarm", *args], capture_output=True, text=True,
+                              timeout=60, cwd=self.path, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200",
+                                                              "FRAMEFARM_HOME": str(self.path / "home")})
+
+
+def assert_needs(res: subprocess.CompletedProcess, dist: str) -> None:
+    """Exit 2 and one line naming the package to install: no traceback, no usage dump."""
+    assert res.returncode == 2, (res.args, res.stdout, res.stderr)
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and f"pip install {dist}" in lines[0], lines
+
+
+def test_an_artist_and_a_render_node_install_without_the_gateway(wheels, tmp_path):
     # The artist: framefarm and framefarm-common, with their own dependencies only.
-    outside = _closure(wheels, "framefarm") - set(ROOTS.values()) - {"framefarm"}
-    _link_installed(outside, tmp_path / "deps")
-    (site / "deps.pth").write_text(str(tmp_path / "deps") + "\n")
-    install("framefarm-common", "framefarm")
-    probe = subprocess.run([python, "-c", "import importlib.util as u; "
-                            "print([m for m in ('flask', 'redis', 'gunicorn', 'framefarm.worker', "
-                            "'framefarm.gateway') if u.find_spec(m)])"], capture_output=True, text=True)
-    assert probe.stdout.strip() == "[]", probe.stdout + probe.stderr
-
-    res = framefarm("--help")
+    venv = Venv(tmp_path / "venv", wheels)
+    venv.install("framefarm")
+    assert venv.importable("flask", "redis", "gunicorn", "framefarm.worker", "framefarm.gateway") == []
+    res = venv.framefarm("--help")
     assert res.returncode == 0, res.stderr
     assert "submit" in res.stdout and "[needs framefarm-worker]" in res.stdout
-    res = framefarm("submit", "nowhere.blend", "--frames", "1-3")
+    res = venv.framefarm("submit", "nowhere.blend", "--frames", "1-3")
     assert res.returncode == 2 and "no such file" in res.stderr
-    for argv, dist in ((["worker", "--gateway", "http://127.0.0.1:9", "--slots", "2"], "framefarm-worker"),
-                       (["gateway"], "framefarm-gateway"), (["up", "--workers", "0"], "framefarm-gateway"),
-                       (["token", "create", "--role", "worker"], "framefarm-gateway"),
-                       (["blender", "publish", "x.tar.xz", "--version", "4.2"], "framefarm-gateway")):
-        res = framefarm(*argv)
-        assert res.returncode == 2, (argv, res.stdout, res.stderr)
-        lines = res.stderr.splitlines()
-        assert len(lines) == 1 and f"pip install {dist}" in lines[0] and "Traceback" not in res.stderr, lines
+    assert_needs(venv.framefarm("worker", "--gateway", "http://127.0.0.1:9", "--slots", "2"), "framefarm-worker")
+    for argv in (["gateway"], ["up", "--workers", "0"], ["token", "create", "--role", "worker"],
+                 ["blender", "publish", "x.tar.xz", "--version", "4.2"]):
+        assert_needs(venv.framefarm(*argv), "framefarm-gateway")
 
     # A render node adds framefarm-worker (and Pillow): `framefarm worker` is there, the gateway is not.
-    _link_installed(_closure(wheels, "framefarm-worker") - outside - set(ROOTS.values()), tmp_path / "deps2")
-    (site / "deps2.pth").write_text(str(tmp_path / "deps2") + "\n")
-    install("framefarm-worker")
-    res = framefarm("worker", "--help")
+    venv.install("framefarm-worker")
+    assert venv.importable("flask", "redis", "gunicorn", "framefarm.gateway") == []
+    res = venv.framefarm("worker", "--help")
     assert res.returncode == 0 and "--slots" in res.stdout, res.stderr
-    res = framefarm("worker", "--slots", "0", "--token", "x", "--gateway", "http://127.0.0.1:9")
+    res = venv.framefarm("worker", "--slots", "0", "--token", "x", "--gateway", "http://127.0.0.1:9")
     assert res.returncode == 2 and "--slots must be 1 or more" in res.stderr
-    res = framefarm("token", "create", "--role", "client")
-    assert res.returncode == 2 and "pip install framefarm-gateway" in res.stderr
+    assert_needs(venv.framefarm("token", "create", "--role", "client"), "framefarm-gateway")
+
+
+def test_a_gateway_host_without_the_worker_runs_no_local_workers(wheels, tmp_path):
+    venv = Venv(tmp_path / "venv", wheels)
+    venv.install("framefarm-gateway")
+    assert venv.importable("flask", "redis", "framefarm.worker") == ["flask", "redis"]
+    res = venv.framefarm("token", "--help")
+    assert res.returncode == 0 and "create" in res.stdout, res.stderr
+    assert_needs(venv.framefarm("worker"), "framefarm-worker")
+    # `up` would start workers it cannot run: it says so before starting anything.
+    res = venv.framefarm("up", "--workers", "1", "--port", "9")
+    assert res.returncode == 2 and "pip install framefarm-worker" in res.stderr and "--workers 0" in res.stderr
+    assert not (venv.path / "home").exists()
