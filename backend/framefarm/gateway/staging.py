@@ -55,24 +55,19 @@ class StagingLost(ApiError):
 def write(farm: Farm, job: JobRecord, step: int, spans: list[PartSpan]) -> tuple[str, bool]:
     """Stage the job, write its parts in batches, commit it. Returns (job id, created):
     with an idempotency key already used, the existing job and False, and nothing written."""
-    res = farm.scripts.stage_job(args=[job.job_id, job.idem_key, STAGING_TTL_S * 1000])
-    if res[0] == "exists":
-        return res[1], False
+    existing = _stage(farm, job)
+    if existing is not None:
+        return existing, False
     try:
         for batch in _batches(spans, PARTS_PER_BATCH):
-            flat = [x for span in batch for x in parts.span_fields(span)]
-            if not farm.scripts.stage_parts(args=[job.job_id, step, *flat]):
+            if not _stage_parts(farm, job.job_id, step, batch):
                 raise StagingLost(job.job_id)
-        flat_fields = [str(x) for kv in job.fields.items() for x in kv]
-        res = farm.scripts.commit_job(args=[
-            job.job_id, job.owner, job.idem_key, IDEMPOTENCY_TTL_S, job.min_version, job.priority, len(spans),
-            job.manifest_json, *flat_fields])
-        if res[0] == "created":
-            return job.job_id, True
-        if res[0] == "gone":
+        committed = _commit(farm, job, len(spans))
+        if committed is None:
             raise StagingLost(job.job_id)
-        discard(farm, job.job_id)  # another request with the same key committed first
-        return res[1], False
+        if committed != job.job_id:
+            discard(farm, job.job_id)  # another request with the same key committed first
+        return committed, committed == job.job_id
     except BaseException:
         try:
             discard(farm, job.job_id)
@@ -83,13 +78,38 @@ def write(farm: Farm, job: JobRecord, step: int, spans: list[PartSpan]) -> tuple
 
 def discard(farm: Farm, job_id: str) -> None:
     """Delete a staged job's parts, a batch per script; a committed job is left alone."""
-    while farm.scripts.discard_job(args=[job_id, PARTS_PER_BATCH]):
+    while _discard_batch(farm, job_id):
         pass
+
+
+def _stage(farm: Farm, job: JobRecord) -> str | None:
+    """lua/stage_job.lua: None once staged; the existing job's id if the idempotency key is taken."""
+    res = farm.scripts.stage_job(args=[job.job_id, job.idem_key, STAGING_TTL_S * 1000])
+    return res[1] if res[0] == "exists" else None
+
+
+def _stage_parts(farm: Farm, job_id: str, step: int, spans: list[PartSpan]) -> bool:
+    """lua/stage_parts.lua: False when the staging is gone (past its deadline, or discarded)."""
+    flat = [x for span in spans for x in parts.span_fields(span)]
+    return bool(farm.scripts.stage_parts(args=[job_id, step, *flat]))
+
+
+def _commit(farm: Farm, job: JobRecord, parts_total: int) -> str | None:
+    """lua/commit_job.lua: the id of the job the submission stands for (this one, or the one
+    that took its idempotency key first), or None when the staging is gone."""
+    flat_fields = [str(x) for kv in job.fields.items() for x in kv]
+    res = farm.scripts.commit_job(args=[
+        job.job_id, job.owner, job.idem_key, IDEMPOTENCY_TTL_S, job.min_version, job.priority, parts_total,
+        job.manifest_json, *flat_fields])
+    return None if res[0] == "gone" else res[1]
+
+
+def _discard_batch(farm: Farm, job_id: str) -> int:
+    """lua/discard_job.lua: how many staged parts are left."""
+    return int(farm.scripts.discard_job(args=[job_id, PARTS_PER_BATCH]))
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
     it = iter(items)
     while batch := list(itertools.islice(it, size)):
         yield batch
-
-
