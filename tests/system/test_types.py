@@ -16,20 +16,12 @@ from farmtools import REPO, require_module
 # suite, with their errors then still open. Each one leaves this set once mypy is clean on
 # it; the test fails on an error anywhere else, and on a file here that has become clean.
 PENDING: set[str] = {
-    "backend/framefarm/gateway/api_public.py",
     "backend/framefarm/gateway/app.py",
-    "backend/framefarm/gateway/archive.py",
     "backend/framefarm/gateway/auth.py",
-    "backend/framefarm/gateway/blender_builds.py",
-    "backend/framefarm/gateway/cleanup.py",
     "backend/framefarm/gateway/config.py",
     "backend/framefarm/gateway/contract.py",
     "backend/framefarm/gateway/gcs_storage.py",
-    "backend/framefarm/gateway/jobs.py",
-    "backend/framefarm/gateway/parts.py",
     "backend/framefarm/gateway/redisconn.py",
-    "backend/framefarm/gateway/results.py",
-    "backend/framefarm/gateway/workers.py",
 }
 
 

@@ -15,6 +15,8 @@ import shutil
 import tempfile
 import zipfile
 from contextlib import ExitStack
+from pathlib import Path
+from typing import IO, cast
 
 from . import keys
 from .farm import Farm
@@ -40,7 +42,7 @@ def assemble(farm: Farm, job_id: str) -> bool:
     token = secrets.token_hex(8)
     if not farm.redis.set(keys.assembly_lock(job_id), token, nx=True, ex=LOCK_TTL_S):
         return False
-    job = farm.redis.hgetall(keys.job(job_id))
+    job = cast(dict[str, str], farm.redis.hgetall(keys.job(job_id)))
     if job.get("status") != "assembling":
         farm.redis.zrem(keys.ASSEMBLY, job_id)
         farm.redis.delete(keys.assembly_lock(job_id))
@@ -49,23 +51,21 @@ def assemble(farm: Farm, job_id: str) -> bool:
     pipe = farm.redis.pipeline()
     for i in range(n):
         pipe.hget(keys.part(keys.part_id(job_id, i)), "result")
-    results = pipe.execute()
+    results: list[str] = pipe.execute()
     log.info("assembling job %s from %d parts", job_id, n)
     key = keys.archive(job_id)
     with farm.storage.writer(key) as out, \
             zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zout:
         for result in results:
             with ExitStack() as stack:
-                local = farm.storage.local_path(result)
-                if local is None:
+                source: Path | IO[bytes] | None = farm.storage.local_path(result)
+                if source is None:
                     # Remote storage: one part at a time on local disk bounds temp space.
                     tmp = stack.enter_context(tempfile.TemporaryFile())
                     with farm.storage.open_read(result) as src:
                         shutil.copyfileobj(src, tmp, COPY_BUFFER)
                     tmp.seek(0)
                     source = tmp
-                else:
-                    source = local
                 zin = stack.enter_context(zipfile.ZipFile(source))
                 for info in zin.infolist():
                     entry = zipfile.ZipInfo(info.filename, date_time=info.date_time)
@@ -90,7 +90,7 @@ def assemble_pending(farm: Farm) -> None:
     assembling gateway died: their lock has expired). An assembly that keeps
     failing (a part result lost from storage, say) fails its job with the reason
     instead of being retried forever."""
-    for job_id in farm.redis.zrange(keys.ASSEMBLY, 0, 20):
+    for job_id in cast(list[str], farm.redis.zrange(keys.ASSEMBLY, 0, 20)):
         try:
             assemble(farm, job_id)
         except LostLock:

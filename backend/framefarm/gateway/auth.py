@@ -11,6 +11,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 from flask import g, request
@@ -58,7 +59,7 @@ def authenticate(r: redis.Redis, header: str | None) -> Identity:
     role, name = r.hmget(keys.token(d), "role", "name")
     if role is None:
         raise ApiError(401, "unauthorized", "unknown token")
-    return Identity(role, d[:20], name or "")
+    return Identity(cast(str, role), d[:20], cast(str, name or ""))  # the farm's client decodes
 
 
 def authorize(roles: tuple[str, ...]) -> Identity:

@@ -29,7 +29,7 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, cast
 
 from . import keys, staging
 from .errors import ApiError
@@ -102,7 +102,8 @@ def sweep(farm: Farm) -> Report:
 def discard_abandoned(farm: Farm, report: Report) -> None:
     """Jobs whose gateway died while writing their parts (their staging ran past its
     deadline, staging.STAGING_TTL_S) leave nothing behind: their parts are deleted."""
-    for job_id in farm.redis.zrangebyscore(keys.STAGING, "-inf", redis_now_ms(farm.redis), start=0, num=100):
+    stale = farm.redis.zrangebyscore(keys.STAGING, "-inf", redis_now_ms(farm.redis), start=0, num=100)
+    for job_id in cast(list[str], stale):
         staging.discard(farm, job_id)
         report.discarded.append(job_id)
 
@@ -111,7 +112,7 @@ def release_ended(farm: Farm, report: Report) -> None:
     """Jobs that ended let go of their files and lose any parts left in storage. A hold
     whose job was never recorded (its gateway died mid-submission) goes after the grace."""
     now = redis_now_ms(farm.redis)
-    holders = farm.redis.zrange(keys.FILE_HOLDERS, 0, MAX_HOLDERS - 1, withscores=True)
+    holders = cast(list[tuple[str, float]], farm.redis.zrange(keys.FILE_HOLDERS, 0, MAX_HOLDERS - 1, withscores=True))
     pipe = farm.redis.pipeline()
     for job_id, _ in holders:
         pipe.hget(keys.job(job_id), "status")
@@ -126,7 +127,7 @@ def release_ended(farm: Farm, report: Report) -> None:
 
 def expire_archives(farm: Farm, report: Report) -> None:
     cutoff = redis_now_ms(farm.redis) - farm.ms(farm.settings.archive_retention_s)
-    for job_id in farm.redis.zrangebyscore(keys.ARCHIVES, "-inf", cutoff, start=0, num=MAX_ARCHIVES):
+    for job_id in cast(list[str], farm.redis.zrangebyscore(keys.ARCHIVES, "-inf", cutoff, start=0, num=MAX_ARCHIVES)):
         if farm.scripts.expire_archive(args=[job_id]):
             farm.storage.delete(keys.archive(job_id))
             report.expired.append(job_id)

@@ -10,7 +10,7 @@ import posixpath
 import re
 import secrets
 import time
-from typing import Any
+from typing import Any, cast
 
 from framefarm.common import frameset
 from framefarm.common.blendfile import BlendFileError, read_blend_info
@@ -57,13 +57,14 @@ def _manifest(payload: dict) -> tuple[dict[str, str], str]:
 
 
 def _frames(payload: dict, max_frames: int) -> frameset.FrameRange:
-    step = _int(payload, "step", 1, 1, frameset.MAX_FRAME)
+    step = _int(payload, "step", 1, 1, frameset.MAX_FRAME) or 1
     frames = payload.get("frames")
     try:
         if isinstance(frames, str):
             fr = frameset.parse_frames(frames, step)
         elif isinstance(frames, dict):
-            fr = frameset.FrameRange(frames.get("start"), frames.get("end"), step)
+            # FrameRange refuses anything but whole numbers, with a message that says so.
+            fr = frameset.FrameRange(cast(int, frames.get("start")), cast(int, frames.get("end")), step)
         else:
             raise frameset.FrameSpecError("frames must be 'A-B' or {\"start\": A, \"end\": B}")
     except frameset.FrameSpecError as e:
@@ -81,7 +82,7 @@ def create(farm: Farm, owner: str, payload: Any, idempotency_key: str | None) ->
         raise bad_request("the body must be a JSON object")
     manifest, main = _manifest(payload)
     fr = _frames(payload, farm.settings.max_frames)
-    priority = _int(payload, "priority", 0, -1000, 1000)
+    priority = _int(payload, "priority", 0, -1000, 1000) or 0
     name = payload.get("name") or posixpath.basename(main)
     if not isinstance(name, str) or len(name) > 200:
         raise bad_request("name must be text of at most 200 characters", "bad_name")
@@ -119,7 +120,7 @@ def create(farm: Farm, owner: str, payload: Any, idempotency_key: str | None) ->
 
 def load(farm: Farm, job_id: str, owner: str | None) -> dict[str, str]:
     """The job's raw fields; another client's job is reported as not found."""
-    job = farm.redis.hgetall(keys.job(job_id)) if re.match(r"^[0-9a-f]{12}$", job_id or "") else {}
+    job = cast(dict[str, str], farm.redis.hgetall(keys.job(job_id))) if re.match(r"^[0-9a-f]{12}$", job_id or "") else {}
     if not job or (owner is not None and job.get("owner") != owner):
         raise not_found(f"job {job_id}")
     return job

@@ -7,6 +7,7 @@ other place (the claim answer, the result check, the job's part list) asks this 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import redis
 
@@ -24,9 +25,9 @@ def span_fields(span: PartSpan) -> list[int]:
     return [span.index, span.start, span.count]
 
 
-def span_from(values: Sequence[str | int | None]) -> PartSpan:
+def span_from(values: Sequence[Any]) -> PartSpan:
     """The span from its stored fields, in SPAN_FIELDS order."""
-    index, start, count, step = (int(v) for v in values)  # type: ignore[arg-type]
+    index, start, count, step = (int(v) for v in values)
     return PartSpan(index, start, count, step)
 
 

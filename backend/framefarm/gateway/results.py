@@ -18,7 +18,7 @@ import zlib
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO, cast
 
 from framefarm.common.frameset import PartSpan
 
@@ -51,7 +51,7 @@ class LeasedPart:
 
 def leased(farm: Farm, pid: str, token: str) -> LeasedPart:
     """The part, if `token` still fences it; else 404 (no such part) or 409 (stale)."""
-    part = farm.redis.hgetall(keys.part(pid)) if ":" in pid else {}
+    part = cast(dict[str, str], farm.redis.hgetall(keys.part(pid))) if ":" in pid else {}
     if not part:
         raise not_found(f"part {pid}")
     if part.get("state") != "leased" or part.get("token") != token or not token:
@@ -65,7 +65,7 @@ def frame_of(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def check_zip(path: Path | BinaryIO, frames: list[int]) -> None:
+def check_zip(path: Path | IO[bytes], frames: list[int]) -> None:
     """Raise a 400 unless the zip holds exactly `frames`, once each, intact."""
     try:
         with zipfile.ZipFile(path) as zf:
@@ -96,10 +96,10 @@ def check_zip(path: Path | BinaryIO, frames: list[int]) -> None:
 
 def _check_stream(src: BinaryIO, frames: list[int], limit: int) -> None:
     """Spool a result to a temporary file (zipfile must seek) and check it."""
-    with tempfile.NamedTemporaryFile(suffix=".zip") as tmp:
+    with tempfile.TemporaryFile(suffix=".zip") as tmp:
         uploads.drain(src, limit, copy_to=tmp)
-        tmp.flush()
-        check_zip(Path(tmp.name), frames)
+        tmp.seek(0)
+        check_zip(tmp, frames)
 
 
 def _result_key(part: LeasedPart) -> str:

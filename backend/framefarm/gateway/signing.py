@@ -30,10 +30,10 @@ class Signer:
         expires = int(time.time()) + ttl_s
         return expires, self._mac(subject, expires)
 
-    def verify(self, subject: str, expires: str, sig: str) -> bool:
+    def verify(self, subject: str, expires: str | None, sig: str | None) -> bool:
         try:
-            exp = int(expires)
-        except (TypeError, ValueError):
+            exp = int(expires or "")
+        except ValueError:  # no `expires`, or not a number
             return False
         return exp >= time.time() and hmac.compare_digest(self._mac(subject, exp), sig or "")
 

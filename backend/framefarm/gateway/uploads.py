@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from flask import request
 
@@ -69,7 +69,7 @@ def stream_to(storage: Storage, key: str, limit: int, expect_sha: str | None = N
     return tally.total
 
 
-def drain(src: BinaryIO, limit: int, copy_to: BinaryIO | None = None) -> Tally:
+def drain(src: BinaryIO, limit: int, copy_to: IO[bytes] | None = None) -> Tally:
     """Read `src` to its end through a Tally (and into `copy_to`, if given)."""
     tally = Tally(limit)
     while block := src.read(BLOCK):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import cast
 
 from . import keys
 from .errors import ApiError
@@ -50,7 +51,7 @@ def unknown(wid: str) -> ApiError:
 
 def load(farm: Farm, wid: str, owner: str) -> dict[str, str]:
     """The worker's fields, if it is registered under this owner's token; else 404."""
-    w = farm.redis.hgetall(keys.worker(wid))
+    w = cast(dict[str, str], farm.redis.hgetall(keys.worker(wid)))
     if not w or w.get("owner") != owner:
         raise unknown(wid)
     return w
@@ -67,7 +68,7 @@ def heartbeat(farm: Farm, wid: str, held: list[tuple[str, str]]) -> list[str]:
     """Renew the worker's presence and the leases (part id, token) it still rightfully
     holds; returns the parts it must abandon (cancelled, failed or reassigned)."""
     s = farm.settings
-    args: list[object] = [wid, farm.ms(s.lease_s), int(s.worker_timeout_s)]
+    args: list[str | int] = [wid, farm.ms(s.lease_s), int(s.worker_timeout_s)]
     for pid, token in held:
         args += [pid, token]
     res = farm.scripts.heartbeat(args=args)
@@ -79,7 +80,7 @@ def heartbeat(farm: Farm, wid: str, held: list[tuple[str, str]]) -> list[str]:
 def live(farm: Farm) -> list[dict[str, str]]:
     """Registered workers heard from recently (a few hundred at most: fine off the hot path)."""
     cutoff = redis_now_ms(farm.redis) - farm.ms(farm.settings.worker_timeout_s)
-    ids = farm.redis.zrangebyscore(keys.WORKERS, cutoff, "+inf")
+    ids = cast(list[str], farm.redis.zrangebyscore(keys.WORKERS, cutoff, "+inf"))
     pipe = farm.redis.pipeline()
     for wid in ids:
         pipe.hgetall(keys.worker(wid))
@@ -88,7 +89,7 @@ def live(farm: Farm) -> list[dict[str, str]]:
 
 def blocked(farm: Farm, job_id: str) -> set[str]:
     """The workers kept away from a job (they failed it `block_after` times)."""
-    return farm.redis.smembers(keys.blocklist(job_id))
+    return cast(set[str], farm.redis.smembers(keys.blocklist(job_id)))
 
 
 def capable(farm: Farm, min_version: int, job_id: str | None = None) -> list[dict[str, str]]:
