@@ -34,12 +34,16 @@ from typing import Any, Mapping
 import yaml
 from flask import Flask, Request, current_app, request
 from jsonschema.exceptions import ValidationError as SchemaError
+from jsonschema.validators import extend
 from jsonschema_path import SchemaPath
 from openapi_core.deserializing.styles.deserializers import StyleDeserializer
 from openapi_core.schema.parameters import get_style_and_explode
 from openapi_core.validation.request.validators import V31RequestValidator
 from openapi_core.validation.schemas.exceptions import InvalidSchemaValue
+from openapi_core.validation.schemas.factories import SchemaValidatorsFactory
 from openapi_core.validation.schemas.validators import SchemaValidator
+from openapi_schema_validator import OAS30ReadValidator, OAS31Validator
+from werkzeug.exceptions import MethodNotAllowed
 
 from .errors import ApiError
 
@@ -47,7 +51,20 @@ JSON = "application/json"
 _FLASK_ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REQUIRED = re.compile(r"'(.+)' is a required property")
+_METHODS = {"get", "put", "post", "delete", "patch"}
 _MAX_SHOWN = 180  # characters of an offending value quoted back in a message
+
+
+def _whole(_checker: Any, instance: Any) -> bool:
+    """JSON Schema counts 2.0 as an integer; the farm has always read a whole number as a JSON
+    integer (no fraction, no exponent), and its views refuse 2.0 where they want one."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# openapi-core's OAS 3.1 validators (and its format checks), with that one reading of "integer".
+_VALIDATORS = SchemaValidatorsFactory(
+    extend(OAS31Validator, type_checker=OAS31Validator.TYPE_CHECKER.redefine("integer", _whole)),
+    format_checker=OAS30ReadValidator.FORMAT_CHECKER)
 
 
 def _strict_json(value: bytes) -> Any:
@@ -90,6 +107,10 @@ class Contract:
         # openapi-core's factories (casters, style and media-type deserialisers, OAS 3.1 schema validators).
         self._core = V31RequestValidator(SchemaPath.from_dict(spec))
         self._ops: dict[tuple[str, str], Operation | None] = {}
+        # Paths without parameters, and their methods: `PUT /v1/files/missing` must not pass for
+        # an upload to `PUT /v1/files/{sha}`, whose route also matches it.
+        self.fixed_paths = {path: {m.upper() for m in item if m in _METHODS}
+                            for path, item in spec["paths"].items() if "{" not in path}
 
     @classmethod
     @functools.cache
@@ -117,14 +138,13 @@ class Contract:
             params.append(Param(p["name"], p["in"], bool(p.get("required")), p,
                                 core.style_deserializers_factory.create(at, at / "schema", style, explode,
                                                                         name=p["name"]),
-                                core.schema_validators_factory.create(at, at / "schema")))
+                                _VALIDATORS.create(at, at / "schema")))
         body = raw.get("requestBody", {})
         schema = body.get("content", {}).get(JSON, {}).get("schema")
         validator = None
         if schema is not None:
             schema = self.inline(schema)
-            validator = core.schema_validators_factory.create(SchemaPath.from_dict(schema),
-                                                              SchemaPath.from_dict(schema))
+            validator = _VALIDATORS.create(SchemaPath.from_dict(schema), SchemaPath.from_dict(schema))
         return Operation(path, method, tuple(params), schema, bool(body.get("required")), validator)
 
     def inline(self, node: Any) -> Any:
@@ -263,6 +283,16 @@ def install(app: Flask, contract: Contract | None = None) -> None:
         rule = request.url_rule
         if rule is None:  # no route: routing answers 404 or 405 itself
             return
+        allowed = checker.fixed_paths.get(request.path)
+        # A fixed path caught by a parameter's route, or asked its methods (Flask would list the routes'):
+        if allowed is not None and (rule.rule != request.path or request.method == "OPTIONS"):
+            allowed = allowed | {"OPTIONS"} | ({"HEAD"} if "GET" in allowed else set())
+            if request.method == "OPTIONS":
+                resp = current_app.response_class()
+                resp.allow.update(allowed)
+                return resp
+            if request.method not in allowed:
+                raise MethodNotAllowed(sorted(allowed))
         op = checker.operation(rule.rule, request.method.lower())
         if op is None:
             return
