@@ -79,7 +79,7 @@ def scenario_e2e(addon: object) -> None:
     configure(addon, CONFIG["gateways"], CONFIG["token"])
     bpy.ops.wm.open_mainfile(filepath=CONFIG["scene"])
     scene = bpy.context.scene
-    scene.frame_start, scene.frame_end = CONFIG["frames"]
+    scene.frame_start, scene.frame_end, scene.frame_step = CONFIG["frames"]
     scene.framefarm.chunk = 2
     st = addon.state.current
     OUT["before"] = artist_view()
@@ -159,6 +159,10 @@ def scenario_checks(addon: object) -> None:
     st.submitting = True
     polls["in_progress"] = (bpy.ops.framefarm.submit.poll(), blocker())
     st.submitting = False
+    ff = scene.framefarm
+    ff.use_scene_range, ff.frame_start, ff.frame_end = False, 10, 5
+    polls["backwards"] = (bpy.ops.framefarm.submit.poll(), blocker())
+    ff.use_scene_range = True
     OUT["polls"] = polls
     step("polls")
     OUT["bad_token_submit"] = submit_and_wait(addon, 60)

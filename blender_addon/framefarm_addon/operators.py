@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import bpy
 
 from . import preferences, props, state, taskrunner, tasks
+from ._vendor.framefarm.common.frameset import FrameSpecError
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems as Result
@@ -47,9 +48,10 @@ def submit_blocker(context: bpy.types.Context) -> str | None:
     if scene.render.is_movie_format:
         return (f"The output format is a video ({scene.render.image_settings.file_format}): the farm renders "
                 "frames, choose an image format such as PNG or OpenEXR")
-    start, end, _step = props.frame_range(scene)
-    if end < start:
-        return f"The frame range {start}-{end} ends before it starts"
+    try:
+        props.frame_range(scene)
+    except FrameSpecError as exc:
+        return f"The frames cannot be rendered: {exc}"
     return None
 
 
@@ -91,9 +93,9 @@ class FRAMEFARM_OT_submit(bpy.types.Operator):
         scene = context.scene
         if scene is None:
             return {"CANCELLED"}
-        start, end, step = props.frame_range(scene)
+        frames = props.frame_range(scene)
         ff = props.settings(scene)
-        request = {"frames": f"{start}-{end}", "step": step, "chunk": ff.chunk or None,
+        request = {"frames": frames.text(), "step": frames.step, "chunk": ff.chunk or None,
                    "priority": ff.priority, "name": props.job_name(scene), "blend": blend_key()}
         try:
             copy = save_copy()
@@ -103,8 +105,7 @@ class FRAMEFARM_OT_submit(bpy.types.Operator):
         cur = state.current
         cur.submitting, cur.progress_text, cur.progress_fraction = True, "Packing the scene", None
         taskrunner.start("submit", tasks.submit, farm, copy, request)
-        count = (end - start) // step + 1
-        self.report({"INFO"}, f"Framefarm: submitting {request['name']} ({count} frames) in the background")
+        self.report({"INFO"}, f"Framefarm: submitting {request['name']} ({frames.count} frames) in the background")
         if self.wait:
             taskrunner.drain_until(lambda: not cur.submitting, WAIT_TIMEOUT_S)
             job = cur.last_submission.get("job")

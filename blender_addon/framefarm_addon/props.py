@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bpy
 
+from ._vendor.framefarm.common.frameset import FrameRange
+
 
 class FramefarmSceneSettings(bpy.types.PropertyGroup):
     use_scene_range: bpy.props.BoolProperty(  # type: ignore[valid-type]
@@ -25,12 +27,12 @@ def settings(scene: bpy.types.Scene) -> FramefarmSceneSettings:
     return scene.framefarm  # type: ignore[attr-defined]
 
 
-def frame_range(scene: bpy.types.Scene) -> tuple[int, int, int]:
-    """(start, end, step) the farm will render."""
+def frame_range(scene: bpy.types.Scene) -> FrameRange:
+    """The frames the farm will render; FrameSpecError (saying why) if they cannot be."""
     ff = settings(scene)
     if ff.use_scene_range:
-        return scene.frame_start, scene.frame_end, scene.frame_step
-    return ff.frame_start, ff.frame_end, ff.frame_step
+        return FrameRange(scene.frame_start, scene.frame_end, scene.frame_step)
+    return FrameRange(ff.frame_start, ff.frame_end, ff.frame_step)
 
 
 def job_name(scene: bpy.types.Scene) -> str:

@@ -22,8 +22,8 @@ from farmtools import REPO, require_blender, skip_or_fail
 from framefarm.gateway.localfarm import free_port
 
 DRIVER = REPO / "tests" / "addon_driver.py"
-FRAMES = (3, 6)  # not starting at 1, and two parts of two frames
-EXPECTED = [f"{f:04d}.png" for f in range(FRAMES[0], FRAMES[1] + 1)]
+FRAMES = (3, 10, 2)  # start, end, step: not starting at 1, stepped, the end off the step; two parts of two
+EXPECTED = [f"{f:04d}.png" for f in (3, 5, 7, 9)]
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +164,7 @@ def test_poll_messages_and_clear_errors(blender, cluster, scenes, addon_zip, tmp
     assert polls["no_camera"][0] is False and "no active camera" in polls["no_camera"][1]
     assert polls["video"][0] is False and "video" in polls["video"][1]
     assert polls["in_progress"][0] is False and "in progress" in polls["in_progress"][1]
+    assert polls["backwards"][0] is False and "the range 10-5 ends before it starts" in polls["backwards"][1]
     if "offline" in polls:
         assert polls["offline"][0] is False and "Online access" in polls["offline"][1]
     bad = out["bad_token_submit"]
