@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from framefarm.cli.usage import UsageError
+from framefarm.cli.usage import ROLE_COMMANDS, UsageError
 from framefarm.common import home
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("framefarm.up")
 
 def add_gateway(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("gateway", help="run a gateway under gunicorn (settings from FRAMEFARM_* variables)")
+    p = sub.add_parser("gateway", help=ROLE_COMMANDS["gateway"][1])
     p.add_argument("--bind", default=None, help="host:port (default FRAMEFARM_BIND or 127.0.0.1:8400)")
     p.add_argument("--public-url", default=None, help="URL clients use to reach this gateway")
     p.add_argument("gunicorn_args", nargs=argparse.REMAINDER, help="extra gunicorn arguments after --")
@@ -36,7 +36,7 @@ def add_gateway(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
 
 
 def add_up(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("up", help="run the whole farm on this machine, in the foreground")
+    p = sub.add_parser("up", help=ROLE_COMMANDS["up"][1])
     p.add_argument("--port", type=int, default=8400)
     p.add_argument("--workers", type=int, default=1, help="local worker processes")
     p.add_argument("--blender", default=None)
@@ -45,7 +45,7 @@ def add_up(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
 
 
 def add_blender(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("blender", help="the Blender build the farm publishes for its workers")
+    p = sub.add_parser("blender", help=ROLE_COMMANDS["blender"][1])
     bsub = p.add_subparsers(dest="blender_command", required=True)
     b = bsub.add_parser("publish", help="store a Blender tarball for workers run with --blender farm "
                                         "(needs FRAMEFARM_REDIS_URL and FRAMEFARM_STORAGE, as the gateways have them)")
@@ -55,7 +55,7 @@ def add_blender(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
 
 
 def add_token(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("token", help="manage access tokens")
+    p = sub.add_parser("token", help=ROLE_COMMANDS["token"][1])
     tsub = p.add_subparsers(dest="token_command", required=True)
     t = tsub.add_parser("create", help="create a token; printed once, stored hashed")
     t.add_argument("--role", required=True, choices=["client", "worker", "admin"])

@@ -25,20 +25,11 @@ from typing import Callable
 from framefarm.common.http import FarmError
 from framefarm.common import logs
 
-from .usage import UsageError, client_options
+from .usage import ROLE_COMMANDS, UsageError, client_options
 
 log = logging.getLogger("framefarm.cli")
 
 ENTRY_POINTS = "framefarm.commands"
-# The commands other distributions bring, in the order `framefarm --help` lists them:
-# name -> (distribution, what it does). Shown, with the package to install, where it is absent.
-ROLE_COMMANDS: dict[str, tuple[str, str]] = {
-    "worker": ("framefarm-worker", "run a worker agent on this machine"),
-    "gateway": ("framefarm-gateway", "run a gateway under gunicorn (settings from FRAMEFARM_* variables)"),
-    "up": ("framefarm-gateway", "run the whole farm on this machine, in the foreground"),
-    "blender": ("framefarm-gateway", "the Blender build the farm publishes for its workers"),
-    "token": ("framefarm-gateway", "manage access tokens"),
-}
 
 AddCommand = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 

@@ -10,6 +10,18 @@ from __future__ import annotations
 import argparse
 
 
+# The commands other distributions bring, in the order `framefarm --help` lists them:
+# name -> (distribution, what it does). The one description of each, used by the command
+# itself and, with the package to install, by its stand-in where that package is absent.
+ROLE_COMMANDS: dict[str, tuple[str, str]] = {
+    "worker": ("framefarm-worker", "run a worker agent on this machine"),
+    "gateway": ("framefarm-gateway", "run a gateway under gunicorn (settings from FRAMEFARM_* variables)"),
+    "up": ("framefarm-gateway", "run the whole farm on this machine, in the foreground"),
+    "blender": ("framefarm-gateway", "the Blender build the farm publishes for its workers"),
+    "token": ("framefarm-gateway", "manage access tokens"),
+}
+
+
 class UsageError(Exception):
     """Bad usage found after parsing (a missing file, a malformed range): exit 2."""
 

@@ -7,13 +7,13 @@ import signal
 import sys
 from pathlib import Path
 
-from framefarm.cli.usage import UsageError, client_options
+from framefarm.cli.usage import ROLE_COMMANDS, UsageError, client_options
 from framefarm.client import config
 from framefarm.common import home
 
 
 def add_worker(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("worker", help="run a worker agent on this machine")
+    p = sub.add_parser("worker", help=ROLE_COMMANDS["worker"][1])
     p.add_argument("--blender", default=None,
                    help="Blender executable (default: blender on PATH), or 'farm' for the build the farm publishes")
     p.add_argument("--device", default="auto", choices=["auto", "CPU", "CUDA", "OPTIX", "HIP", "ONEAPI", "METAL"],
