@@ -4,6 +4,10 @@ The spec is valid OpenAPI 3.1; it lists exactly the app's routes and methods; an
 flow through every operation (submit, claim, heartbeat, result, assembly, download, and
 the usual refusals) answers only with statuses the spec documents, each body valid
 against the spec's schema for it. A route added without its description fails here.
+
+Requests are checked against the same spec before any view runs (contract.py): what it
+refuses, it refuses in the project's error shape, naming the field, before touching
+anything, and never ahead of a 401/403. The live fuzzing is in test_schemathesis.py.
 """
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from apitools import bearer, claim, farm_of, frames_zip, job_body, lease, scene_bytes, scene_sha, wait_for
+from apitools import (bearer, claim, expect_error, farm_of, frames_zip, job_body, lease, register_worker, scene_bytes,
+                      scene_sha, unchanged, wait_for)
 from farmtools import sha256
 from framefarm.gateway import archive, blender_builds
 from framefarm.gateway.app import create_app
@@ -263,3 +268,115 @@ def test_direct_transfers_answer_as_the_spec_says(gcs, settings, tokens, scene_b
     assert build["url"].startswith(gcs.url) and "X-Goog-Signature=" in build["url"]  # no gateway in the way
     with urllib.request.urlopen(build["url"], timeout=30) as resp:
         assert resp.read() == b"a build in the bucket"
+
+
+# --- requests are checked against the spec ---------------------------------------------------
+
+# What a fuzzer found the spec and the views disagreeing on, and the other ways the contract
+# now refuses: (method, path, body or raw text, role) -> (status, code, words of the message).
+REFUSED = {
+    "empty sha in files/uploads": (("POST", "/v1/files/uploads", {"files": {"": 1}}, "client"),
+                                   (400, "bad_hash", "'' is not a SHA-256")),
+    "negative size in files/uploads": (("POST", "/v1/files/uploads", {"files": {"a" * 64: -1}}, "client"),
+                                       (400, "bad_size", "whole number of bytes")),
+    "empty manifest path": (("POST", "/v1/jobs", {"manifest": {"": "SCENE", "scene.blend": "SCENE"}}, "client"),
+                            (400, "bad_manifest", "manifest path ''")),
+    "manifest path climbing out": (("POST", "/v1/jobs", {"manifest": {"../x": "SCENE", "scene.blend": "SCENE"}},
+                                    "client"), (400, "bad_manifest", "'../x'")),
+    "blender_version 0.0.": (("POST", "/v1/workers", {"blender_version": "0.0."}, "worker"),
+                             (400, "bad_version", "'0.0.'")),
+    "negative job long-poll wait": (("GET", "/v1/jobs/JOB?wait=-1&rev=0", None, "client"),
+                                    (400, "bad_request", "query parameter wait")),
+    "job long-poll wait not a number": (("GET", "/v1/jobs/JOB?wait=soon&rev=0", None, "client"),
+                                        (400, "bad_request", "'soon'")),
+    "negative claim wait": (("POST", "/v1/workers/WID/claim", {"wait": -1}, "worker"), (400, "bad_request", "wait")),
+    "NaN claim wait": (("POST", "/v1/workers/WID/claim", '{"wait": NaN}', "worker"),
+                       (400, "bad_request", "not valid JSON")),
+    "step 2.0": (("POST", "/v1/jobs", {"step": 2.0}, "client"), (400, "bad_step", "step must be a whole number")),
+    "chunk 0": (("POST", "/v1/jobs", {"chunk": 0}, "client"), (400, "bad_chunk", "got 0")),
+    "heartbeat part without token": (("POST", "/v1/workers/WID/heartbeat", {"parts": [{"id": "x"}]}, "worker"),
+                                     (400, "bad_request", "parts must be a list")),
+    "job id of the wrong form": (("GET", "/v1/jobs/not-a-job", None, "client"), (404, "not_found", "not-a-job")),
+    "no JSON body where one is required": (("POST", "/v1/jobs", "", "client"), (400, "bad_request", "JSON body")),
+    "a body that is not JSON": (("POST", "/v1/jobs", b"manifest=x", "client"),
+                                (415, "unsupported_media_type", "application/json")),
+}
+
+
+@pytest.mark.parametrize("request_, answer", REFUSED.values(), ids=REFUSED.keys())
+def test_a_request_that_breaks_the_spec_is_refused_before_anything_happens(http, tokens, scene_sha, request_,
+                                                                          answer):
+    method, path, body, role = request_
+    wid = register_worker(http, tokens.worker)
+    job = http.post("/v1/jobs", json=job_body(scene_sha), headers=bearer(tokens.client)).get_json()
+    path = path.replace("JOB", job["id"]).replace("WID", wid)
+    if isinstance(body, dict) and path == "/v1/jobs":
+        body = {k: ({p: scene_sha for p in v} if k == "manifest" else v)
+                for k, v in {**job_body(scene_sha), **body}.items()}
+    if isinstance(body, dict):
+        kwargs = {"json": body}
+    elif isinstance(body, bytes):
+        kwargs = {"data": body, "content_type": "application/x-www-form-urlencoded"}
+    else:
+        kwargs = {} if body is None else {"data": body, "content_type": "application/json"}
+    status, code, words = answer
+    with unchanged(http):
+        err = expect_error(http.open(path, method=method, headers=bearer(getattr(tokens, role)), **kwargs),
+                           status, code)
+    assert words in err["message"], err
+
+
+def test_a_malformed_request_without_the_right_token_is_answered_401_or_403_first(http, tokens):
+    with unchanged(http):
+        expect_error(http.post("/v1/jobs", json={"step": 0}), 401, "unauthorized")
+        expect_error(http.post("/v1/jobs", json={"step": 0}, headers=bearer(tokens.worker)), 403, "forbidden")
+        expect_error(http.post("/v1/workers", json={"blender_version": "0.0."}, headers=bearer(tokens.client)),
+                     403, "forbidden")
+
+
+class Unreadable:
+    """A request body that fails the request if anything reads it."""
+
+    def read(self, *args):
+        raise AssertionError("the body of a streamed upload was read")
+
+    readline = readinto = read
+
+
+def test_a_streamed_upload_is_checked_without_reading_its_body(http, tokens):
+    """Its parameters are checked; its bytes are left to the view, which refuses a body over
+    the limit from its Content-Length alone."""
+    def put(sha: str):
+        return http.put(f"/v1/files/{sha}", headers=bearer(tokens.client), environ_overrides={
+            "wsgi.input": Unreadable(), "CONTENT_LENGTH": str(10 ** 12)})
+
+    assert "'abc' is not a SHA-256" in expect_error(put("abc"), 400, "bad_hash")["message"]
+    expect_error(put("a" * 64), 413, "too_large")
+
+
+def test_405_answers_say_which_methods_are_allowed(http, tokens):
+    resp = http.delete("/v1/jobs", headers=bearer(tokens.client))
+    expect_error(resp, 405, "method_not_allowed")
+    assert set(resp.headers["Allow"].split(", ")) >= {"GET", "POST"}
+    # A path of its own is not an upload to /v1/files/{sha}, although that route matches it too.
+    for path in ("/v1/files/missing", "/v1/files/uploads"):
+        resp = http.put(path, data=b"x", headers=bearer(tokens.client))
+        expect_error(resp, 405, "method_not_allowed")
+        assert set(resp.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+        assert set(http.options(path).headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+
+
+def x_error_codes(node) -> set[str]:
+    if isinstance(node, dict):
+        own = {node["x-error-code"]} if "x-error-code" in node else set()
+        return own.union(*map(x_error_codes, node.values()))
+    if isinstance(node, list):
+        return set().union(*map(x_error_codes, node))
+    return set()
+
+
+def test_every_code_the_spec_assigns_is_documented(spec):
+    documented = set(re.findall(r"[a-z_]+", spec["components"]["schemas"]["Error"]["properties"]["error"]
+                                ["properties"]["code"]["description"]))
+    assert x_error_codes(spec) - documented == set()
+    assert {"bad_request", "unsupported_media_type", "method_not_allowed"} <= documented
