@@ -1,6 +1,6 @@
 """`framefarm submit --wait` on a terminal: the real command, on a pseudo-terminal,
 against a real farm, draws a bar of frames done of the total with the rate and time
-left, redrawn in place (unit/test_cli_progress.py checks the meters line by line)."""
+left, redrawn in place (unit/test_cli_meters.py checks the meters line by line)."""
 from __future__ import annotations
 
 import fcntl
