@@ -84,7 +84,7 @@ def requires(*roles: str):
             authorize(roles)
             return view(*args, **kwargs)
 
-        inner.roles = roles
+        setattr(inner, "roles", roles)
         return inner
 
     return wrap

@@ -162,7 +162,9 @@ class Contract:
     def check(self, op: Operation, req: Request) -> None:
         """Raise the ApiError for the first way `req` breaks the spec, if it does."""
         if op.params:
-            given = {"path": req.view_args or {}, "query": req.args, "header": req.headers, "cookie": req.cookies}
+            # Werkzeug's Headers is a mapping in all but name (case-insensitive, as headers are).
+            given: dict[str, Any] = {"path": req.view_args or {}, "query": req.args, "header": req.headers,
+                                     "cookie": req.cookies}
             for p in op.params:
                 self._check_param(p, given[p.location])
         if op.body_schema is not None:
