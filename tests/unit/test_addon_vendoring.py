@@ -35,8 +35,8 @@ def test_what_the_add_on_imports_is_followed_through_the_repository(build_addon,
         tmp_path, tasks="from ._vendor.framefarm.common.api import FarmAPI\n",
         props="def f():\n    from ._vendor.framefarm.common import frameset\n"))
     assert sorted(build_addon.repo_modules()) == [
-        "framefarm.common", "framefarm.common.api", "framefarm.common.frameset",  # api imports .http
-        "framefarm.common.http"]
+        "framefarm.common", "framefarm.common.api", "framefarm.common.api_types",  # api imports .api_types
+        "framefarm.common.frameset", "framefarm.common.http"]  # and .http
 
 
 def test_an_import_the_repository_cannot_satisfy_stops_the_build(build_addon, tmp_path, monkeypatch):

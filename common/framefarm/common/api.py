@@ -6,14 +6,20 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 from .http import BLOCK, Client, FarmError, ProgressReader
 
+if TYPE_CHECKING:  # the bodies' types, generated from openapi.yaml; annotations only, nothing at run time
+    from .api_types import (ClaimPartReply, CommitResultReply, DirectUpload, GetPinnedBlenderReply, GetSceneReply,
+                            Job, JobRequest, Lease, LeaseRef, ListGatewaysReplyGatewaysItem, OpenResultUploadReply,
+                            OpenUploadsReply, Outcome, Registration, UploadResultReply, WorkerRequest)
+
 log = logging.getLogger("framefarm.client")
 # A direct upload that breaks off is sent again whole, to a fresh upload URL.
 DIRECT_ATTEMPTS = 3
+_Target = TypeVar("_Target", bound=Mapping[str, Any])  # an upload URL and its id: {"url", "id"}
 
 
 class FarmAPI:
@@ -22,7 +28,7 @@ class FarmAPI:
         self._direct: bool | None = None  # does the farm take uploads straight to its storage?
 
     # -- clients -----------------------------------------------------------------------
-    def gateways(self) -> list[dict]:
+    def gateways(self) -> list[ListGatewaysReplyGatewaysItem]:
         return self.client.request("GET", "/v1/gateways").json()["gateways"]
 
     def missing(self, hashes: list[str]) -> list[str]:
@@ -42,28 +48,29 @@ class FarmAPI:
                                 headers={"Content-Type": "application/octet-stream",
                                          "Content-Length": str(os.fstat(fh.fileno()).st_size)})
 
-    def _upload_target(self, sha: str, size: int) -> dict | None:
+    def _upload_target(self, sha: str, size: int) -> DirectUpload | None:
         if self._direct is False:  # a farm that streams uploads said so once
             return None
-        reply = self.client.request("POST", "/v1/files/uploads", json_body={"files": {sha: size}}).json()
+        reply: OpenUploadsReply = self.client.request("POST", "/v1/files/uploads",
+                                                      json_body={"files": {sha: size}}).json()
         self._direct = reply["direct"]
         return reply["uploads"].get(sha)
 
-    def submit(self, payload: dict, idempotency_key: str) -> dict:
+    def submit(self, payload: JobRequest, idempotency_key: str) -> Job:
         return self.client.request("POST", "/v1/jobs", json_body=payload,
                                    headers={"Idempotency-Key": idempotency_key}).json()
 
-    def jobs(self) -> list[dict]:
+    def jobs(self) -> list[Job]:
         return self.client.request("GET", "/v1/jobs").json()["jobs"]
 
-    def job(self, job_id: str, *, wait: float | None = None, rev: int | None = None, parts: bool = False) -> dict:
+    def job(self, job_id: str, *, wait: float | None = None, rev: int | None = None, parts: bool = False) -> Job:
         params: dict[str, Any] = {"parts": "1" if parts else None}
         if wait:
             params.update(wait=wait, rev=rev)
         return self.client.request("GET", f"/v1/jobs/{job_id}", params=params,
                                    read_timeout=(wait or 0) + 30).json()
 
-    def cancel(self, job_id: str) -> dict:
+    def cancel(self, job_id: str) -> Job:
         return self.client.request("POST", f"/v1/jobs/{job_id}/cancel").json()
 
     def download_archive(self, job_id: str, dest: Path, progress: Callable[[int], None] | None = None) -> Path:
@@ -80,26 +87,29 @@ class FarmAPI:
         return dest
 
     # -- workers -----------------------------------------------------------------------
-    def register(self, info: dict) -> dict:
+    def register(self, info: WorkerRequest) -> Registration:
         return self.client.request("POST", "/v1/workers", json_body=info).json()
 
     def unregister(self, worker_id: str) -> None:
         self.client.request("DELETE", f"/v1/workers/{worker_id}", retry_for=5)
 
-    def pinned_blender(self) -> dict:
+    def pinned_blender(self) -> GetPinnedBlenderReply:
         """The Blender build the farm publishes for its workers: version, sha256, size, url."""
         return self.client.request("GET", "/v1/blender").json()
 
-    def claim(self, worker_id: str, wait: float) -> dict | None:
+    def claim(self, worker_id: str, wait: float) -> Lease | None:
         resp = self.client.request("POST", f"/v1/workers/{worker_id}/claim", json_body={"wait": wait},
                                    read_timeout=wait + 30)
-        return None if resp.status == 204 else resp.json()["part"]
+        if resp.status == 204:
+            return None
+        reply: ClaimPartReply = resp.json()
+        return reply["part"]
 
-    def heartbeat(self, worker_id: str, parts: list[dict]) -> list[str]:
+    def heartbeat(self, worker_id: str, parts: list[LeaseRef]) -> list[str]:
         return self.client.request("POST", f"/v1/workers/{worker_id}/heartbeat", json_body={"parts": parts},
                                    read_timeout=15).json()["abandon"]
 
-    def scene(self, part_id: str, token: str) -> dict:
+    def scene(self, part_id: str, token: str) -> GetSceneReply:
         return self.client.request("GET", f"/v1/parts/{part_id}/scene", headers=_lease(token)).json()
 
     def fetch_file(self, part_id: str, token: str, sha: str, dest: Path, url: str | None = None) -> None:
@@ -114,13 +124,13 @@ class FarmAPI:
         finally:
             resp.close()
 
-    def upload_result(self, part_id: str, token: str, path: Path) -> dict:
+    def upload_result(self, part_id: str, token: str, path: Path) -> UploadResultReply | CommitResultReply:
         """The part's frames: to an upload URL and then committed where the farm hands one out,
         else streamed through a gateway. Either way the farm checks them before they count."""
         size = os.stat(path).st_size
 
-        def ask() -> dict | None:
-            reply = self.client.request("POST", f"/v1/parts/{part_id}/result/upload", headers=_lease(token),
+        def ask() -> OpenResultUploadReply | None:
+            reply: OpenResultUploadReply = self.client.request("POST", f"/v1/parts/{part_id}/result/upload", headers=_lease(token),
                                         json_body={"size": size}).json()
             return reply if reply["url"] else None
 
@@ -132,7 +142,7 @@ class FarmAPI:
             return self.client.request("PUT", f"/v1/parts/{part_id}/result", body=fh, read_timeout=600, headers={
                 **_lease(token), "Content-Type": "application/zip", "Content-Length": str(size)}).json()
 
-    def report_failure(self, part_id: str, token: str, message: str, log_tail: str, deterministic: bool) -> dict:
+    def report_failure(self, part_id: str, token: str, message: str, log_tail: str, deterministic: bool) -> Outcome:
         return self.client.request("POST", f"/v1/parts/{part_id}/failure", headers=_lease(token), json_body={
             "message": message, "log_tail": log_tail, "deterministic": deterministic}).json()
 
@@ -184,8 +194,8 @@ class TransferFailed(FarmError):
     worth trying again with a fresh upload URL."""
 
 
-def _send_direct(ask: Callable[[], dict | None], path: Path,
-                 progress: Callable[[int], None] | None = None) -> dict | None:
+def _send_direct(ask: Callable[[], _Target | None], path: Path,
+                 progress: Callable[[int], None] | None = None) -> _Target | None:
     """Send `path` to the upload URL that `ask()` returns ({"url", "id"}), asking for a fresh
     one when a transfer breaks off. The target it went to; None where the farm wants the
     file streamed through a gateway instead."""

@@ -1,0 +1,293 @@
+"""The gateway API's JSON bodies as TypedDicts. Generated from openapi.yaml by
+scripts/gen_api_types.py: do not edit; change the spec and run the script again."""
+# No `from __future__ import annotations`: TypedDict reads NotRequired only from evaluated
+# annotations, so every name is defined before it is used.
+from typing import Literal, NotRequired, TypeAlias, TypedDict
+
+__all__ = [
+    "Sha256",
+    "ErrorError",
+    "Error",
+    "Ok",
+    "Readiness",
+    "ManifestPath",
+    "Manifest",
+    "UploadId",
+    "CommitRequest",
+    "DirectUpload",
+    "Upload",
+    "FrameRange",
+    "JobRequest",
+    "JobStatus",
+    "JobFrames",
+    "JobParts",
+    "JobPartListItem",
+    "Job",
+    "WorkerRequest",
+    "Registration",
+    "LeaseRef",
+    "PartSpan",
+    "Lease",
+    "Outcome",
+    "HealthReply",
+    "ListGatewaysReplyGatewaysItem",
+    "ListGatewaysReply",
+    "FindMissingFilesRequest",
+    "FindMissingFilesReply",
+    "OpenUploadsRequest",
+    "OpenUploadsReply",
+    "ListJobsReply",
+    "ClaimPartRequest",
+    "ClaimPartReply",
+    "HeartbeatRequest",
+    "HeartbeatReply",
+    "GetSceneReply",
+    "UploadResultReply",
+    "CommitResultReply",
+    "OpenResultUploadRequest",
+    "OpenResultUploadReply",
+    "ReportFailureRequest",
+    "GetPinnedBlenderReply",
+]
+
+
+Sha256: TypeAlias = str
+
+
+class ErrorError(TypedDict):
+    code: str
+    message: str
+    missing: NotRequired[list[Sha256]]
+
+
+class Error(TypedDict):
+    error: ErrorError
+
+
+class Ok(TypedDict):
+    ok: Literal[True]
+
+
+class Readiness(TypedDict):
+    ready: bool
+    problems: NotRequired[dict[str, str]]
+
+
+ManifestPath: TypeAlias = str
+
+
+Manifest: TypeAlias = dict[str, Sha256]
+
+
+UploadId: TypeAlias = str
+
+
+class CommitRequest(TypedDict):
+    id: UploadId
+
+
+class DirectUpload(TypedDict):
+    url: str
+    id: UploadId
+
+
+class Upload(TypedDict):
+    sha256: Sha256
+    stored: bool
+    size: NotRequired[int]
+
+
+class FrameRange(TypedDict):
+    start: int
+    end: int
+
+
+class JobRequest(TypedDict):
+    manifest: Manifest
+    main: str
+    frames: str | FrameRange
+    step: NotRequired[int]
+    chunk: NotRequired[int | None]
+    priority: NotRequired[int]
+    name: NotRequired[str | None]
+
+
+JobStatus: TypeAlias = Literal['queued', 'running', 'assembling', 'done', 'failed', 'cancelled', 'expired']
+
+
+class JobFrames(TypedDict):
+    start: int
+    end: int
+    step: int
+    total: int
+    done: int
+
+
+class JobParts(TypedDict):
+    total: int
+    done: int
+    chunk: int
+
+
+class JobPartListItem(TypedDict):
+    index: int
+    start: int
+    count: int
+    step: NotRequired[int]
+    state: Literal['queued', 'leased', 'done', 'failed', 'cancelled']
+    attempts: int
+    error: str | None
+
+
+class Job(TypedDict):
+    id: str
+    name: str
+    status: JobStatus
+    priority: int
+    rev: int
+    frames: JobFrames
+    parts: JobParts
+    blender_version: str
+    created_at: int
+    started_at: int | None
+    finished_at: int | None
+    error: str | None
+    waiting_reason: str | None
+    download_url: NotRequired[str]
+    part_list: NotRequired[list[JobPartListItem]]
+
+
+class WorkerRequest(TypedDict):
+    name: NotRequired[str]
+    blender_version: int | str
+    blender: NotRequired[str]
+    device: NotRequired[str]
+    devices: NotRequired[list[str]]
+    slots: NotRequired[int]
+
+
+class Registration(TypedDict):
+    id: str
+    heartbeat_s: float
+    lease_s: float
+    claim_wait_s: float
+
+
+class LeaseRef(TypedDict):
+    id: str
+    token: str
+
+
+class PartSpan(TypedDict):
+    """A part's frames, as one value: start, start+step, ... (count of them)."""
+    index: int
+    start: int
+    count: int
+    step: int
+
+
+class Lease(TypedDict):
+    id: str
+    job: str
+    index: int
+    span: PartSpan
+    frames: list[int]
+    token: str
+    deadline_ms: int
+    attempts: int
+    scene_hash: Sha256
+    main: str
+    blender_version: int
+
+
+class Outcome(TypedDict):
+    outcome: Literal['requeued', 'failed', 'ended']
+
+
+class HealthReply(TypedDict):
+    ok: Literal[True]
+
+
+class ListGatewaysReplyGatewaysItem(TypedDict):
+    url: str
+    last_seen: int
+
+
+class ListGatewaysReply(TypedDict):
+    gateways: list[ListGatewaysReplyGatewaysItem]
+
+
+class FindMissingFilesRequest(TypedDict):
+    hashes: list[Sha256]
+
+
+class FindMissingFilesReply(TypedDict):
+    missing: list[Sha256]
+
+
+class OpenUploadsRequest(TypedDict):
+    files: dict[str, int]
+
+
+class OpenUploadsReply(TypedDict):
+    direct: bool
+    uploads: dict[str, DirectUpload]
+
+
+class ListJobsReply(TypedDict):
+    jobs: list[Job]
+
+
+class ClaimPartRequest(TypedDict):
+    wait: NotRequired[float]
+
+
+class ClaimPartReply(TypedDict):
+    part: Lease
+
+
+class HeartbeatRequest(TypedDict):
+    parts: NotRequired[list[LeaseRef]]
+
+
+class HeartbeatReply(TypedDict):
+    abandon: list[str]
+
+
+class GetSceneReply(TypedDict):
+    main: str
+    files: Manifest
+    urls: NotRequired[dict[str, str]]
+
+
+class UploadResultReply(TypedDict):
+    ok: Literal[True]
+    job_status: JobStatus
+
+
+class CommitResultReply(TypedDict):
+    ok: Literal[True]
+    job_status: JobStatus
+
+
+class OpenResultUploadRequest(TypedDict):
+    size: int
+
+
+class OpenResultUploadReply(TypedDict):
+    url: str | None
+    id: UploadId | None
+
+
+class ReportFailureRequest(TypedDict):
+    message: NotRequired[str]
+    log_tail: NotRequired[str]
+    deterministic: NotRequired[bool]
+
+
+class GetPinnedBlenderReply(TypedDict):
+    version: str
+    sha256: Sha256
+    size: int
+    filename: str
+    url: str
