@@ -15,6 +15,7 @@ from rich.text import Text
 
 from framefarm.client import config, submission
 from framefarm.common.api import FarmAPI, extract_frames
+from framefarm.common.api_types import Job
 from framefarm.common import frameset
 from framefarm.common.blendfile import BlendFileError, read_blend_info
 
@@ -76,7 +77,7 @@ class Meter:
             step = sent * 10 // total * 10 if total else 100
             self._line(f"uploading {step}% ({size(sent)} of {size(total)})", key=str(step))
 
-    def job(self, job: dict) -> None:
+    def job(self, job: Job) -> None:
         f = job["frames"]
         status = job["status"] + (f" ({job['waiting_reason']})" if job.get("waiting_reason") else "")
         self._update(completed=f["done"], total=f["total"], description=status)
@@ -146,7 +147,7 @@ def submit(args) -> int:
     return _wait_and_fetch(api, job, Path(args.output) if args.output else None, args.json)
 
 
-def _follow(api: FarmAPI, job_id: str, as_json: bool) -> dict:
+def _follow(api: FarmAPI, job_id: str, as_json: bool) -> Job:
     meter = Meter("frames", live=False if as_json else None)
     try:
         return submission.follow(api, job_id, on_update=meter.job)
@@ -154,7 +155,7 @@ def _follow(api: FarmAPI, job_id: str, as_json: bool) -> dict:
         meter.close()
 
 
-def _wait_and_fetch(api: FarmAPI, job: dict, output: Path | None, as_json: bool) -> int:
+def _wait_and_fetch(api: FarmAPI, job: Job, output: Path | None, as_json: bool) -> int:
     job = _follow(api, job["id"], as_json)
     if job["status"] != "done":
         _print_job(job, as_json)
@@ -162,9 +163,8 @@ def _wait_and_fetch(api: FarmAPI, job: dict, output: Path | None, as_json: bool)
         return 1
     output = output or Path(f"{_safe(job['name'])}-{job['id']}")
     frames = _fetch(api, job["id"], output)
-    job["output"] = str(output.resolve())
     if as_json:
-        print(json.dumps(job, indent=2))
+        print(json.dumps({**job, "output": str(output.resolve())}, indent=2))
     else:
         print(f"{len(frames)} frames in {output.resolve()}")
     return 0
@@ -180,7 +180,7 @@ def _fetch(api: FarmAPI, job_id: str, output: Path) -> list[Path]:
         return extract_frames(archive, output)
 
 
-def _print_job(job: dict, as_json: bool) -> None:
+def _print_job(job: Job, as_json: bool) -> None:
     if as_json:
         print(json.dumps(job, indent=2))
         return

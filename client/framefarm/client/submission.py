@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from framefarm.common.api import FarmAPI
+from framefarm.common.api_types import Job, JobRequest
 from framefarm.common.http import FarmError
 from .packing import pack_scene
 
@@ -30,7 +31,7 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
                  priority: int = 0, name: str | None = None, allow_missing: bool = False,
                  on_status: Callable[[str], None] | None = None,
                  on_upload: Callable[[int, int], None] | None = None,
-                 idempotency_key: str | None = None) -> tuple[dict, UploadStats]:
+                 idempotency_key: str | None = None) -> tuple[Job, UploadStats]:
     """Pack `blend` with its dependencies, upload what the farm lacks, submit the job."""
     say = on_status or (lambda _msg: None)
     with tempfile.TemporaryDirectory(prefix="framefarm-pack-") as work:
@@ -54,7 +55,7 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
             say(f"uploading {by_sha[sha].name}")
             api.upload(sha, by_sha[sha], progress=sent)
             stats.uploaded_files += 1
-        payload = {"manifest": manifest, "main": packed.main, "frames": frames, "step": step,
+        payload: JobRequest = {"manifest": manifest, "main": packed.main, "frames": frames, "step": step,
                    "priority": priority, "name": name or Path(blend).stem}
         if chunk is not None:
             payload["chunk"] = chunk
@@ -62,8 +63,8 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
     return job, stats
 
 
-def follow(api: FarmAPI, job_id: str, on_update: Callable[[dict], None] | None = None,
-           poll_s: float = 25.0) -> dict:
+def follow(api: FarmAPI, job_id: str, on_update: Callable[[Job], None] | None = None,
+           poll_s: float = 25.0) -> Job:
     """Long-poll a job until it ends; calls `on_update` with each new state."""
     job = api.job(job_id)
     while True:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from framefarm.common.api import FarmAPI
+from framefarm.common.api_types import Lease, LeaseRef
 from framefarm.common.frameset import FrameSpecError, PartSpan
 from framefarm.common.http import FarmError
 
@@ -32,7 +33,7 @@ log = logging.getLogger("framefarm.worker")
 
 @dataclass
 class Held:
-    part: dict
+    part: Lease
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
@@ -91,7 +92,7 @@ class Agent:
     def _heartbeat_loop(self) -> None:
         while not self.stop.wait(self.heartbeat_s):
             with self._lock:
-                parts = [{"id": pid, "token": h.part["token"]} for pid, h in self.held.items()]
+                parts: list[LeaseRef] = [{"id": pid, "token": h.part["token"]} for pid, h in self.held.items()]
             if not parts:
                 continue  # an idle worker's claim long-polls already keep it registered
             try:
@@ -135,7 +136,7 @@ class Agent:
                 return
             self.process(part)
 
-    def process(self, part: dict) -> None:
+    def process(self, part: Lease) -> None:
         pid, token = part["id"], part["token"]
         held = Held(part)
         with self._lock:
@@ -180,7 +181,7 @@ class Agent:
                 self._released.notify_all()
             shutil.rmtree(out, ignore_errors=True)
 
-    def _scene(self, part: dict) -> Path:
+    def _scene(self, part: Lease) -> Path:
         pid, token = part["id"], part["token"]
         scene = self.api.scene(pid, token)
         urls = scene.get("urls", {})  # signed storage URLs, where the farm's storage can sign them
@@ -195,14 +196,14 @@ class Agent:
                 zf.write(f, arcname=f.name)
         return dest
 
-    def _report(self, part: dict, message: str, log_tail: str, deterministic: bool) -> None:
+    def _report(self, part: Lease, message: str, log_tail: str, deterministic: bool) -> None:
         try:
             outcome = self.api.report_failure(part["id"], part["token"], message, log_tail, deterministic)
             log.info("part %s: failure reported (%s)", part["id"], outcome.get("outcome"))
         except FarmError as e:
             log.warning("part %s: could not report the failure: %s", part["id"], e.message)
 
-    def _release(self, part: dict) -> None:
+    def _release(self, part: Lease) -> None:
         try:
             self.api.release(part["id"], part["token"])
             log.info("part %s handed back to the farm", part["id"])
