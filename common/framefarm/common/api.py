@@ -130,8 +130,8 @@ class FarmAPI:
         size = os.stat(path).st_size
 
         def ask() -> OpenResultUploadReply | None:
-            reply: OpenResultUploadReply = self.client.request("POST", f"/v1/parts/{part_id}/result/upload", headers=_lease(token),
-                                        json_body={"size": size}).json()
+            reply: OpenResultUploadReply = self.client.request(
+                "POST", f"/v1/parts/{part_id}/result/upload", headers=_lease(token), json_body={"size": size}).json()
             return reply if reply["url"] else None
 
         target = _send_direct(ask, path)
