@@ -74,7 +74,7 @@ def assemble(farm: Farm, job_id: str) -> bool:
                     with zin.open(info) as src, zout.open(entry, "w", force_zip64=info.file_size > 2**31) as dst:
                         shutil.copyfileobj(src, dst, COPY_BUFFER)
             _renew(farm, job_id, token)
-    if not farm.scripts.finish_assembly(args=[job_id, token, key]):
+    if not _finish(farm, job_id, token, key):
         raise LostLock(job_id)
     for result in results:
         farm.storage.delete(result)
@@ -99,4 +99,14 @@ def assemble_pending(farm: Farm) -> None:
             failures = farm.redis.hincrby(keys.job(job_id), "assembly_failures", 1)
             log.error("assembling job %s failed (%d/%d): %s", job_id, failures, MAX_ASSEMBLY_FAILURES, e)
             if failures >= MAX_ASSEMBLY_FAILURES:
-                farm.scripts.fail_assembly(args=[job_id, f"assembling the final zip failed: {e}"])
+                _fail(farm, job_id, f"assembling the final zip failed: {e}")
+
+
+def _finish(farm: Farm, job_id: str, token: str, key: str) -> bool:
+    """lua/finish_assembly.lua: mark the job done with its archive, if we still hold the lock."""
+    return bool(farm.scripts.finish_assembly(args=[job_id, token, key]))
+
+
+def _fail(farm: Farm, job_id: str, message: str) -> bool:
+    """lua/fail_assembly.lua: end an assembling job as failed, with the reason."""
+    return bool(farm.scripts.fail_assembly(args=[job_id, message]))

@@ -29,7 +29,7 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, cast
+from typing import Iterable, Iterator, Literal, cast
 
 from . import keys, staging
 from .errors import ApiError
@@ -61,13 +61,12 @@ def holding_files(farm: Farm, job_id: str, shas: Iterable[str]) -> Iterator[Hold
     """Hold `shas` for a job about to be recorded. Files being deleted right now are
     not held but listed in `blocked`: report them missing. Unless `keep` is set by the
     end of the block, the hold is dropped without a trace."""
-    blocked = farm.scripts.hold_files(args=[job_id, *sorted(set(shas))])
-    hold = Hold(job_id, set(blocked))
+    hold = Hold(job_id, _hold(farm, job_id, shas))
     try:
         yield hold
     finally:
         if not hold.keep:
-            farm.scripts.release_files(args=[job_id, "abort"])
+            _release(farm, job_id, "abort")
 
 
 @dataclass
@@ -120,7 +119,7 @@ def release_ended(farm: Farm, report: Report) -> None:
         orphan = status is None and now - held_at >= farm.ms(farm.settings.files_grace_s)
         if not orphan and (status is None or status not in ENDED):
             continue
-        if farm.scripts.release_files(args=[job_id, "ended"]):
+        if _release(farm, job_id, "ended"):
             farm.storage.delete_prefix(keys.job_parts(job_id))
             report.released.append(job_id)
 
@@ -128,7 +127,7 @@ def release_ended(farm: Farm, report: Report) -> None:
 def expire_archives(farm: Farm, report: Report) -> None:
     cutoff = redis_now_ms(farm.redis) - farm.ms(farm.settings.archive_retention_s)
     for job_id in cast(list[str], farm.redis.zrangebyscore(keys.ARCHIVES, "-inf", cutoff, start=0, num=MAX_ARCHIVES)):
-        if farm.scripts.expire_archive(args=[job_id]):
+        if _expire(farm, job_id):
             farm.storage.delete(keys.archive(job_id))
             report.expired.append(job_id)
         farm.redis.zrem(keys.ARCHIVES, job_id)
@@ -147,13 +146,33 @@ def delete_unheld_files(farm: Farm, report: Report) -> None:
         if not m:
             continue
         sha = m.group(1)
-        if not farm.scripts.doom_file(args=[sha, grace_ms, DELETING_TTL_S]):
+        if not _doom(farm, sha, grace_ms):
             continue
         try:
             farm.storage.delete(obj.key)
             report.deleted_files.append(sha)
         finally:
             farm.redis.delete(keys.file_deleting(sha))
+
+
+def _hold(farm: Farm, job_id: str, shas: Iterable[str]) -> set[str]:
+    """lua/hold_files.lua: the files being deleted right now (then nothing is held)."""
+    return set(farm.scripts.hold_files(args=[job_id, *sorted(set(shas))]))
+
+
+def _release(farm: Farm, job_id: str, mode: Literal["abort", "ended"]) -> bool:
+    """lua/release_files.lua: True if this call let go of the job's hold."""
+    return bool(farm.scripts.release_files(args=[job_id, mode]))
+
+
+def _expire(farm: Farm, job_id: str) -> bool:
+    """lua/expire_archive.lua: True when the caller should delete the job's archive."""
+    return bool(farm.scripts.expire_archive(args=[job_id]))
+
+
+def _doom(farm: Farm, sha: str, grace_ms: int) -> bool:
+    """lua/doom_file.lua: True when the caller may delete the unheld file (it is marked first)."""
+    return bool(farm.scripts.doom_file(args=[sha, grace_ms, DELETING_TTL_S]))
 
 
 def expired_error(job: dict[str, str], settings) -> ApiError:
