@@ -15,10 +15,11 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from framefarm.cli.usage import ROLE_COMMANDS, UsageError
 from framefarm.common import home
+from framefarm.common.procs import on_stop_signals
 
 if TYPE_CHECKING:
     import redis
@@ -63,11 +64,6 @@ def add_token(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Non
     t.set_defaults(func=token_create)
     t = tsub.add_parser("revoke", help="revoke a token (read from standard input)")
     t.set_defaults(func=token_revoke)
-
-
-def _on_stop_signals(callback: Callable[[], object]) -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: callback())
 
 
 def gateway(args: argparse.Namespace) -> int:
@@ -166,7 +162,7 @@ def up(args: argparse.Namespace) -> int:
     root = home.home()
     logs_dir = root / "logs"
     stopping = threading.Event()
-    _on_stop_signals(stopping.set)
+    on_stop_signals(stopping.set)
     started: list[Process] = []
     try:
         redis_server = RedisServer(root / "redis", logs_dir / "redis.log").start()

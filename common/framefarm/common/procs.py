@@ -1,4 +1,4 @@
-"""Child processes that do not outlive their parent.
+"""Process lifetimes: children that do not outlive their parent, and stop signals.
 
 A worker killed with SIGKILL must not leave Blender rendering a part that the
 farm is about to hand to another worker, and `framefarm up` killed hard must not
@@ -7,7 +7,10 @@ leave its gateways and workers behind.
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
+import threading
+from typing import Callable
 
 _PR_SET_PDEATHSIG = 1
 
@@ -22,3 +25,30 @@ def die_with_parent(sig: int = signal.SIGTERM):
             pass
 
     return preexec
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def on_stop_signals(callback: Callable[[], object]) -> None:
+    """Call `callback` (on a thread of its own) whenever SIGTERM or SIGINT arrives.
+
+    Python runs a signal handler only on the main thread, between two bytecodes; the
+    kernel, though, may deliver a signal to any thread, and then a main thread asleep
+    in a lock (Event.wait) would not run the handler until something else woke it -
+    seconds later, after a whole part had rendered. So the handler does nothing at all,
+    and the C-level handler's write to the wake-up fd, which happens in whichever
+    thread got the signal, wakes a reader thread that calls `callback`. Nothing in a
+    handler takes a lock, so a burst of signals cannot deadlock the process either.
+    """
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)  # a full pipe must never block the signal path
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda *_: None)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def relay() -> None:
+        while os.read(read_fd, 64):
+            callback()
+
+    threading.Thread(target=relay, name="stop-signals", daemon=True).start()

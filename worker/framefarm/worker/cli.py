@@ -3,13 +3,13 @@ distribution's ``framefarm.commands`` entry point (see framefarm.cli.main)."""
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
 from framefarm.cli.usage import ROLE_COMMANDS, UsageError, client_options
 from framefarm.client import config
 from framefarm.common import home
+from framefarm.common.procs import on_stop_signals
 
 
 def add_worker(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -46,7 +46,6 @@ def worker(args: argparse.Namespace) -> int:
     except BlenderFetchError as e:
         print(f"framefarm worker: {e}", file=sys.stderr)
         return 1
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: agent.stop.set())
+    on_stop_signals(agent.stop.set)
     agent.run()
     return 0

@@ -1,0 +1,51 @@
+"""Stop signals reach a process whose main thread sleeps in a lock, promptly and
+without deadlock, however many arrive (framefarm.common.procs.on_stop_signals)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+CHILD = textwrap.dedent("""
+    import threading, time, sys
+    from framefarm.common.procs import on_stop_signals
+    stop = threading.Event()
+    on_stop_signals(stop.set)
+    # Busy threads, so the kernel often delivers the signal to one of them, not to main.
+    for _ in range(3):
+        threading.Thread(target=lambda: [sum(range(1000)) for _ in iter(int, 1)], daemon=True).start()
+    print("ready", flush=True)
+    stop.wait()          # the main thread asleep in a lock, as a worker's is
+    print("stopped", flush=True)
+""")
+
+
+def _child() -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_one_sigterm_wakes_a_main_thread_asleep_in_a_lock():
+    proc = _child()
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=10)
+    assert out.strip() == "stopped"
+    assert proc.returncode == 0
+    assert time.monotonic() - sent < 5
+
+
+def test_a_burst_of_signals_never_hangs_the_process():
+    proc = _child()
+    for _ in range(300):
+        try:
+            os.kill(proc.pid, signal.SIGTERM if _ % 2 else signal.SIGINT)
+        except ProcessLookupError:  # already gone: what we want
+            break
+    out, _ = proc.communicate(timeout=10)
+    assert "stopped" in out
+    assert proc.returncode == 0
