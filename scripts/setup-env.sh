@@ -23,11 +23,17 @@ fi
 # one's dependency on another is met by the folder here, never by an index.
 PIP_ARGS=(-e ./common -e ./client -e ./worker -e "./backend[gcs]")
 [ "${EXTRAS:-}" = "[test]" ] && PIP_ARGS+=(-r requirements-test.txt)
-# pip's build chatter goes to a log, shown only if the install fails.
-if ! { .venv/bin/python -m pip install -q --upgrade pip &&
-       .venv/bin/python -m pip install -q "${PIP_ARGS[@]}"; } >.venv/pip.log 2>&1; then
-  cat .venv/pip.log
-  echo "installing the Python packages failed (log above, also in .venv/pip.log)" >&2
-  exit 1
+# Editable installs follow source edits by themselves; pip runs again only when what it
+# installed from changed (the package lists, this script), so a second run starts at once.
+stamp=$(cat */pyproject.toml requirements-test.txt "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)"${EXTRAS:-}"
+if [ "$(cat .venv/installed 2>/dev/null)" != "$stamp" ]; then
+  # pip's build chatter goes to a log, shown only if the install fails.
+  if ! { .venv/bin/python -m pip install -q --upgrade pip &&
+         .venv/bin/python -m pip install -q "${PIP_ARGS[@]}"; } >.venv/pip.log 2>&1; then
+    cat .venv/pip.log
+    echo "installing the Python packages failed (log above, also in .venv/pip.log)" >&2
+    exit 1
+  fi
+  echo "$stamp" >.venv/installed
 fi
 export PATH="$PWD/.venv/bin:$PATH"
