@@ -12,16 +12,6 @@ import sys
 
 from farmtools import REPO, require_module
 
-# TODO(issue 8): files that were being rewritten by other changes when mypy joined the
-# suite, with their errors then still open. Each one leaves this set once mypy is clean on
-# it; the test fails on an error anywhere else, and on a file here that has become clean.
-PENDING: set[str] = {
-    "backend/framefarm/gateway/app.py",
-    "backend/framefarm/gateway/config.py",
-    "backend/framefarm/gateway/gcs_storage.py",
-    "backend/framefarm/gateway/redisconn.py",
-}
-
 
 def test_mypy_finds_no_errors_in_any_package(tmp_path):
     require_module("mypy", "mypy")
@@ -30,7 +20,4 @@ def test_mypy_finds_no_errors_in_any_package(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr  # 2: mypy itself could not run
     errors = [line for line in proc.stdout.splitlines() if re.match(r"^\S+\.py:\d+: error: ", line)]
-    failing = {line.split(":", 1)[0] for line in errors}
-    unexpected = [line for line in errors if line.split(":", 1)[0] not in PENDING]
-    assert not unexpected, "\n".join(unexpected)
-    assert not PENDING - failing, f"mypy is clean on these now: remove them from PENDING: {PENDING - failing}"
+    assert not errors, "\n".join(errors)

@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None, *, background: bool = False) ->
     farm = Farm.from_settings(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = None  # uploads enforce their own limit while streaming
-    app.json.sort_keys = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it
     app.extensions["framefarm"] = farm
     app.extensions["framefarm.waiters"] = scheduling.Waiters(settings.max_waiters)
     errors.install(app)

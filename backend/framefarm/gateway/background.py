@@ -14,9 +14,9 @@ import redis
 log = logging.getLogger("framefarm.gateway.background")
 
 
-def loop(name: str, period: float, step: Callable[[], None], stop: threading.Event) -> threading.Thread:
+def loop(name: str, period: float, step: Callable[[], object], stop: threading.Event) -> threading.Thread:
     """Run `step()` every `period` seconds, surviving errors: a Redis outage must
-    not end a gateway's duties, only pause them."""
+    not end a gateway's duties, only pause them. What a step returns is ignored."""
 
     def run() -> None:
         while not stop.is_set():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
+from typing import Any, Mapping
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,14 @@ class Settings:
     max_waiters: int = 48
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
-        env = os.environ if env is None else env
-        values = {}
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        source: Mapping[str, str] = os.environ if env is None else env
+        values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get("FRAMEFARM_" + f.name.upper())
+            raw = source.get("FRAMEFARM_" + f.name.upper())
             if raw is None:
                 continue
-            kind = type(f.default)
+            kind: type = type(f.default)  # every setting has a default: its type reads the text
             try:
                 values[f.name] = kind(raw) if kind is not str else raw
             except ValueError:

@@ -31,7 +31,7 @@ import logging
 import os
 import threading
 from datetime import timedelta
-from typing import BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 from urllib.parse import urlparse
 
 import google.auth
@@ -82,7 +82,7 @@ class GCSStorage:
         self.bucket = self.client.bucket(bucket)
         self.prefix = prefix.strip("/")
         self._signer_lock = threading.Lock()
-        self._signer: object | None = None  # credentials that can sign; False when none can
+        self._signer: Any = None  # credentials that can sign (google-auth has no common type); False when none can
 
     @classmethod
     def from_url(cls, url: str) -> "GCSStorage":

@@ -14,6 +14,7 @@ sentinels which server is the master now.
 """
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
@@ -33,7 +34,7 @@ def redis_from_url(url: str, **kwargs) -> redis.Redis:
     if scheme not in SENTINEL_SCHEMES:
         return redis.Redis.from_url(url, **kwargs)
     hosts, service, db, auth, options = parse_sentinel_url(url)
-    tls = {"ssl": True} if scheme.startswith("rediss") else {}
+    tls: dict[str, Any] = {"ssl": True} if scheme.startswith("rediss") else {}
     for name in ("ssl_ca_certs", "ssl_cert_reqs"):
         if name in options:
             tls[name] = options[name]
