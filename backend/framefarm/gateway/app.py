@@ -8,10 +8,11 @@ from __future__ import annotations
 import logging
 import threading
 
+import redis
 from flask import Flask, request
 
 from . import (api_client, api_public, api_worker, archive, blender_builds, cleanup, contract, errors, gateways,
-               redisconn, scheduling)
+               redisconn, scheduling, upgrade)
 from .background import loop
 from .config import Settings
 from .farm import Farm
@@ -52,6 +53,10 @@ def start_background(farm: Farm) -> threading.Event:
     stop = threading.Event()
     s = farm.settings
     farm.notifier.start()
+    try:  # before the loops below requeue anything, so old parts are in this layout first
+        upgrade.upgrade_parts(farm)
+    except redis.RedisError as e:  # Redis down: its data is upgraded when a process starts with it up
+        log.warning("could not check Redis for data of an earlier Framefarm: %s", e)
     if s.public_url:
         loop("announce", max(0.5, s.gateway_timeout_s / 4), lambda: gateways.announce(farm.redis, s.public_url), stop)
     loop("reaper", 1.0, lambda: scheduling.reap(farm), stop)

@@ -5,7 +5,7 @@ helpers), then its own file. redis-py sends the SHA and falls back to the source
 a Redis restart, so scripts survive a restarted server without re-registration.
 
 Views never call these: each script has one typed wrapper in the domain module that
-owns its concept (scheduling, workers, results, jobs, archive, cleanup).
+owns its concept (scheduling, workers, results, jobs, archive, cleanup, upgrade).
 """
 from __future__ import annotations
 
@@ -46,6 +46,8 @@ class Scripts:
         self.release_files = load("release_files")
         self.doom_file = load("doom_file")
         self.expire_archive = load("expire_archive")
+        # Data of an earlier layout (upgrade.py).
+        self.upgrade_parts = load("upgrade_parts")
 
 
 def script_names() -> list[str]:
