@@ -20,16 +20,7 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    f = current_farm()
-    problems = {}
-    try:
-        f.redis.ping()
-    except Exception as e:  # any failure means "not ready"; the message says which
-        problems["redis"] = str(e)
-    try:
-        f.storage.ping()
-    except Exception as e:
-        problems["storage"] = str(e)
+    problems = current_farm().problems()
     if problems:
         return jsonify({"ready": False, "problems": problems}), 503
     return jsonify({"ready": True})

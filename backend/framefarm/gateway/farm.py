@@ -43,6 +43,19 @@ class Farm:
                            decode_responses=True)
         return cls(settings, r, open_storage(settings.storage))
 
+    def problems(self) -> dict[str, str]:
+        """Why this gateway cannot serve now: dependency -> what went wrong reaching it (empty: ready)."""
+        problems: dict[str, str] = {}
+        try:
+            self.redis.ping()
+        except Exception as e:  # any failure means "not ready"; the message says which
+            problems["redis"] = str(e)
+        try:
+            self.storage.ping()
+        except Exception as e:
+            problems["storage"] = str(e)
+        return problems
+
     def ms(self, seconds: float) -> int:
         return int(seconds * 1000)
 
