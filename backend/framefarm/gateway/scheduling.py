@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from framefarm.common.frameset import PartSpan
 
-from . import parts
+from . import jobs, keys, parts, workers
+from .errors import ApiError
 from .farm import Farm
 
 # How many jobs at a queue's head a claim looks past when the worker is kept away from them.
@@ -31,6 +32,17 @@ class Lease:
     deadline_ms: int
     span: PartSpan
     attempts: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A leased part with what a worker needs to render it: the job's scene and its Blender."""
+
+    lease: Lease
+    job_id: str
+    scene_hash: str
+    main: str
+    blender_version: int
 
 
 class UnknownWorker(Exception):
@@ -81,3 +93,20 @@ def claim(farm: Farm, worker_id: str, version: int, wait_s: float, waiters: Wait
 def reap(farm: Farm) -> int:
     """Requeue parts whose lease ran out; run by every gateway's background loop."""
     return int(farm.scripts.reap(args=[farm.settings.max_attempts]))
+
+
+def claim_for(farm: Farm, worker_id: str, owner: str, wait_s: float | None, waiters: Waiters) -> Claim | None:
+    """The claim of a worker registered under `owner`'s token: a part and its job's scene, waiting
+    up to `wait_s` (the farm's `claim_wait_s` when None, and never longer) for one to be queued."""
+    cap = farm.settings.claim_wait_s
+    w = workers.load(farm, worker_id, owner)
+    try:
+        lease = claim(farm, worker_id, int(w["blender_version"]), cap if wait_s is None else min(wait_s, cap),
+                      waiters)
+    except UnknownWorker:
+        raise ApiError(404, "unknown_worker", f"worker {worker_id} expired: register again") from None
+    if lease is None:
+        return None
+    job_id = keys.job_of_part(lease.part_id)
+    job = jobs.load(farm, job_id, None)
+    return Claim(lease, job_id, job["scene_hash"], job["main"], int(job["blender_version"]))
