@@ -283,6 +283,8 @@ REFUSED = {
                             (400, "bad_manifest", "manifest path ''")),
     "manifest path climbing out": (("POST", "/v1/jobs", {"manifest": {"../x": "SCENE", "scene.blend": "SCENE"}},
                                     "client"), (400, "bad_manifest", "'../x'")),
+    "main ending in a newline": (("POST", "/v1/jobs", {"manifest": {"scene.blend\n": "SCENE"}, "main": "scene.blend\n"},
+                                  "client"), (400, "not_a_blend", "is not a .blend file")),
     "blender_version 0.0.": (("POST", "/v1/workers", {"blender_version": "0.0."}, "worker"),
                              (400, "bad_version", "'0.0.'")),
     "negative job long-poll wait": (("GET", "/v1/jobs/JOB?wait=-1&rev=0", None, "client"),
