@@ -5,18 +5,19 @@ import logging
 
 from flask import Blueprint, g, jsonify, redirect, request
 
-from . import cleanup, jobs, scene_files, uploads
+from . import cleanup, jobs, scene_files
 from .auth import requires
 from .downloads import signed_archive_link
-from .errors import ApiError, bad_request
+from .errors import ApiError
 from .farm import current_farm
 
 bp = Blueprint("client", __name__, url_prefix="/v1")
 log = logging.getLogger("framefarm.gateway.client")
 
-MAX_HASHES_PER_QUERY = 20_000
-# Opening an upload session is one call to the storage service per file: keep a request short.
-MAX_UPLOADS_PER_QUERY = 100
+
+def _json() -> dict:
+    """The request's JSON object, of the shape openapi.yaml describes (contract.py checked it)."""
+    return request.get_json(silent=True) or {}
 
 
 def owner_filter():
@@ -26,12 +27,7 @@ def owner_filter():
 @bp.post("/files/missing")
 @requires("client")
 def files_missing():
-    body = request.get_json(silent=True)
-    hashes = body.get("hashes") if isinstance(body, dict) else None
-    if not isinstance(hashes, list) or len(hashes) > MAX_HASHES_PER_QUERY:
-        raise bad_request(f"send {{\"hashes\": [...]}} with at most {MAX_HASHES_PER_QUERY} SHA-256 digests")
-    hashes = [h if isinstance(h, str) else repr(h) for h in hashes]
-    return jsonify({"missing": scene_files.missing(current_farm(), hashes)})
+    return jsonify({"missing": scene_files.missing(current_farm(), _json()["hashes"])})
 
 
 @bp.put("/files/<sha>")
@@ -48,11 +44,7 @@ def upload_file(sha: str):
 def files_uploads():
     """Upload URLs for files the farm lacks, where the storage takes uploads directly;
     `uploads` is empty where it does not (then PUT /v1/files/{sha} streams through here)."""
-    body = request.get_json(silent=True)
-    files = body.get("files") if isinstance(body, dict) else None
-    if not isinstance(files, dict) or not 0 < len(files) <= MAX_UPLOADS_PER_QUERY:
-        raise bad_request(f'send {{"files": {{sha256: size, ...}}}} with 1 to {MAX_UPLOADS_PER_QUERY} files')
-    out = scene_files.direct_targets(current_farm(), files)
+    out = scene_files.direct_targets(current_farm(), _json()["files"])
     return jsonify({"direct": bool(out), "uploads": out})
 
 
@@ -60,8 +52,7 @@ def files_uploads():
 @requires("client")
 def commit_file(sha: str):
     """Check a direct upload (size and SHA-256, read back from storage) and keep it as the file."""
-    scene_files.check_sha(sha)
-    done = scene_files.commit_direct(current_farm(), sha, uploads.upload_id(request.get_json(silent=True)))
+    done = scene_files.commit_direct(current_farm(), sha, _json()["id"])
     return jsonify({"sha256": sha, "stored": done.stored, "size": done.size}), 201 if done.stored else 200
 
 
@@ -69,8 +60,8 @@ def commit_file(sha: str):
 @requires("client")
 def submit():
     f = current_farm()
-    body = request.get_json(silent=True)
-    job_id, created = jobs.create(f, g.identity.owner, body, request.headers.get("Idempotency-Key"))
+    job_request = jobs.JobRequest.from_body(_json(), f.settings.max_frames)
+    job_id, created = jobs.create(f, g.identity.owner, job_request, request.headers.get("Idempotency-Key"))
     job = jobs.load(f, job_id, None)
     return jsonify(jobs.view(f, job)), 201 if created else 200
 

@@ -1,4 +1,4 @@
-"""Jobs: validating a submission, recording it with its parts, and reporting on it.
+"""Jobs: a submission's rules, recording it with its parts, and reporting on it.
 
 The split into parts is computed here, once, by `frameset.split`, and handed to
 staging.py, which writes the spans to Redis (parts.py reads them back).
@@ -10,63 +10,53 @@ import posixpath
 import re
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any, cast
 
 from framefarm.common import frameset
 from framefarm.common.blendfile import BlendFileError, read_blend_info
 
-from . import cleanup, keys, parts, scene_files, staging, workers
+from . import cleanup, keys, parts, staging, workers
 from .errors import ApiError, bad_request, not_found
 from .farm import Farm
 from .parts import ACTIVE
 
-MAX_MANIFEST_FILES = 20_000
+MAX_NAME = 200  # characters of a job's name; openapi.yaml keeps a name sent to it too
 
 
-def _int(payload: dict, name: str, default: int | None, lo: int, hi: int) -> int | None:
-    value = payload.get(name, default)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise bad_request(f"{name} must be a whole number, got {value!r}", "bad_" + name)
-    if not lo <= value <= hi:
-        raise bad_request(f"{name} must be between {lo} and {hi}, got {value}", "bad_" + name)
-    return value
+@dataclass(frozen=True)
+class JobRequest:
+    """A submission, checked: what openapi.yaml's JobRequest schema lets through (types, ranges,
+    manifest paths and hashes), then the rules a schema cannot say, checked by `from_body`."""
+
+    manifest: dict[str, str]  # relative path -> sha256
+    main: str  # a path of the manifest, naming a .blend
+    frames: frameset.FrameRange
+    name: str
+    priority: int = 0
+    chunk: int | None = None  # None: chosen from the live workers
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any], max_frames: int) -> "JobRequest":
+        """The request of a JSON body that the spec accepted (contract.py); 400 for the rest."""
+        manifest, main = body["manifest"], body["main"]
+        if main not in manifest:
+            raise bad_request("main must name the .blend file of the manifest to render", "bad_manifest")
+        fr = _frames(body["frames"], body.get("step", 1), max_frames)
+        name = body.get("name") or posixpath.basename(main)
+        if len(name) > MAX_NAME:  # a name taken from the main file is held to the same limit
+            raise bad_request(f"name must be text of at most {MAX_NAME} characters", "bad_name")
+        return cls(manifest, main, fr, name, body.get("priority", 0), body.get("chunk"))
 
 
-def _manifest(payload: dict) -> tuple[dict[str, str], str]:
-    manifest = payload.get("manifest")
-    main = payload.get("main")
-    if not isinstance(manifest, dict) or not manifest:
-        raise bad_request("manifest must be a non-empty object of relative path -> sha256", "bad_manifest")
-    if len(manifest) > MAX_MANIFEST_FILES:
-        raise bad_request(f"a job may hold at most {MAX_MANIFEST_FILES} files", "bad_manifest")
-    for path, sha in manifest.items():
-        norm = posixpath.normpath(path) if isinstance(path, str) else ""
-        if (norm == "." or norm != path or path.startswith("/") or norm.startswith("..")
-                or "\\" in path or "\x00" in path):
-            raise bad_request(f"manifest path {path!r} must be a plain relative path", "bad_manifest")
-        if not isinstance(sha, str):
-            raise bad_request(f"manifest hash for {path!r} must be a string", "bad_manifest")
-        scene_files.check_sha(sha)
-    if not isinstance(main, str) or main not in manifest:
-        raise bad_request("main must name the .blend file of the manifest to render", "bad_manifest")
-    if not main.lower().endswith(".blend"):
-        raise bad_request(f"main file {main!r} is not a .blend file", "not_a_blend")
-    return manifest, main
-
-
-def _frames(payload: dict, max_frames: int) -> frameset.FrameRange:
-    step = _int(payload, "step", 1, 1, frameset.MAX_FRAME) or 1
-    frames = payload.get("frames")
+def _frames(frames: str | dict[str, int], step: int, max_frames: int) -> frameset.FrameRange:
+    """'A-B' or {start, end} (of the spec's forms) as a FrameRange, whose own rules (a range that
+    ends before it starts, the frame limits) and the farm's `max_frames` are checked here."""
     try:
         if isinstance(frames, str):
             fr = frameset.parse_frames(frames, step)
-        elif isinstance(frames, dict):
-            # FrameRange refuses anything but whole numbers, with a message that says so.
-            fr = frameset.FrameRange(cast(int, frames.get("start")), cast(int, frames.get("end")), step)
         else:
-            raise frameset.FrameSpecError("frames must be 'A-B' or {\"start\": A, \"end\": B}")
+            fr = frameset.FrameRange(frames["start"], frames["end"], step)
     except frameset.FrameSpecError as e:
         raise bad_request(str(e), "bad_frames") from None
     if fr.count > max_frames:
@@ -75,23 +65,11 @@ def _frames(payload: dict, max_frames: int) -> frameset.FrameRange:
     return fr
 
 
-def create(farm: Farm, owner: str, payload: Any, idempotency_key: str | None) -> tuple[str, bool]:
-    """Validate and record a job. Returns (job id, created); a retried request with
-    the same idempotency key returns the first job instead of a second one."""
-    if not isinstance(payload, dict):
-        raise bad_request("the body must be a JSON object")
-    manifest, main = _manifest(payload)
-    fr = _frames(payload, farm.settings.max_frames)
-    priority = _int(payload, "priority", 0, -1000, 1000) or 0
-    name = payload.get("name") or posixpath.basename(main)
-    if not isinstance(name, str) or len(name) > 200:
-        raise bad_request("name must be text of at most 200 characters", "bad_name")
-    chunk = _int(payload, "chunk", None, 1, frameset.MAX_FRAME)
-    idem = ""
-    if idempotency_key:
-        if len(idempotency_key) > 200:
-            raise bad_request("Idempotency-Key is too long", "bad_idempotency_key")
-        idem = keys.idempotency(owner, idempotency_key)
+def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None) -> tuple[str, bool]:
+    """Record a job. Returns (job id, created); a retried request with the same idempotency
+    key (at most 200 characters: openapi.yaml) returns the first job instead of a second one."""
+    manifest, main, fr = req.manifest, req.main, req.frames
+    idem = keys.idempotency(owner, idempotency_key) if idempotency_key else ""
 
     job_id = secrets.token_hex(6)
     # Held before checking they exist, so clean-up cannot delete one in between (cleanup.py).
@@ -106,13 +84,14 @@ def create(farm: Farm, owner: str, payload: Any, idempotency_key: str | None) ->
                 info = read_blend_info(fh)
         except BlendFileError as e:
             raise bad_request(f"{main}: {e}", "not_a_blend") from None
+        chunk = req.chunk
         if chunk is None:
             chunk = frameset.auto_chunk(fr.count, len(workers.capable(farm, info.version)))
-        fields = {"name": name, "main": main, "scene_hash": manifest[main], "priority": priority,
+        fields = {"name": req.name, "main": main, "scene_hash": manifest[main], "priority": req.priority,
                   "start": fr.start, "end": fr.end, "step": fr.step, "frames_total": fr.count,
                   "chunk": chunk, "blender_version": info.version}
-        record = staging.JobRecord(job_id, owner, idem, info.version, priority, json.dumps(manifest, sort_keys=True),
-                           fields)
+        record = staging.JobRecord(job_id, owner, idem, info.version, req.priority,
+                                   json.dumps(manifest, sort_keys=True), fields)
         jid, created = staging.write(farm, record, fr.step, frameset.split(fr, chunk))
         hold.keep = created  # a repeated request's files are held by the first job
     return jid, created

@@ -11,17 +11,15 @@ a gateway to commit it, and only bytes that pass the same checks as a streamed u
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from typing import IO, BinaryIO
 
 from flask import request
 
-from .errors import ApiError, bad_request
+from .errors import ApiError
 from .storage import Storage
 
 BLOCK = 1024 * 1024
-_UPLOAD_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 def too_large(limit: int) -> ApiError:
@@ -82,10 +80,3 @@ def drain(src: BinaryIO, limit: int, copy_to: IO[bytes] | None = None) -> Tally:
 def new_upload_id() -> str:
     return secrets.token_hex(8)
 
-
-def upload_id(body: object) -> str:
-    """The `id` of a direct upload, from a commit request's JSON body."""
-    uid = body.get("id") if isinstance(body, dict) else None
-    if not isinstance(uid, str) or not _UPLOAD_ID.match(uid):
-        raise bad_request('send {"id": ...} with the id the upload URL came with', "bad_upload_id")
-    return uid
