@@ -29,7 +29,7 @@ import json
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import yaml
 from flask import Flask, Request, current_app, request
@@ -61,9 +61,37 @@ def _whole(_checker: Any, instance: Any) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-# openapi-core's OAS 3.1 validators (and its format checks), with that one reading of "integer".
+@functools.lru_cache(maxsize=None)
+def _ecma_regex(pattern: str) -> re.Pattern[str]:
+    """A spec pattern as JSON Schema reads it (ECMA-262): there `$` is the end of the text,
+    while Python's `$` also matches before a final newline, so "<sha>\\n" would pass a
+    `^[0-9a-f]{64}$`. Each `$` outside a character class becomes Python's `\\Z`."""
+    out, in_class, escaped = [], False, False
+    for ch in pattern:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "[":
+            in_class = True
+        elif ch == "]":
+            in_class = False
+        elif ch == "$" and not in_class:
+            ch = r"\Z"
+        out.append(ch)
+    return re.compile("".join(out))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[SchemaError]:
+    if validator.is_type(instance, "string") and not _ecma_regex(pattern).search(instance):
+        yield SchemaError(f"{instance!r} does not match {pattern!r}")
+
+
+# openapi-core's OAS 3.1 validators (and its format checks), with that one reading of
+# "integer" and ECMA-262's reading of a pattern's `$`.
 _VALIDATORS = SchemaValidatorsFactory(
-    extend(OAS31Validator, type_checker=OAS31Validator.TYPE_CHECKER.redefine("integer", _whole)),
+    extend(OAS31Validator, validators={"pattern": _pattern},
+           type_checker=OAS31Validator.TYPE_CHECKER.redefine("integer", _whole)),
     format_checker=OAS30ReadValidator.FORMAT_CHECKER)
 
 
