@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from farmtools import make_scene, require, require_blender
-from framefarm.gateway.localfarm import GatewayProcess, RedisServer, WorkerProcess, free_port
+from farmtools import make_scene, require, require_blender, wait_for
+from framefarm.gateway import keys
 from framefarm.gateway.app import create_app
 from framefarm.gateway.auth import create_token
 from framefarm.gateway.config import Settings
+from framefarm.gateway.localfarm import GatewayProcess, RedisServer, WorkerProcess, free_port
 
 
 @pytest.fixture(scope="session")
@@ -116,6 +117,12 @@ class Cluster:
                           self.root / f"worker-{n}", self.root / f"worker-{n}.log", device="CPU", **kwargs)
         self.workers.append(w.start())
         return w
+
+    def wait_registered(self, count: int, timeout: float = 60) -> None:
+        """Until `count` workers are registered: a started worker process needs a moment
+        (Python, probing Blender) before the farm knows it."""
+        r = self.redis.client()
+        wait_for(lambda: r.zcard(keys.WORKERS) >= count, timeout, f"{count} worker(s) to register")
 
     @property
     def urls(self) -> list[str]:

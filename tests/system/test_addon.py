@@ -106,6 +106,8 @@ def test_submit_render_notify_download(blender, render, cluster, scenes, addon_z
     cluster.add_worker()  # Debian's Blender 3.4: it cannot open what Blender 5.0 saves
     if blender == "bpy" and render:
         cluster.add_worker(blender=str(request.getfixturevalue("bpy_launcher")))
+    # Registered before the add-on submits: the job's waiting reason names the live workers.
+    cluster.wait_registered(len(cluster.workers))
     config = {"scenario": "e2e", "zip": str(addon_zip), "scene": str(scene), "frames": FRAMES,
               # a dead gateway first: the add-on must fail over to the live one
               "gateways": f"{dead_gateway()}, {cluster.urls[0]}", "token": cluster.tokens.client,
