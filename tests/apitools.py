@@ -9,9 +9,8 @@ Test modules import the `scene_bytes` and `scene_sha` fixtures from here.
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Iterator
 
 import pytest
 
@@ -20,7 +19,6 @@ from framefarm.gateway import keys
 from framefarm.gateway.farm import Farm
 
 MAIN = "scene.blend"
-T = TypeVar("T")
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -65,15 +63,6 @@ def unchanged(http) -> Iterator[None]:
     assert after[1] == before[1], "storage changed"
     assert after[0] == before[0], "redis changed: " + ", ".join(
         k for k in set(before[0]) ^ set(after[0]) | {k for k in before[0] if before[0][k] != after[0].get(k)})
-
-
-def wait_for(condition: Callable[[], T], what: str, timeout: float = 10.0) -> T:
-    """Poll `condition` until it returns something true, failing after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-    return value
 
 
 def upload(http, token: str, data: bytes) -> str:

@@ -18,9 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from apitools import (bearer, claim, expect_error, fail_part, farm_of, frames_zip, get_job, heartbeat, lease,
-                      part_fields, put_result, register_worker, scene_bytes, scene_sha, submit, unchanged, upload,
-                      wait_for)
-from farmtools import zip_bytes
+                      part_fields, put_result, register_worker, scene_bytes, scene_sha, submit, unchanged, upload)
+from farmtools import wait_for, zip_bytes
 from framefarm.gateway import scheduling
 from framefarm.gateway.app import create_app
 
@@ -143,9 +142,9 @@ def test_an_expired_lease_requeues_the_part_and_refuses_the_late_result(settings
     other = register_worker(http, tokens.worker, name="other")
     if reaper == "background reaper":
         wait_for(lambda: scheduling.reap(farm_of(http)) or part_fields(http, first["id"])["state"] == "queued",
-                 "the reaper to requeue the part")
+                 10, "the reaper to requeue the part", interval=0.02)
         assert heartbeat(http, tokens.worker, late, first) == [first["id"]]
-    second = wait_for(lambda: claim(http, tokens.worker, other), "the part to be claimable again")
+    second = wait_for(lambda: claim(http, tokens.worker, other), 10, "the part to be claimable again", interval=0.02)
     assert (second["id"], second["attempts"]) == (first["id"], 1) and second["token"] != first["token"]
     assert "lease expired" in part_fields(http, first["id"])["error"]
     with unchanged(http):

@@ -26,8 +26,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from apitools import (bearer, claim, expect_error, farm_of, frames_zip, job_body, lease, register_worker, scene_bytes,
-                      scene_sha, unchanged, wait_for)
-from farmtools import sha256
+                      scene_sha, unchanged)
+from farmtools import sha256, wait_for
 from framefarm.gateway import archive, blender_builds
 from framefarm.gateway.app import create_app
 
@@ -176,7 +176,7 @@ def test_a_real_flow_answers_as_the_spec_says(http, tokens, scene_sha, scene_byt
 
     farm = farm_of(http)
     wait_for(lambda: archive.assemble_pending(farm) or farm.redis.hget(f"ff:job:{job['id']}", "status") == "done",
-             "the job to be assembled")
+             10, "the job to be assembled", interval=0.02)
     done = c(http.get(f"/v1/jobs/{job['id']}", headers=client), "GET", "/v1/jobs/{job_id}")
     link = c(http.get(f"/v1/jobs/{job['id']}/archive", headers=client), "GET", "/v1/jobs/{job_id}/archive")
     assert link is None

@@ -33,8 +33,8 @@ from schemathesis.core.failures import Failure
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.transport.serialization import serialize_binary
 
-from apitools import frames_zip, wait_for
-from farmtools import require
+from apitools import frames_zip
+from farmtools import require, wait_for
 from framefarm.gateway import blender_builds
 from framefarm.gateway.auth import create_token
 from framefarm.gateway.config import Settings
@@ -130,7 +130,7 @@ def live(scenes) -> LiveFarm:
                 assert lf.call("PUT", f"/v1/parts/{part['id']}/result", lf.worker, data=frames_zip(part["frames"]),
                                headers={"X-Lease-Token": part["token"]}).status_code == 200
             view = wait_for(lambda: (v := lf.call("GET", f"/v1/jobs/{done['id']}", lf.client).json())["status"]
-                            == "done" and v, "the first job to be assembled", timeout=30)
+                            == "done" and v, 30, "the first job to be assembled")
             lf.done_job = done["id"]
             lf.download = {k: v[0] for k, v in parse_qs(urlsplit(view["download_url"]).query).items()}
             tarball = root / "blender.tar.xz"
