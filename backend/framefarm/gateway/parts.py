@@ -1,8 +1,9 @@
 """A part as Redis stores it: its span (which frames it holds) and its state.
 
 The split is computed once, by `frameset.split`, and written by `jobs.create`; from
-then on a part's frames are read back from its hash here, into a `PartSpan`, and every
-other place (the claim answer, the result check, the job's part list) asks this module.
+then a part's frames are read back from its hash fields with `span_from`, into a
+`PartSpan`, by every place that needs them (the claim answer, the result check, the
+job's part list).
 """
 from __future__ import annotations
 
@@ -29,18 +30,6 @@ def span_from(values: Sequence[Any]) -> PartSpan:
     """The span from its stored fields, in SPAN_FIELDS order."""
     index, start, count, step = (int(v) for v in values)
     return PartSpan(index, start, count, step)
-
-
-def read_span(r: redis.Redis, pid: str) -> PartSpan:
-    return span_from(r.hmget(keys.part(pid), SPAN_FIELDS))
-
-
-def read_spans(r: redis.Redis, job_id: str, count: int) -> list[PartSpan]:
-    """Every part's span of a job, in index order (one round trip)."""
-    pipe = r.pipeline()
-    for i in range(count):
-        pipe.hmget(keys.part(keys.part_id(job_id, i)), SPAN_FIELDS)
-    return [span_from(v) for v in pipe.execute()]
 
 
 def shown_state(state: str, job_status: str) -> str:
