@@ -31,13 +31,13 @@ from .uploads import BLOCK
 bp = Blueprint("blender", __name__, url_prefix="/v1")
 log = logging.getLogger("framefarm.gateway.blender")
 
-_VERSION = re.compile(r"^\d{1,2}\.\d{1,2}(\.\d{1,3})?$")
+_VERSION = re.compile(r"\d{1,2}\.\d{1,2}(\.\d{1,3})?")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 def publish(r, storage: Storage, tarball: Path, version: str) -> dict[str, str]:
     """Store `tarball` as the farm's Blender `version`; returns what was recorded."""
-    if not _VERSION.match(version):
+    if not _VERSION.fullmatch(version):  # fullmatch: `$` lets a final newline through
         raise ValueError(f"--version must look like 4.2 or 4.2.1, not {version!r}")
     name = _UNSAFE.sub("_", tarball.name).lstrip(".") or "blender.tar"
     with open(tarball, "rb") as src:

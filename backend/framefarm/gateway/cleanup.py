@@ -44,7 +44,7 @@ DELETING_TTL_S = 600
 # Holders examined per sweep: the jobs still running plus those that ended since the last one.
 MAX_HOLDERS = 10_000
 MAX_ARCHIVES = 1_000
-_FILE_KEY = re.compile("^" + re.escape(keys.scene_file("")) + "([0-9a-f]{64})$")
+_FILE_KEY = re.compile(re.escape(keys.scene_file("")) + "([0-9a-f]{64})")
 
 
 @dataclass
@@ -137,7 +137,7 @@ def delete_unheld_files(farm: Farm, report: Report) -> None:
     grace_ms = farm.ms(farm.settings.files_grace_s)
     now = redis_now_ms(farm.redis)
     for obj in farm.storage.list_prefix(keys.FILES):
-        m = _FILE_KEY.match(obj.key)
+        m = _FILE_KEY.fullmatch(obj.key)
         if now - obj.updated * 1000 < grace_ms:
             continue
         if obj.key.startswith(keys.INCOMING_FILES):  # a direct upload never committed

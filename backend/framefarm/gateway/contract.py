@@ -53,6 +53,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REQUIRED = re.compile(r"'(.+)' is a required property")
 _METHODS = {"get", "put", "post", "delete", "patch"}
 _MAX_SHOWN = 180  # characters of an offending value quoted back in a message
+MAX_DEPTH = 32  # arrays and objects in a JSON body; the API's own bodies nest a few levels deep
 
 
 def _whole(_checker: Any, instance: Any) -> bool:
@@ -95,11 +96,36 @@ _VALIDATORS = SchemaValidatorsFactory(
     format_checker=OAS30ReadValidator.FORMAT_CHECKER)
 
 
+class TooDeep(ValueError):
+    """A JSON body nested past MAX_DEPTH."""
+
+
 def _strict_json(value: bytes) -> Any:
-    """JSON as RFC 8259 has it: NaN and Infinity are not numbers a client can send."""
+    """JSON as RFC 8259 has it: NaN and Infinity are not numbers a client can send; nor is
+    nesting past MAX_DEPTH (json.loads recurses: 50,000 `[` raised RecursionError, a 500)."""
     def refuse(name: str) -> Any:
         raise ValueError(f"{name} is not JSON")
-    return json.loads(value, parse_constant=refuse)
+    try:
+        parsed = json.loads(value, parse_constant=refuse)
+    except RecursionError:
+        raise TooDeep(f"the body nests deeper than {MAX_DEPTH} levels") from None
+    if _depth(parsed) > MAX_DEPTH:
+        raise TooDeep(f"the body nests deeper than {MAX_DEPTH} levels")
+    return parsed
+
+
+def _depth(value: Any) -> int:
+    """How deep arrays and objects nest in `value`, counted without recursing. A body that
+    json.loads just managed to read could still overflow the stack when the view reads it
+    again a few frames deeper, so the limit is a fixed number, far below Python's."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 @dataclass(frozen=True)
@@ -229,6 +255,8 @@ class Contract:
         assert op.body_validator is not None
         try:
             value = _strict_json(data)
+        except TooDeep as e:
+            raise ApiError(400, "bad_request", str(e)) from None
         except ValueError:  # UnicodeDecodeError and JSONDecodeError included
             raise ApiError(400, "bad_request", "the body is not valid JSON") from None
         try:

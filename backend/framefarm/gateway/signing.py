@@ -35,7 +35,9 @@ class Signer:
             exp = int(expires or "")
         except ValueError:  # no `expires`, or not a number
             return False
-        return exp >= time.time() and hmac.compare_digest(self._mac(subject, exp), sig or "")
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, so a 500),
+        # and a signature is whatever a stranger put in the link's query string.
+        return exp >= time.time() and hmac.compare_digest(self._mac(subject, exp).encode(), (sig or "").encode())
 
     def _mac(self, subject: str, expires: int) -> str:
         return hmac.new(self._secret(), f"{subject}\n{expires}".encode(), hashlib.sha256).hexdigest()

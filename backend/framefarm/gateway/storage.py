@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Protocol
 from urllib.parse import urlparse
 
-_KEY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.:-]+)*$")
+_KEY = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.:-]+)*")
 
 
 TEMP_PREFIX = ".part-"
@@ -85,7 +85,8 @@ class Storage(Protocol):
 
 
 def check_key(key: str) -> str:
-    if not _KEY.match(key) or ".." in key.split("/"):
+    # The whole key: with match() and `$`, "files/<sha>\n" passed and named a file with a newline.
+    if not _KEY.fullmatch(key) or ".." in key.split("/"):
         raise StorageError(f"invalid storage key {key!r}")
     return key
 

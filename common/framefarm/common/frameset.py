@@ -17,7 +17,7 @@ MIN_FRAME = 0
 MAX_FRAME = 1048574
 
 # Digits are bounded: int() refuses strings of thousands of digits with a ValueError.
-_RANGE = re.compile(r"^\s*(\d{1,9})\s*(?:(?:-|\.\.)\s*(\d{1,9})\s*)?$")
+_RANGE = re.compile(r"\s*(\d{1,9})\s*(?:(?:-|\.\.)\s*(\d{1,9})\s*)?")
 
 
 class FrameSpecError(ValueError):
@@ -60,7 +60,7 @@ class FrameRange:
 
 def parse_frames(text: str, step: int = 1) -> FrameRange:
     """Parse 'A-B', 'A..B' or a single frame 'A' into a FrameRange."""
-    match = _RANGE.match(text or "")
+    match = _RANGE.fullmatch(text or "")
     if not match:
         raise FrameSpecError(f"cannot read frames {text!r}: expected A-B (for example 1-250) or a single frame")
     start = int(match.group(1))
