@@ -10,6 +10,7 @@ import threading
 
 import redis
 from flask import Flask, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import (api_client, api_public, api_worker, archive, blender_builds, cleanup, contract, errors, gateways,
                redisconn, scheduling, upgrade)
@@ -32,7 +33,7 @@ def create_app(settings: Settings | None = None, *, background: bool = False) ->
     app.config["MAX_CONTENT_LENGTH"] = None  # uploads enforce their own limit while streaming
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it
     app.extensions["framefarm"] = farm
-    app.extensions["framefarm.waiters"] = scheduling.Waiters(settings.max_waiters)
+    app.extensions["framefarm.waiters"] = scheduling.Waiters(settings.max_waiters, settings.max_waiters_per_token)
     errors.install(app)
 
     @app.before_request
@@ -42,6 +43,11 @@ def create_app(settings: Settings | None = None, *, background: bool = False) ->
         if request.method != "PUT" and (request.content_length or 0) > MAX_JSON_BYTES:
             raise errors.ApiError(413, "too_large", f"request bodies are limited to {MAX_JSON_BYTES} bytes")
     contract.install(app)  # after the cap: it reads JSON bodies
+    if settings.proxy_hops:
+        # Only when configured: X-Forwarded-* from a client that reaches the gateway directly
+        # would otherwise pass for the proxy's word.
+        n = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     for bp in (api_public.bp, api_client.bp, api_worker.bp, blender_builds.bp):
         app.register_blueprint(bp)
     if background:
@@ -54,11 +60,14 @@ def start_background(farm: Farm) -> threading.Event:
     s = farm.settings
     farm.notifier.start()
     try:  # before the loops below requeue anything, so old parts are in this layout first
-        upgrade.upgrade_parts(farm)
+        upgrade.run(farm)
     except redis.RedisError as e:  # Redis down: its data is upgraded when a process starts with it up
         log.warning("could not check Redis for data of an earlier Framefarm: %s", e)
     if s.public_url:
         loop("announce", max(0.5, s.gateway_timeout_s / 4), lambda: gateways.announce(farm.redis, s.public_url), stop)
+    else:
+        log.warning("FRAMEFARM_PUBLIC_URL is not set: signed links point at %s (the listen address); "
+                    "set it to the URL clients reach this gateway by", s.link_base)
     loop("reaper", 1.0, lambda: scheduling.reap(farm), stop)
     loop("assembler", 1.0, lambda: archive.assemble_pending(farm), stop)
     loop("cleanup", s.cleanup_period_s, lambda: cleanup.step(farm), stop)

@@ -7,6 +7,7 @@ them the same way.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
@@ -15,8 +16,17 @@ from typing import Any, Mapping
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     storage: str = "file://./var/storage"
-    # The URL clients should use for this gateway; announced in /v1/gateways.
+    # The URL clients should use for this gateway; announced in /v1/gateways, and the host of
+    # every signed link it hands out (see link_base).
     public_url: str = ""
+    # Where gunicorn listens (FRAMEFARM_BIND), and its TLS certificate and key: with both
+    # set the gateway serves HTTPS itself (gunicorn_conf.py).
+    bind: str = "127.0.0.1:8400"
+    certfile: str = ""
+    keyfile: str = ""
+    # Behind this many proxies or TLS load balancers that set X-Forwarded-For/-Proto, the
+    # gateway believes those headers (werkzeug's ProxyFix); at 0 it believes none of them.
+    proxy_hops: int = 0
     heartbeat_s: float = 3.0
     lease_s: float = 10.0
     max_attempts: int = 3
@@ -36,9 +46,33 @@ class Settings:
     archive_retention_s: int = 7 * 24 * 3600
     files_grace_s: int = 3600
     cleanup_period_s: float = 60.0
-    # Per gunicorn process: long-polls beyond this answer at once, so waiting
-    # workers can never take every thread and starve clients.
+    # Per gunicorn process: long-polls beyond this are answered 429 at once, so waiting
+    # requests can never take every thread and starve health checks, heartbeats and clients.
     max_waiters: int = 48
+    # --- Limits on what one client may ask (docs/security.md, "Limits"); past each one the
+    # answer is a 4xx whose message names the setting (FRAMEFARM_<NAME>).
+    # Long-polls one party holds per gateway process: a client token's job polls, or one
+    # registered worker's claims (a worker token is often shared by a whole farm).
+    max_waiters_per_token: int = 8
+    max_parts: int = 10_000  # per job: every part is a Redis hash
+    max_active_jobs: int = 100  # per owner: jobs queued, running or assembling
+    # The priorities a client token may give; admins may use the API's whole range.
+    client_priority_min: int = -100
+    client_priority_max: int = 100
+    # Requests per token per minute (a fixed window in Redis); 0 turns the limit off. Workers
+    # are off by default: a worker token shared by many machines makes many requests.
+    client_requests_per_min: int = 1200
+    worker_requests_per_min: int = 0
+    # Parts per page of a job's part list (GET /v1/jobs/{id}?parts=1).
+    part_page_size: int = 1000
+    # A part's result: at most this many bytes per frame once unpacked (8K RGBA float EXR
+    # with room to spare: the gateway does not know the scene's resolution), and no entry
+    # unpacking to more than this many times its packed size (workers store frames uncompressed).
+    max_frame_bytes: int = 1024**3
+    max_result_ratio: int = 100
+    # An ended job's records (job, parts, manifest) are deleted this long after it ended
+    # (never before its archive's retention); until then an expired job is still listed.
+    record_retention_s: int = 30 * 24 * 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -56,3 +90,20 @@ class Settings:
         # FRAMEFARM_REDIS_URL and FRAMEFARM_STORAGE are the documented names.
         values.update(overrides)
         return cls(**values)
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.certfile and self.keyfile)
+
+    @property
+    def link_base(self) -> str:
+        """Scheme and host of the signed links this gateway hands out: its public URL, else
+        its listen address (a wildcard address names this machine by its host name). Never a
+        request's Host header: whoever sends the request chooses that, and a forged one would
+        send the link, signature and all, to the sender's host."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host, _, port = self.bind.removeprefix("tcp://").rpartition(":")
+        if host in ("", "0.0.0.0", "::", "[::]") or self.bind.startswith("unix:"):
+            host = socket.gethostname()
+        return f"{'https' if self.tls else 'http'}://{host}" + (f":{port}" if port.isdigit() else "")
