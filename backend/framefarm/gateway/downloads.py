@@ -38,8 +38,8 @@ def storage_link(farm: Farm, key: str, filename: str | None = None) -> str | Non
 def gateway_link(farm: Farm, endpoint: str, subject: str, **values: str) -> str:
     """A signed, expiring link to a gateway route that checks `subject`'s signature."""
     expires, sig = farm.signer.sign(subject, farm.settings.link_ttl_s)
-    # The configured host (config.Settings.link_base), never the request's Host header.
-    return farm.settings.link_base + url_for(endpoint, expires=expires, sig=sig, **values)
+    # A path on the configured host (config.Settings.link_base), never on the request's Host header.
+    return farm.settings.link_base + url_for(endpoint, _external=False, expires=expires, sig=sig, **values)
 
 
 def signed_archive_link(farm: Farm, job: dict[str, str]) -> str:
