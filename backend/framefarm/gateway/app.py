@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None, *, background: bool = False) ->
     app.config["MAX_CONTENT_LENGTH"] = None  # uploads enforce their own limit while streaming
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it
     app.extensions["framefarm"] = farm
-    app.extensions["framefarm.waiters"] = scheduling.Waiters(settings.max_waiters, settings.max_waiters_per_token)
+    app.extensions["framefarm.waiters"] = scheduling.Waiters(settings.max_waiters)
     errors.install(app)
 
     @app.before_request
@@ -60,7 +60,7 @@ def start_background(farm: Farm) -> threading.Event:
     s = farm.settings
     farm.notifier.start()
     try:  # before the loops below requeue anything, so old parts are in this layout first
-        upgrade.run(farm)
+        upgrade.upgrade_parts(farm)
     except redis.RedisError as e:  # Redis down: its data is upgraded when a process starts with it up
         log.warning("could not check Redis for data of an earlier Framefarm: %s", e)
     if s.public_url:
