@@ -23,7 +23,7 @@ log = logging.getLogger("framefarm.gateway.worker")
 
 MAX_MESSAGE = 4000
 MAX_LOG_TAIL = 16000
-_VERSION = re.compile(r"(\d{1,2})\.(\d{1,2})(\.|$)", re.ASCII)
+_VERSION = re.compile(r"(\d{1,2})\.(\d{1,2})(\.|\Z)", re.ASCII)
 
 
 def _waiters() -> scheduling.Waiters:

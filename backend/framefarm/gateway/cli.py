@@ -31,7 +31,11 @@ log = logging.getLogger("framefarm.up")
 def add_gateway(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("gateway", help=ROLE_COMMANDS["gateway"][1])
     p.add_argument("--bind", default=None, help="host:port (default FRAMEFARM_BIND or 127.0.0.1:8400)")
-    p.add_argument("--public-url", default=None, help="URL clients use to reach this gateway")
+    p.add_argument("--public-url", default=None, help="URL clients use to reach this gateway (default "
+                   "FRAMEFARM_PUBLIC_URL); signed download links point there")
+    p.add_argument("--certfile", default=None, help="serve HTTPS with this PEM certificate (chain) "
+                   "(default FRAMEFARM_CERTFILE); needs --keyfile")
+    p.add_argument("--keyfile", default=None, help="the certificate's PEM private key (default FRAMEFARM_KEYFILE)")
     p.add_argument("gunicorn_args", nargs=argparse.REMAINDER, help="extra gunicorn arguments after --")
     p.set_defaults(func=gateway, default_log_level="INFO")
 
@@ -67,10 +71,14 @@ def add_token(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Non
 
 
 def gateway(args: argparse.Namespace) -> int:
-    if args.bind:
-        os.environ["FRAMEFARM_BIND"] = args.bind
-    if args.public_url:
-        os.environ["FRAMEFARM_PUBLIC_URL"] = args.public_url
+    # Passed on in the environment: gunicorn_conf.py and every gateway process read their settings there.
+    for name in ("bind", "public_url", "certfile", "keyfile"):
+        if getattr(args, name):
+            os.environ[f"FRAMEFARM_{name.upper()}"] = getattr(args, name)
+    for name in ("certfile", "keyfile"):  # a typo here would only show as gunicorn's "worker failed to boot"
+        path = os.environ.get(f"FRAMEFARM_{name.upper()}")
+        if path and not os.access(path, os.R_OK):
+            raise UsageError(f"--{name} {path}: not a readable file")
     extra = [a for a in args.gunicorn_args if a != "--"]
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:framefarm.gateway.gunicorn_conf", *extra,
             "framefarm.gateway.wsgi:app"]

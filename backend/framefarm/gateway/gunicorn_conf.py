@@ -11,8 +11,16 @@ import multiprocessing
 import os
 
 from framefarm.common.logs import FORMAT
+from framefarm.gateway.config import Settings
 
-bind = os.environ.get("FRAMEFARM_BIND", "127.0.0.1:8400")
+_settings = Settings.from_env()
+bind = _settings.bind
+if _settings.certfile or _settings.keyfile:
+    if not _settings.tls:
+        raise SystemExit("framefarm gateway: HTTPS needs both FRAMEFARM_CERTFILE and FRAMEFARM_KEYFILE "
+                         "(--certfile and --keyfile)")
+    # gunicorn then serves HTTPS only: a plain-HTTP request to this port fails its handshake.
+    certfile, keyfile = _settings.certfile, _settings.keyfile
 workers = int(os.environ.get("FRAMEFARM_GUNICORN_WORKERS", min(4, multiprocessing.cpu_count() * 2)))
 worker_class = "gthread"
 threads = int(os.environ.get("FRAMEFARM_GUNICORN_THREADS", 100))

@@ -28,7 +28,7 @@ from .farm import Farm
 from .storage import ObjectMissing
 
 # Blender's frame names under the `####` pattern the workers use: 0250.png.
-_FRAME_NAME = re.compile(r"^(\d{4,})(\.[A-Za-z0-9]{1,8})?$")
+_FRAME_NAME = re.compile(r"(\d{4,})(\.[A-Za-z0-9]{1,8})?")
 
 
 class Outcome(StrEnum):
@@ -61,7 +61,7 @@ def leased(farm: Farm, pid: str, token: str) -> LeasedPart:
 
 
 def frame_of(name: str) -> int | None:
-    m = _FRAME_NAME.match(name)
+    m = _FRAME_NAME.fullmatch(name)
     return int(m.group(1)) if m else None
 
 

@@ -23,7 +23,7 @@ from .usage import UsageError
 
 
 def _api(args) -> FarmAPI:
-    return config.resolve(args.gateways, args.token).api()
+    return config.from_args(args).api()
 
 
 # Frames finish seconds to minutes apart: judge the rate over the last ten minutes.

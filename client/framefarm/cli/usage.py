@@ -27,7 +27,11 @@ class UsageError(Exception):
 
 
 def client_options(p: argparse.ArgumentParser) -> None:
-    """--gateway and --token, for every command that talks to the farm's gateways."""
+    """--gateway, --token and the transport options, for every command that talks to the farm's gateways."""
     p.add_argument("--gateway", action="append", dest="gateways", metavar="URL",
                    help="gateway URL (repeat for several; default: FRAMEFARM_GATEWAYS or the local farm)")
     p.add_argument("--token", help="access token (default: FRAMEFARM_TOKEN or the local farm's)")
+    p.add_argument("--ca-bundle", metavar="FILE", help="also trust the CA certificates in this PEM file for "
+                   "https gateways (default: FRAMEFARM_CA_BUNDLE)")
+    p.add_argument("--no-discovery", action="store_true", help="talk only to the gateways given, never to "
+                   "those the farm announces (default: FRAMEFARM_DISCOVERY, on)")

@@ -5,11 +5,12 @@ import http.client
 import logging
 import os
 import shutil
+import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
-from .http import BLOCK, Client, FarmError, ProgressReader
+from .http import BLOCK, Client, FarmError, ProgressReader, connection
 
 if TYPE_CHECKING:  # the bodies' types, generated from openapi.yaml; annotations only, nothing at run time
     from .api_types import (ClaimPartReply, CommitResultReply, DirectUpload, GetPinnedBlenderReply, GetSceneReply,
@@ -38,7 +39,7 @@ class FarmAPI:
         """Send one file: straight to the farm's storage where it hands out an upload URL (the
         farm then checks the bytes as it commits them), else streamed through a gateway."""
         size = os.stat(path).st_size
-        target = _send_direct(lambda: self._upload_target(sha, size), path, progress)
+        target = _send_direct(lambda: self._upload_target(sha, size), path, self.client.tls, progress)
         if target:
             self.client.request("POST", f"/v1/files/{sha}/commit", json_body={"id": target["id"]},
                                 read_timeout=600)
@@ -80,7 +81,7 @@ class FarmAPI:
         try:
             if resp.status == 302:
                 resp.close()
-                return download_url(resp.headers["location"], dest, progress)
+                return download_url(resp.headers["location"], dest, progress, self.client.tls)
             _save(resp.raw, dest, progress)
         finally:
             resp.close()
@@ -115,7 +116,7 @@ class FarmAPI:
     def fetch_file(self, part_id: str, token: str, sha: str, dest: Path, url: str | None = None) -> None:
         """One scene file: from its signed storage URL when the scene listed one, else through a gateway."""
         if url:
-            download_url(url, dest)
+            download_url(url, dest, tls=self.client.tls)
             return
         resp = self.client.request("GET", f"/v1/parts/{part_id}/files/{sha}", headers=_lease(token),
                                    stream=True, read_timeout=300)
@@ -134,7 +135,7 @@ class FarmAPI:
                 "POST", f"/v1/parts/{part_id}/result/upload", headers=_lease(token), json_body={"size": size}).json()
             return reply if reply["url"] else None
 
-        target = _send_direct(ask, path)
+        target = _send_direct(ask, path, self.client.tls)
         if target:
             return self.client.request("POST", f"/v1/parts/{part_id}/result", headers=_lease(token),
                                        json_body={"id": target["id"]}, read_timeout=600).json()
@@ -166,17 +167,16 @@ def _save(src, dest: Path, progress: Callable[[int], None] | None) -> None:
     os.replace(tmp, dest)
 
 
-def _connect(url: str, timeout: float = 60) -> tuple[http.client.HTTPConnection, str]:
+def _connect(url: str, tls: ssl.SSLContext | None, timeout: float = 60) -> tuple[http.client.HTTPConnection, str]:
     """A connection for a signed or session URL, and the URL's path with its query."""
     parts = urlsplit(url)
-    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    return cls(parts.hostname or "", parts.port, timeout=timeout, blocksize=BLOCK), \
-        parts.path + ("?" + parts.query if parts.query else "")
+    return connection(url, timeout, tls), parts.path + ("?" + parts.query if parts.query else "")
 
 
-def download_url(url: str, dest: Path, progress: Callable[[int], None] | None = None) -> Path:
-    """Fetch a signed link (no token: the signature is the credential)."""
-    conn, target = _connect(url)
+def download_url(url: str, dest: Path, progress: Callable[[int], None] | None = None,
+                 tls: ssl.SSLContext | None = None) -> Path:
+    """Fetch a signed link (no token: the signature is the credential); `tls` as the client's."""
+    conn, target = _connect(url, tls)
     try:
         conn.request("GET", target)
         resp = conn.getresponse()
@@ -194,7 +194,7 @@ class TransferFailed(FarmError):
     worth trying again with a fresh upload URL."""
 
 
-def _send_direct(ask: Callable[[], _Target | None], path: Path,
+def _send_direct(ask: Callable[[], _Target | None], path: Path, tls: ssl.SSLContext,
                  progress: Callable[[int], None] | None = None) -> _Target | None:
     """Send `path` to the upload URL that `ask()` returns ({"url", "id"}), asking for a fresh
     one when a transfer breaks off. The target it went to; None where the farm wants the
@@ -215,7 +215,7 @@ def _send_direct(ask: Callable[[], _Target | None], path: Path,
                 reported = sent
 
         try:
-            put_file(target["url"], path, count)
+            put_file(target["url"], path, count, tls)
             return target
         except TransferFailed as e:
             if attempt == DIRECT_ATTEMPTS:
@@ -224,11 +224,12 @@ def _send_direct(ask: Callable[[], _Target | None], path: Path,
     return None
 
 
-def put_file(url: str, path: Path, progress: Callable[[int], None] | None = None) -> None:
+def put_file(url: str, path: Path, progress: Callable[[int], None] | None = None,
+             tls: ssl.SSLContext | None = None) -> None:
     """Send a file to an upload URL (a resumable-upload session, sent in one PUT). The URL
     is the credential: no token goes with it, and it is never logged."""
     size = os.stat(path).st_size
-    conn, target = _connect(url)
+    conn, target = _connect(url, tls)
     try:
         with open(path, "rb") as fh:
             conn.request("PUT", target, body=ProgressReader(fh, progress), headers={

@@ -9,6 +9,13 @@ down for a while and moves on to the next at once; when every gateway has
 failed it backs off with jitter and tries again until `retry_for` runs out.
 Connecting has its own short timeout, so a dead host is left within two
 seconds of its first failed call.
+
+HTTPS gateways are checked against the system's CAs plus, where the farm runs its own CA,
+the bundle given as `ca_bundle` (--ca-bundle, FRAMEFARM_CA_BUNDLE). A certificate that
+fails that check is not a gateway being down: when every gateway fails it, the request
+stops at once with an error that says so. Discovery never trades https for http: a
+gateway list learned over https that names http URLs has those entries ignored, since the
+client would send its token there in the clear.
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ import http.client
 import json
 import logging
 import random
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -59,6 +67,36 @@ class Response:
             self.conn.close()
 
 
+class CertificateError(FarmError):
+    """No gateway's TLS certificate could be verified: a setup problem, not an outage."""
+
+
+def tls_context(ca_bundle: str | None = None) -> ssl.SSLContext:
+    """The system's trusted CAs, plus a private CA's bundle (PEM) where one is given: the
+    farm's own CA then vouches for its gateways while storage links (GCS) keep the public ones."""
+    context = ssl.create_default_context()
+    if ca_bundle:
+        try:
+            context.load_verify_locations(cafile=ca_bundle)
+        except (OSError, ssl.SSLError) as e:
+            raise FarmError(f"cannot read the CA bundle {ca_bundle}: {e}") from None
+    return context
+
+
+def connection(url: str, timeout: float, tls: ssl.SSLContext | None = None) -> http.client.HTTPConnection:
+    """An unopened connection to `url`'s host, with `tls` (default: the system's CAs) for https."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout, blocksize=BLOCK,
+                                           context=tls or tls_context())
+    return http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout, blocksize=BLOCK)
+
+
+def certificate_hint(error: ssl.SSLCertVerificationError) -> str:
+    return (f"{error.verify_message or error.reason or error}; if the farm's gateways have certificates "
+            f"from its own CA, pass --ca-bundle FILE or set FRAMEFARM_CA_BUNDLE to that CA's PEM file")
+
+
 def normalize(url: str) -> str:
     url = url.strip().rstrip("/")
     if "://" not in url:
@@ -85,7 +123,7 @@ class ProgressReader:
 class Client:
     def __init__(self, gateways: Iterable[str], token: str | None, *, connect_timeout: float = 2.0,
                  read_timeout: float = 60.0, retry_for: float = 120.0, refresh_s: float = 30.0,
-                 discover: bool = True) -> None:
+                 discover: bool = True, ca_bundle: str | None = None) -> None:
         self.configured = [normalize(u) for u in gateways]
         if not self.configured:
             raise FarmError("no gateway configured: pass --gateway URL or set FRAMEFARM_GATEWAYS")
@@ -97,6 +135,8 @@ class Client:
         self._preferred = self.configured[0]
         self._refreshed_at = float("-inf")
         self._lock = threading.Lock()
+        self.tls = tls_context(ca_bundle)
+        self._refused: set[str] = set()  # http URLs a gateway announced over https, logged once each
 
     # -- gateway list ------------------------------------------------------------------
     @property
@@ -143,10 +183,22 @@ class Client:
                     self._mark_down(url, f"HTTP {resp.status}")
                 continue
             live = [normalize(g["url"]) for g in resp.json().get("gateways", []) if g.get("url")]
+            if urlsplit(url).scheme == "https":
+                live = self._no_downgrade(url, live)
             with self._lock:
                 # Configured gateways stay (they may come back); announced ones are added.
                 self._known = list(dict.fromkeys(self.configured + live))
             return
+
+    def _no_downgrade(self, source: str, urls: list[str]) -> list[str]:
+        """`urls` without the http ones: learned over https, they would carry the token in the clear."""
+        kept = [u for u in urls if urlsplit(u).scheme == "https"]
+        for u in urls:
+            if u not in kept and u not in self._refused:
+                self._refused.add(u)
+                log.warning("ignoring gateway %s, announced by %s: it is plain http and this client "
+                            "reached the farm over https", u, source)
+        return kept
 
     # -- requests ----------------------------------------------------------------------
     def request(self, method: str, path: str, *, json_body: Any = None, body: BinaryIO | bytes | None = None,
@@ -170,13 +222,19 @@ class Client:
         timeout = read_timeout or self.read_timeout
         round_no, last, wait_hint = 0, "no gateway", 0.0
         while True:
-            for url in self._candidates():
+            untrusted: list[str] = []  # gateways whose certificate failed this round
+            candidates = self._candidates()
+            for url in candidates:
                 payload: ProgressReader | BinaryIO | bytes | None = body
                 if rewind is not None and start_pos is not None:
                     rewind.seek(start_pos)
                     payload = ProgressReader(rewind, progress) if progress else rewind
                 try:
                     resp = self._send(url, method, path, payload, hdrs, timeout, stream)
+                except ssl.SSLCertVerificationError as e:
+                    self._mark_down(url, e)
+                    untrusted.append(f"{url}: {certificate_hint(e)}")
+                    continue
                 except (OSError, http.client.HTTPException) as e:
                     self._mark_down(url, e)
                     last = f"{url}: {e}"
@@ -192,6 +250,8 @@ class Client:
                 if resp.status not in ok:
                     raise _as_error(resp)
                 return resp
+            if len(untrusted) == len(candidates):  # retrying cannot make a certificate trusted
+                raise CertificateError("cannot verify the gateway's TLS certificate: " + untrusted[0])
             round_no += 1
             pause = max(wait_hint, min(5.0, 0.25 * 2 ** round_no)) * random.uniform(0.5, 1.0)
             if time.monotonic() + pause > deadline:
@@ -203,8 +263,7 @@ class Client:
     def _send(self, base: str, method: str, path: str, body, headers: dict[str, str], timeout: float,
               stream: bool) -> Response:
         parts = urlsplit(base)
-        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        conn = cls(parts.hostname or "", parts.port, timeout=self.connect_timeout, blocksize=BLOCK)
+        conn = connection(base, self.connect_timeout, self.tls)
         try:
             conn.connect()
             conn.sock.settimeout(timeout)

@@ -39,7 +39,7 @@ def fetch_pinned(api: FarmAPI, cache: Path) -> Path:
     unpacking = cache / f".{sha}.unpacking"
     try:
         log.info("fetching the farm's Blender %s (%.1f MB)", build["version"], build["size"] / 1e6)
-        download_url(build["url"], tarball)
+        download_url(build["url"], tarball, tls=api.client.tls)
         actual = sha256_file(tarball)
         if actual != sha:
             raise BlenderFetchError(

@@ -32,7 +32,7 @@ def worker(args: argparse.Namespace) -> int:
 
     if args.slots < 1:
         raise UsageError("--slots must be 1 or more")
-    api = config.resolve(args.gateways, args.token).api()
+    api = config.from_args(args).api()
     workdir = Path(args.workdir) if args.workdir else home.home() / "worker"
     try:
         blender = args.blender or "blender"
