@@ -191,3 +191,65 @@ def unresponsive_host() -> tuple[str, list[socket.socket]]:
     server.listen(0)
     filler = socket.create_connection(server.getsockname(), timeout=5)
     return f"http://127.0.0.1:{server.getsockname()[1]}", [server, filler]
+
+
+def _started(pid: int) -> str | None:
+    """The start time of a live process (field 22 of /proc/PID/stat), which tells
+    a process apart from a later one that reuses its pid; None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+def signal_burst(pid: int, count: int = 300) -> None:
+    """SIGTERM and SIGINT in turn, as fast as the loop goes (a service manager signalling
+    both the process group and the process, an impatient Ctrl-C); stops once it is gone."""
+    for n in range(count):
+        try:
+            os.kill(pid, signal.SIGINT if n % 2 else signal.SIGTERM)
+        except ProcessLookupError:
+            return
+
+
+class Family:
+    """A process and every descendant it had at any moment it was watched, so a test
+    can prove that none of them outlives it (Blender under a worker, gunicorn's
+    workers under its master, everything under `framefarm up`)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.members: dict[int, str] = {}
+        self.look()
+
+    def look(self) -> None:
+        from farmtools import descendants
+
+        for pid in {self.pid} | descendants(self.pid):
+            started = _started(pid)
+            if started is not None:
+                self.members.setdefault(pid, started)
+
+    def alive(self) -> list[int]:
+        return [pid for pid, started in self.members.items() if _started(pid) == started]
+
+    def wait_exit(self, proc: "Process", bound: float, what: str, since: float | None = None) -> float:
+        """Watch the tree until `proc` exits; fail if that is more than `bound` seconds after
+        `since` (a time.monotonic() value; default now). Returns the seconds it took."""
+        start = time.monotonic() if since is None else since
+        assert proc.proc is not None
+        while proc.proc.poll() is None:
+            self.look()
+            if time.monotonic() - start > bound:
+                raise AssertionError(f"{what} still running {bound:.0f}s after being told to stop: "
+                                     f"{proc.tail()}")
+            time.sleep(0.05)
+        return time.monotonic() - start
+
+    def wait_gone(self, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"processes left behind by {what}: {self.alive()}")
+            time.sleep(0.05)

@@ -11,7 +11,6 @@ import argparse
 import importlib.util
 import logging
 import os
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -161,7 +160,8 @@ def _tokens(r: "redis.Redis") -> tuple[str, str]:
 
 
 def up(args: argparse.Namespace) -> int:
-    """The whole farm in the foreground; Ctrl-C or SIGTERM stops everything it started."""
+    """The whole farm in the foreground; Ctrl-C or SIGTERM stops everything it started
+    (a second one: at once), within bounds; docs/operations.md."""
     from .localfarm import GatewayProcess, RedisServer, ServiceError, WorkerProcess
 
     if args.workers > 0 and importlib.util.find_spec("framefarm.worker") is None:
@@ -169,8 +169,8 @@ def up(args: argparse.Namespace) -> int:
                          "pip install framefarm-worker, or run `framefarm up --workers 0`")
     root = home.home()
     logs_dir = root / "logs"
-    stopping = threading.Event()
-    on_stop_signals(stopping.set)
+    stopping, hurry = threading.Event(), threading.Event()
+    on_stop_signals(stopping.set, hurry.set)
     started: list[Process] = []
     try:
         redis_server = RedisServer(root / "redis", logs_dir / "redis.log").start()
@@ -188,7 +188,7 @@ def up(args: argparse.Namespace) -> int:
             started.append(w.start())
     except ServiceError as e:
         print(f"framefarm up: {e}", file=sys.stderr)
-        _stop_all(started)
+        _stop_all(started, hurry)
         return 1
     print(f"Framefarm is up: gateway {gw.url}, {args.workers} worker(s), data and logs in {root}\n"
           f"Submit with: framefarm submit SCENE.blend --frames 1-10 --wait\n"
@@ -204,18 +204,16 @@ def up(args: argparse.Namespace) -> int:
             if not w.alive():
                 log.warning("%s exited (%s); restarting it. Log: %s", w.name, w.returncode, w.log_path)
                 w.start()
-    print("stopping the farm...", file=sys.stderr, flush=True)
-    _stop_all(started)
+    print("stopping the farm (Ctrl-C again to stop it now)...", file=sys.stderr, flush=True)
+    _stop_all(started, hurry)
     return code
 
 
-def _stop_all(started: "list[Process]") -> None:
+def _stop_all(started: "list[Process]", hurry: threading.Event) -> None:
     """Workers first (they hand their parts back through the gateway), then the
-    gateway, then Redis (which writes its AOF on the way out)."""
-    from .localfarm import WorkerProcess
+    gateway, then Redis (which writes its AOF on the way out); each within its bound."""
+    from .localfarm import WorkerProcess, stop_in_order
 
-    workers = [p for p in started if isinstance(p, WorkerProcess)]
-    for w in workers:
-        w.signal(signal.SIGTERM)
-    for proc in workers + [p for p in reversed(started) if not isinstance(p, WorkerProcess)]:
-        proc.stop(timeout=30)
+    workers: list[Process] = [p for p in started if isinstance(p, WorkerProcess)]
+    rest = [[p] for p in reversed(started) if not isinstance(p, WorkerProcess)]
+    stop_in_order([workers, *rest], hurry=hurry)

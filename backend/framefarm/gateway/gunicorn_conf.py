@@ -51,15 +51,37 @@ logconfig_dict = {
 
 
 def post_worker_init(worker):
-    """On SIGTERM, end this process's long-polls at once so a graceful stop is quick
-    (waiting clients simply poll again, on another gateway if this one is gone)."""
+    """On SIGTERM or SIGINT, end this process's long-polls at once so a graceful stop is
+    quick (waiting clients simply poll again, on another gateway if this one is gone).
+
+    The handlers only mark the worker stopping and write a byte to a pipe; a thread
+    wakes the long-polls. Nothing in a handler takes a lock: closing the waiters there
+    (a Condition) or gunicorn's own SIGINT handler (which shuts a thread pool down
+    under a lock) could deadlock when a second signal lands inside the first handler.
+    gunicorn's master sends SIGQUIT for a quick stop; that one stays gunicorn's.
+    This process also gets SIGTERM if the master dies, however it dies (PDEATHSIG).
+    """
     import signal
+    import threading
 
-    previous = signal.getsignal(signal.SIGTERM)
+    from framefarm.common.procs import die_with_parent
 
-    def on_term(signum, frame):
-        worker.wsgi.extensions["framefarm"].notifier.close_waiters()
-        if callable(previous):
-            previous(signum, frame)
+    die_with_parent(signal.SIGTERM)()
+    notifier = worker.wsgi.extensions["framefarm"].notifier
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
 
-    signal.signal(signal.SIGTERM, on_term)
+    def on_stop(signum, frame):
+        worker.alive = False  # gunicorn's own SIGTERM handler does only this
+        try:
+            os.write(write_fd, b"x")
+        except BlockingIOError:  # the pipe is full: the thread has been woken already
+            pass
+
+    def close_waiters() -> None:
+        os.read(read_fd, 1)
+        notifier.close_waiters()
+
+    threading.Thread(target=close_waiters, name="stop-waiters", daemon=True).start()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_stop)

@@ -5,15 +5,22 @@ the farm the same way: a private redis-server (AOF on), gateways under
 gunicorn, and `framefarm worker` processes, each logging to its own file.
 Readiness is waited for by asking each service (Redis PING, /readyz), never by
 sleeping a fixed time.
+
+Stopping is bounded (docs/operations.md): each process gets SIGTERM and its own
+grace period, then SIGKILL for its whole process group; told to hurry, a process
+gets its "stop now" signal and NOW_S more. Every child also gets SIGTERM from the
+kernel when the process that started it dies, however it dies (PDEATHSIG).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -21,6 +28,10 @@ from pathlib import Path
 import redis
 
 from framefarm.common.procs import die_with_parent
+
+
+# How long a process told to hurry (a second stop signal) gets before SIGKILL.
+NOW_S = 4.0
 
 
 class ServiceError(RuntimeError):
@@ -34,7 +45,16 @@ def free_port() -> int:
 
 
 class Process:
-    """A child process with its log file; stop() is graceful, then forceful."""
+    """A child process with its log file; stop() is graceful, then forceful.
+
+    Each runs in a session (and process group) of its own, so a Ctrl-C in the terminal
+    reaches only the parent, which stops its children in order, and SIGKILL to the
+    group reaches every process the child started in it (gunicorn's workers)."""
+
+    # Seconds between SIGTERM and SIGKILL: the process's own stop bound, and some room.
+    grace_s = 10.0
+    # What tells it to stop now, during a graceful stop (None: nothing does; it is killed after NOW_S).
+    hurry_signal: int | None = signal.SIGTERM
 
     def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.name, self.argv, self.log_path = name, argv, log_path
@@ -65,17 +85,18 @@ class Process:
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, sig)
 
-    def stop(self, timeout: float = 30.0) -> int | None:
+    def stop(self, timeout: float | None = None) -> int | None:
+        """SIGTERM, then SIGKILL to its process group after `timeout` (its grace period by default)."""
         if self.proc is None:
             return None
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_in_order([[self]], grace=timeout)
         return self.proc.returncode
+
+    def kill_group(self) -> None:
+        """SIGKILL to the process and whatever is left in its process group."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
 
     def wait_until(self, ready, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -132,13 +153,20 @@ class RedisServer(Process):
 
 
 class GatewayProcess(Process):
+    # gunicorn's master lets requests in flight finish for GRACEFUL_S; a second signal
+    # does not shorten that, so hurrying it is SIGKILL after NOW_S.
+    GRACEFUL_S = 10
+    grace_s = GRACEFUL_S + 5.0
+    hurry_signal = None
+
     def __init__(self, port: int, redis_url: str, storage: str, log_path: Path, *, processes: int = 2,
                  threads: int = 32, env: dict[str, str] | None = None) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         super().__init__(f"gateway:{port}", [
             sys.executable, "-m", "gunicorn", "-c", "python:framefarm.gateway.gunicorn_conf",
-            "--workers", str(processes), "--threads", str(threads), "framefarm.gateway.wsgi:app"], log_path, {
+            "--workers", str(processes), "--threads", str(threads), "--graceful-timeout", str(self.GRACEFUL_S),
+            "framefarm.gateway.wsgi:app"], log_path, {
             "FRAMEFARM_BIND": f"127.0.0.1:{port}", "FRAMEFARM_PUBLIC_URL": self.url,
             "FRAMEFARM_REDIS_URL": redis_url, "FRAMEFARM_STORAGE": storage,
             "FRAMEFARM_MAX_WAITERS": str(max(1, threads - 8)), **(env or {})})
@@ -158,6 +186,8 @@ class GatewayProcess(Process):
 
 
 class WorkerProcess(Process):
+    grace_s = 15.0  # the agent's own bound (agent.STOP_S) and room for Python to exit
+
     def __init__(self, name: str, gateways: list[str], token: str, workdir: Path, log_path: Path, *,
                  blender: str | None = None, device: str = "auto", slots: int = 1,
                  extra: list[str] | None = None, env: dict[str, str] | None = None) -> None:
@@ -169,3 +199,35 @@ class WorkerProcess(Process):
             argv += ["--blender", blender]
         # The token travels in the environment, never on the command line (ps shows argv).
         super().__init__(name, argv + (extra or []), log_path, {"FRAMEFARM_TOKEN": token, **(env or {})})
+
+
+def stop_in_order(groups: list[list[Process]], *, hurry: threading.Event | None = None,
+                  grace: float | None = None) -> None:
+    """Stop the processes group by group (all of one group at once): SIGTERM, then
+    SIGKILL to each one's process group when its grace period (or `grace`) is over.
+    Once `hurry` is set, each process still running gets its "stop now" signal and
+    at most NOW_S more. Returns when every one of them has exited."""
+    for group in groups:
+        running = [p for p in group if p.alive()]
+        for p in running:
+            p.signal(signal.SIGTERM)
+        now = time.monotonic()
+        deadline = {p: now + (p.grace_s if grace is None else grace) for p in running}
+        hurried = False
+        while running:
+            if hurry is not None and hurry.is_set() and not hurried:
+                hurried = True
+                for p in running:
+                    if p.hurry_signal is not None:
+                        p.signal(p.hurry_signal)
+                    deadline[p] = min(deadline[p], time.monotonic() + NOW_S)
+            for p in running:
+                if time.monotonic() >= deadline[p]:
+                    p.kill_group()
+            running = [p for p in running if p.alive()]
+            if running:
+                time.sleep(0.05)  # Popen cannot wait for several processes at once
+        for p in group:
+            p.kill_group()  # anything it left in its group (a child it did not wait for)
+            if p.proc is not None:
+                p.proc.wait()

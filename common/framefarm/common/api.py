@@ -23,6 +23,12 @@ DIRECT_ATTEMPTS = 3
 _Target = TypeVar("_Target", bound=Mapping[str, Any])  # an upload URL and its id: {"url", "id"}
 
 
+# Handing a part back and unregistering happen while a worker stops, which must not
+# wait a whole read timeout on a gateway that accepts connections but never answers
+# (frozen, overloaded): past this the client moves on to the next gateway.
+STOPPING_READ_S = 3.0
+
+
 class FarmAPI:
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -92,7 +98,7 @@ class FarmAPI:
         return self.client.request("POST", "/v1/workers", json_body=info).json()
 
     def unregister(self, worker_id: str) -> None:
-        self.client.request("DELETE", f"/v1/workers/{worker_id}", retry_for=5)
+        self.client.request("DELETE", f"/v1/workers/{worker_id}", retry_for=5, read_timeout=STOPPING_READ_S)
 
     def pinned_blender(self) -> GetPinnedBlenderReply:
         """The Blender build the farm publishes for its workers: version, sha256, size, url."""
@@ -148,7 +154,8 @@ class FarmAPI:
             "message": message, "log_tail": log_tail, "deterministic": deterministic}).json()
 
     def release(self, part_id: str, token: str) -> None:
-        self.client.request("POST", f"/v1/parts/{part_id}/release", headers=_lease(token), retry_for=5)
+        self.client.request("POST", f"/v1/parts/{part_id}/release", headers=_lease(token), retry_for=5,
+                            read_timeout=STOPPING_READ_S)
 
 
 def _lease(token: str) -> dict[str, str]:

@@ -7,18 +7,24 @@ abandon (a cancelled job, or a lease that went to another worker).
 
 Stopping: SIGTERM (or Ctrl-C) stops claiming, stops Blender and hands every
 held part back at once, so the farm requeues it without waiting for the lease to
-run out. SIGKILL leaves the leases to expire.
+run out; the whole stop takes at most STOP_S, whatever the gateways do (down,
+frozen, slow). A second SIGTERM or Ctrl-C means "stop now": what can be handed
+back within NOW_S is, and the process exits (Blender dies with it). SIGKILL
+leaves the leases to expire.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
 import socket
 import threading
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from framefarm.common.api import FarmAPI
 from framefarm.common.api_types import Lease, LeaseRef
@@ -30,11 +36,19 @@ from .scene_cache import CacheError, SceneCache
 
 log = logging.getLogger("framefarm.worker")
 
+# The bounds of a stop (docs/operations.md): a graceful one, and one cut short by a second signal.
+STOP_S = 10.0
+NOW_S = 3.0
+# Out of STOP_S, what is kept for handing back parts whose slot did not, and for unregistering.
+HAND_BACK_S = 3.0
+UNREGISTER_S = 1.5
+
 
 @dataclass
 class Held:
     part: Lease
     cancel: threading.Event = field(default_factory=threading.Event)
+    handed_back: bool = False  # by its slot or by the stopping main thread, whichever comes first
 
 
 class Agent:
@@ -47,6 +61,7 @@ class Agent:
         self.workdir = workdir
         self.cache = SceneCache(workdir / "cache")
         self.stop = threading.Event()
+        self.stop_now = threading.Event()
         self.held: dict[str, Held] = {}
         self._lock = threading.Lock()
         self._released = threading.Condition(self._lock)
@@ -75,14 +90,40 @@ class Agent:
         for t in threads:
             t.start()
         self.stop.wait()
+        self._wind_down()
+
+    def hurry(self) -> None:
+        """A second stop signal: cut the graceful stop short (idempotent; any thread)."""
+        self.stop.set()
+        self.stop_now.set()
+        with self._released:
+            self._released.notify_all()
+
+    def _wind_down(self) -> None:
+        """Stop Blender, hand back every held part and unregister, within STOP_S (NOW_S
+        once told to hurry) whatever the gateways do: each call that can outlast its
+        share runs on a thread of its own and is left behind when its time is up (the
+        process exits; a part not handed back waits for its lease to run out)."""
+        deadline = time.monotonic() + STOP_S
         with self._lock:
             log.info("stopping: handing back %d held part(s)", len(self.held))
             for held in self.held.values():
                 held.cancel.set()
-        # Slots that are rendering come back as soon as Blender has stopped and the
-        # part is handed back; slots waiting in a claim long-poll are not waited for.
+        # Slots that are rendering stop Blender and hand their part back themselves;
+        # slots waiting in a claim long-poll are not waited for.
         with self._released:
-            self._released.wait_for(lambda: not self.held, timeout=15)
+            self._released.wait_for(lambda: not self.held or self.stop_now.is_set(),
+                                    timeout=max(0.0, deadline - HAND_BACK_S - UNREGISTER_S - time.monotonic()))
+        if self.stop_now.is_set():
+            deadline = min(deadline, time.monotonic() + NOW_S)
+            log.warning("stopping now: handing back what the farm takes within %.0f s", NOW_S)
+        with self._lock:
+            left = [held for held in self.held.values() if not held.handed_back]
+        _bounded([functools.partial(self._hand_back, held) for held in left], deadline - UNREGISTER_S)
+        if not _bounded([self._unregister], deadline):
+            log.warning("stopped without unregistering: no gateway answered in time")
+
+    def _unregister(self) -> None:
         try:
             self.api.unregister(self.worker_id)
         except FarmError as e:
@@ -203,9 +244,29 @@ class Agent:
         except FarmError as e:
             log.warning("part %s: could not report the failure: %s", part["id"], e.message)
 
+    def _hand_back(self, held: Held) -> None:
+        """Release a held part once, whether its slot or the stopping main thread gets there first."""
+        with self._lock:
+            if held.handed_back:
+                return
+            held.handed_back = True
+        self._release(held.part)
+
     def _release(self, part: Lease) -> None:
         try:
             self.api.release(part["id"], part["token"])
             log.info("part %s handed back to the farm", part["id"])
         except FarmError as e:
             log.warning("part %s: could not hand it back (%s); its lease will expire", part["id"], e.message)
+
+
+def _bounded(calls: list[Callable[[], object]], deadline: float) -> bool:
+    """Run `calls` at once, each on a daemon thread, and wait for them until `deadline`
+    (time.monotonic()); whether all of them finished. A call to a frozen gateway can
+    block for its whole read timeout, and a stop must not wait for that."""
+    threads = [threading.Thread(target=call, name="stopping", daemon=True) for call in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+    return not any(t.is_alive() for t in threads)

@@ -46,6 +46,6 @@ def worker(args: argparse.Namespace) -> int:
     except BlenderFetchError as e:
         print(f"framefarm worker: {e}", file=sys.stderr)
         return 1
-    on_stop_signals(agent.stop.set)
+    on_stop_signals(agent.stop.set, agent.hurry)
     agent.run()
     return 0
