@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES="blender redis-server python3-venv python3-pip ${EXTRA_APT_PACKAGES:-}"
+# bubblewrap: workers run Blender in its sandbox (docs/security.md), and the tests check it.
+APT_PACKAGES="blender bubblewrap redis-server python3-venv python3-pip ${EXTRA_APT_PACKAGES:-}"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

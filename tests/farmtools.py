@@ -48,12 +48,13 @@ def require_blender() -> str:
     return require("blender")
 
 
-def make_scene(out: Path, *options: str) -> Path:
-    """Generate a scene with scripts/make_scene.py and the real Blender."""
+def make_scene(out: Path, *options: str, script: Path = MAKE_SCENE) -> Path:
+    """Generate a scene with scripts/make_scene.py (or another scene `script` taking
+    `--output`) and the real Blender."""
     blender = require_blender()
     out.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run([blender, "-b", "--factory-startup", "--python-exit-code", "1", "--python",
-                           str(MAKE_SCENE), "--", "--output", str(out), *options],
+                           str(script), "--", "--output", str(out), *options],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return out

@@ -58,7 +58,7 @@ def register():
     name = _text(body, "name", 200) if "name" in body else None
     wid = workers.register(f, workers.Registration(
         name, parse_version(body["blender_version"]), _text(body, "blender", 100), _text(body, "device", 40, "CPU"),
-        body.get("devices", ["CPU"]), body.get("slots", 1), g.identity.owner))
+        body.get("devices", ["CPU"]), body.get("slots", 1), g.identity.owner, body.get("sandbox", "unknown")))
     s = f.settings
     return jsonify({"id": wid, "heartbeat_s": s.heartbeat_s, "lease_s": s.lease_s,
                     "claim_wait_s": s.claim_wait_s}), 201
@@ -84,7 +84,7 @@ def claim(wid: str):
         "id": lease.part_id, "job": got.job_id, "index": lease.span.index, "span": lease.span.to_json(),
         "frames": lease.span.frames(), "token": lease.token, "deadline_ms": lease.deadline_ms,
         "attempts": lease.attempts, "scene_hash": got.scene_hash, "main": got.main,
-        "blender_version": got.blender_version}})
+        "blender_version": got.blender_version, "max_frame_seconds": got.max_frame_seconds}})
 
 
 @bp.post("/workers/<wid>/heartbeat")

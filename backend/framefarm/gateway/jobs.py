@@ -35,6 +35,7 @@ class JobRequest:
     name: str
     priority: int = 0
     chunk: int | None = None  # None: chosen from the live workers
+    max_frame_seconds: int | None = None  # the longest a frame may take on a worker; None: no limit
 
     @classmethod
     def from_body(cls, body: dict[str, Any], max_frames: int) -> "JobRequest":
@@ -46,7 +47,8 @@ class JobRequest:
         name = body.get("name") or posixpath.basename(main)
         if len(name) > MAX_NAME:  # a name taken from the main file is held to the same limit
             raise bad_request(f"name must be text of at most {MAX_NAME} characters", "bad_name")
-        return cls(manifest, main, fr, name, body.get("priority", 0), body.get("chunk"))
+        return cls(manifest, main, fr, name, body.get("priority", 0), body.get("chunk"),
+                   body.get("max_frame_seconds"))
 
 
 def _frames(frames: str | dict[str, int], step: int, max_frames: int) -> frameset.FrameRange:
@@ -90,6 +92,8 @@ def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None)
         fields = {"name": req.name, "main": main, "scene_hash": manifest[main], "priority": req.priority,
                   "start": fr.start, "end": fr.end, "step": fr.step, "frames_total": fr.count,
                   "chunk": chunk, "blender_version": info.version}
+        if req.max_frame_seconds:  # Redis stores no None: absent means no limit
+            fields["max_frame_seconds"] = req.max_frame_seconds
         record = staging.JobRecord(job_id, owner, idem, info.version, req.priority,
                                    json.dumps(manifest, sort_keys=True), fields)
         jid, created = staging.write(farm, record, fr.step, frameset.split(fr, chunk))
@@ -145,6 +149,7 @@ def view(farm: Farm, job: dict[str, str], *, with_parts: bool = False) -> dict[s
         "finished_at": int(job["finished_at"]) if "finished_at" in job else None,
         "error": job.get("error"),
         "waiting_reason": waiting_reason(farm, job),
+        "max_frame_seconds": int(job["max_frame_seconds"]) if "max_frame_seconds" in job else None,
     }
     if with_parts:
         out["part_list"] = parts.part_list(farm.redis, job["id"], int(job["parts_total"]), job["status"])

@@ -43,6 +43,7 @@ class Claim:
     scene_hash: str
     main: str
     blender_version: int
+    max_frame_seconds: int | None = None  # the job's limit on one frame; None: none
 
 
 class UnknownWorker(Exception):
@@ -109,4 +110,6 @@ def claim_for(farm: Farm, worker_id: str, owner: str, wait_s: float | None, wait
         return None
     job_id = keys.job_of_part(lease.part_id)
     job = jobs.load(farm, job_id, None)
-    return Claim(lease, job_id, job["scene_hash"], job["main"], int(job["blender_version"]))
+    limit = job.get("max_frame_seconds")
+    return Claim(lease, job_id, job["scene_hash"], job["main"], int(job["blender_version"]),
+                 int(limit) if limit else None)

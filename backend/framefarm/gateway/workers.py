@@ -28,6 +28,7 @@ class Registration:
     devices: list[str]
     slots: int
     owner: str
+    sandbox: str = "unknown"  # how its Blender runs: 'bwrap' or 'off' ('unknown': a worker too old to say)
 
 
 def register(farm: Farm, reg: Registration) -> str:
@@ -38,6 +39,7 @@ def register(farm: Farm, reg: Registration) -> str:
     pipe.hset(keys.worker(wid), mapping={
         "name": wid if reg.name is None else reg.name, "blender_version": reg.blender_version, "blender": reg.blender,
         "device": reg.device, "devices": ",".join(reg.devices)[:200], "slots": reg.slots, "owner": reg.owner,
+        "sandbox": reg.sandbox,
         "last_seen": now})
     pipe.expire(keys.worker(wid), int(farm.settings.worker_timeout_s))
     pipe.zadd(keys.WORKERS, {wid: now})

@@ -123,6 +123,8 @@ def submit(args) -> int:
         frames = frameset.parse_frames(args.frames, args.step)
         if args.chunk is not None and args.chunk < 1:
             raise frameset.FrameSpecError("--chunk must be 1 or more")
+        if args.max_frame_time is not None and args.max_frame_time < 1:
+            raise frameset.FrameSpecError("--max-frame-time must be 1 second or more")
     except frameset.FrameSpecError as e:
         raise UsageError(str(e)) from None
     if not scene.is_file():
@@ -136,7 +138,8 @@ def submit(args) -> int:
     try:
         job, stats = submission.submit_scene(
             api, scene, frames=frames.text(), step=frames.step, chunk=args.chunk, priority=args.priority,
-            name=args.name, allow_missing=args.allow_missing, on_upload=meter.upload)
+            name=args.name, allow_missing=args.allow_missing, on_upload=meter.upload,
+            max_frame_seconds=args.max_frame_time)
     finally:
         meter.close()
     print(f"submitted job {job['id']}: {job['frames']['total']} frames in {job['parts']['total']} parts "

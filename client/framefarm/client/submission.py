@@ -31,7 +31,8 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
                  priority: int = 0, name: str | None = None, allow_missing: bool = False,
                  on_status: Callable[[str], None] | None = None,
                  on_upload: Callable[[int, int], None] | None = None,
-                 idempotency_key: str | None = None) -> tuple[Job, UploadStats]:
+                 idempotency_key: str | None = None,
+                 max_frame_seconds: int | None = None) -> tuple[Job, UploadStats]:
     """Pack `blend` with its dependencies, upload what the farm lacks, submit the job."""
     say = on_status or (lambda _msg: None)
     with tempfile.TemporaryDirectory(prefix="framefarm-pack-") as work:
@@ -59,6 +60,8 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
                    "priority": priority, "name": name or Path(blend).stem}
         if chunk is not None:
             payload["chunk"] = chunk
+        if max_frame_seconds is not None:
+            payload["max_frame_seconds"] = max_frame_seconds
         job = api.submit(payload, idempotency_key or str(uuid.uuid4()))
     return job, stats
 

@@ -110,6 +110,7 @@ class JobRequest(TypedDict):
     chunk: NotRequired[int | None]
     priority: NotRequired[int]
     name: NotRequired[str | None]
+    max_frame_seconds: NotRequired[int | None]
 
 
 JobStatus: TypeAlias = Literal['queued', 'running', 'assembling', 'done', 'failed', 'cancelled', 'expired']
@@ -153,6 +154,7 @@ class Job(TypedDict):
     finished_at: int | None
     error: str | None
     waiting_reason: str | None
+    max_frame_seconds: NotRequired[int | None]
     download_url: NotRequired[str]
     part_list: NotRequired[list[JobPartListItem]]
 
@@ -164,6 +166,7 @@ class WorkerRequest(TypedDict):
     device: NotRequired[str]
     devices: NotRequired[list[str]]
     slots: NotRequired[int]
+    sandbox: NotRequired[Literal['bwrap', 'off']]
 
 
 class Registration(TypedDict):
@@ -198,6 +201,7 @@ class Lease(TypedDict):
     scene_hash: Sha256
     main: str
     blender_version: int
+    max_frame_seconds: NotRequired[int | None]
 
 
 class Outcome(TypedDict):

@@ -31,7 +31,9 @@ from framefarm.common.api_types import Lease, LeaseRef
 from framefarm.common.frameset import FrameSpecError, PartSpan
 from framefarm.common.http import FarmError
 
+from .limits import Limits
 from .render import BlenderInfo, RenderCancelled, RenderError, choose_device, process_policy, render_frames
+from .sandbox import NO_SANDBOX, Sandbox
 from .scene_cache import CacheError, SceneCache
 
 log = logging.getLogger("framefarm.worker")
@@ -53,8 +55,10 @@ class Held:
 
 class Agent:
     def __init__(self, api: FarmAPI, info: BlenderInfo, *, workdir: Path, device: str = "auto",
-                 slots: int = 1, name: str | None = None, cores: int | None = None) -> None:
+                 slots: int = 1, name: str | None = None, cores: int | None = None,
+                 sandbox: Sandbox = NO_SANDBOX, max_memory: int | None = None) -> None:
         self.api, self.info, self.slots = api, info, slots
+        self.sandbox, self.max_memory = sandbox, max_memory
         self.device = choose_device(device, info)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.cores = cores or os.cpu_count() or 1
@@ -74,12 +78,12 @@ class Agent:
     def register(self) -> None:
         reply = self.api.register({
             "name": self.name, "blender_version": self.info.version, "blender": self.info.version_string,
-            "device": self.device, "devices": self.info.devices, "slots": self.slots})
+            "device": self.device, "devices": self.info.devices, "slots": self.slots, "sandbox": self.sandbox.name})
         self.worker_id = reply["id"]
         self.heartbeat_s, self.lease_s = reply["heartbeat_s"], reply["lease_s"]
         self.claim_wait_s = reply["claim_wait_s"]
-        log.info("registered as %s (Blender %s, device %s, %d slot(s))", self.worker_id,
-                 self.info.version_string, self.device, self.slots)
+        log.info("registered as %s (Blender %s, device %s, %d slot(s), sandbox %s)", self.worker_id,
+                 self.info.version_string, self.device, self.slots, self.sandbox.name)
 
     def run(self) -> None:
         """Work until `self.stop` is set, then hand back what is held."""
@@ -189,9 +193,11 @@ class Agent:
                      span.step, span.count, part["attempts"] + 1)
             scene_dir = self._scene(part)
             per_slot = max(1, self.cores // self.slots)
+            limits = Limits(part.get("max_frame_seconds"), self.max_memory)
             files = render_frames(self.info, scene_dir / part["main"], span, out / "frames",
                                   device=self.device, processes=process_policy(span.count, per_slot),
-                                  cancel=held.cancel, log_path=out / "blender.log")
+                                  cancel=held.cancel, log_path=out / "blender.log", sandbox=self.sandbox,
+                                  scene_root=scene_dir, limits=limits)
             archive = self._zip(files, out / "result.zip")
             self.api.upload_result(pid, token, archive)
             log.info("part %s done", pid)

@@ -21,14 +21,32 @@ def add_worker(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("--slots", type=int, default=1, help="parts rendered at once")
     p.add_argument("--workdir", default=None, help="cache and scratch folder (default $FRAMEFARM_HOME/worker)")
     p.add_argument("--name", default=None, help="worker name shown by the farm")
+    p.add_argument("--sandbox", default="auto", choices=["auto", "required", "off"],
+                   help="run Blender in a bubblewrap sandbox: auto (where bwrap works, else a loud warning), "
+                        "required (refuse to start without it), off (scenes can read this machine's files)")
+    p.add_argument("--max-blender-memory", type=_size, default=None, metavar="SIZE",
+                   help="stop Blender and fail its part when it uses more memory than this, e.g. 8GiB "
+                        "(default: no limit)")
     client_options(p)
     p.set_defaults(func=worker, default_log_level="INFO")
+
+
+def _size(text: str) -> int:
+    from .limits import parse_size
+    try:
+        size = parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if size < 1 << 20:
+        raise argparse.ArgumentTypeError(f"{text} is less than 1 MiB; Blender alone needs far more")
+    return size
 
 
 def worker(args: argparse.Namespace) -> int:
     from .agent import Agent
     from .blender_fetch import BlenderFetchError, fetch_pinned
     from .render import RenderError, probe_blender
+    from .sandbox import SandboxError, choose
 
     if args.slots < 1:
         raise UsageError("--slots must be 1 or more")
@@ -38,10 +56,15 @@ def worker(args: argparse.Namespace) -> int:
         blender = args.blender or "blender"
         if blender == "farm":  # the build the farm publishes, checked against its SHA-256
             blender = str(fetch_pinned(api, workdir / "blender"))
-        info = probe_blender(blender)
-        agent = Agent(api, info, workdir=workdir, device=args.device, slots=args.slots, name=args.name)
+        sandbox = choose(args.sandbox)
+        info = probe_blender(blender, sandbox)
+        agent = Agent(api, info, workdir=workdir, device=args.device, slots=args.slots, name=args.name,
+                      sandbox=sandbox, max_memory=args.max_blender_memory)
     except RenderError as e:
         print(f"framefarm worker: {e.message}", file=sys.stderr)
+        return 1
+    except SandboxError as e:
+        print(f"framefarm worker: {e}", file=sys.stderr)
         return 1
     except BlenderFetchError as e:
         print(f"framefarm worker: {e}", file=sys.stderr)

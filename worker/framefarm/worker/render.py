@@ -28,6 +28,8 @@ from framefarm.common.frameset import FrameRange, PartSpan
 from framefarm.common.procs import die_with_parent
 from framefarm.worker.blender_setup import _blender_setup
 from framefarm.worker.frames_check import FrameCheckError, check_frame
+from framefarm.worker.limits import NO_LIMITS, FrameClock, Limits, over_memory
+from framefarm.worker.sandbox import NO_SANDBOX, Sandbox, clean_env
 
 # Best first: OptiX is the fastest path on NVIDIA cards, CPU always works.
 GPU_PREFERENCE = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
@@ -104,12 +106,13 @@ print("FRAMEFARM" + "-PROBE " + json.dumps(info), flush=True)
 """.replace("{kinds!r}", repr(GPU_PREFERENCE))
 
 
-def probe_blender(path: str = "blender") -> BlenderInfo:
-    """Start Blender once to learn its version, Cycles devices and denoiser,
-    which the worker reports when it registers and uses for every render."""
-    cmd = [path, "-b", "--factory-startup", "--python-exit-code", "1", "--python-expr", _PROBE]
+def probe_blender(path: str = "blender", sandbox: Sandbox = NO_SANDBOX) -> BlenderInfo:
+    """Start Blender once (in `sandbox`, as every render will) to learn its version, Cycles
+    devices and denoiser, which the worker reports when it registers and uses for every render."""
+    cmd = sandbox.command([path, "-b", "--factory-startup", "--python-exit-code", "1", "--python-expr", _PROBE],
+                          gpu=True)
     try:
-        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=clean_env(),
                               errors="replace", timeout=PROBE_TIMEOUT_S)
     except FileNotFoundError:
         raise RenderError(f"Blender not found: {path!r} does not exist or is not on PATH") from None
@@ -159,11 +162,12 @@ class _Blender:
     """One running Blender process: its output goes to the shared log and a tail."""
 
     def __init__(self, cmd: list[str], expect: Path, label: str, log: IO[str] | None,
-                 log_lock: threading.Lock) -> None:
-        self.expect = expect
+                 log_lock: threading.Lock, clock: FrameClock, sandboxed: bool) -> None:
+        self.expect, self.clock, self.sandboxed = expect, clock, sandboxed
+        self.stopped_for = ""  # why the worker stopped it: a limit it ran past
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, errors="replace",
+                                     stderr=subprocess.STDOUT, text=True, errors="replace", env=clean_env(),
                                      start_new_session=True,  # its own group, killed as one
                                      preexec_fn=die_with_parent(signal.SIGKILL))
         self._reader = threading.Thread(target=self._read, args=(label, log, log_lock),
@@ -175,6 +179,7 @@ class _Blender:
         for line in self.proc.stdout:
             line = line.rstrip("\r\n")
             self.tail.append(line)
+            self.clock.line(line)
             if log is not None:
                 with lock:
                     log.write(f"{label}{line}\n")
@@ -191,13 +196,16 @@ class _Blender:
 
 def render_frames(info: BlenderInfo, scene: Path, frames: PartSpan | FrameRange, out_dir: Path, *,
                   device: str = "CPU", processes: int = 1, threads: int | None = None,
-                  cancel: threading.Event | None = None,
-                  log_path: Path | None = None) -> list[Path]:
+                  cancel: threading.Event | None = None, log_path: Path | None = None,
+                  sandbox: Sandbox = NO_SANDBOX, scene_root: Path | None = None,
+                  limits: Limits = NO_LIMITS) -> list[Path]:
     """Render `frames` (a part's span, or a whole range) of `scene` into `out_dir`
     as 0001.png-style files and return the checked frame files in frame order.
 
-    Raises RenderError (Blender failed, or a frame is missing or broken) or
-    RenderCancelled (`cancel` was set; Blender is stopped before this returns).
+    In `sandbox`, Blender sees `scene_root` (the scene's folder; the .blend's own folder
+    when None) read-only and writes only to `out_dir`. Raises RenderError (Blender failed,
+    ran past `limits`, or a frame is missing or broken) or RenderCancelled (`cancel` was
+    set; Blender is stopped before this returns).
     """
     span = as_span(frames)
     device = choose_device(device, info)
@@ -213,8 +221,9 @@ def render_frames(info: BlenderInfo, scene: Path, frames: PartSpan | FrameRange,
         per_process = max(1, (threads or len(os.sched_getaffinity(0))) // len(pieces))
     with tempfile.TemporaryDirectory(prefix="framefarm-render-") as tmp, \
             (log_path.open("a", encoding="utf-8") if log_path else contextlib.nullcontext()) as log:
-        runs = _start(info, scene, pieces, out_dir, Path(tmp), device, per_process, log)
-        outcome = _wait(runs, cancel)
+        folders = _Folders(scene_root.resolve() if scene_root else scene.parent, out_dir, Path(tmp))
+        runs = _start(info, scene, pieces, folders, device, per_process, log, sandbox)
+        outcome = _wait(runs, cancel, limits)
         if outcome == "cancelled":
             raise RenderCancelled(f"render of frames {span.start}-{span.end} cancelled")
         if isinstance(outcome, _Blender):
@@ -244,22 +253,34 @@ def slices(span: PartSpan, processes: int) -> list[PartSpan]:
     return pieces
 
 
-def _start(info: BlenderInfo, scene: Path, pieces: list[PartSpan], out_dir: Path,
-           tmp: Path, device: str, threads: int | None, log: IO[str] | None) -> list[_Blender]:
+@dataclass(frozen=True)
+class _Folders:
+    """What a render's Blender may see: the scene (read-only), its output and its scratch folder."""
+
+    scene: Path
+    out: Path
+    tmp: Path
+
+
+def _start(info: BlenderInfo, scene: Path, pieces: list[PartSpan], folders: _Folders, device: str,
+           threads: int | None, log: IO[str] | None, sandbox: Sandbox) -> list[_Blender]:
     lock, runs = threading.Lock(), []
     setup_source = inspect.getsource(_blender_setup)
+    tmp = folders.tmp
     try:
         for index, piece in enumerate(pieces):
             expect = tmp / f"expected-{index}.json"
             params = {"frames": piece.frames(), "expect": str(expect), "device": device, "has_oidn": info.has_oidn}
             setup = tmp / f"setup-{index}.py"
             setup.write_text(f"{setup_source}\n_blender_setup({params!r})\n", encoding="utf-8")
-            cmd = blender_command(info.path, scene, out_dir, setup, piece, device, threads)
+            cmd = sandbox.command(blender_command(info.path, scene, folders.out, setup, piece, device, threads),
+                                  read_only=[folders.scene], writable=[folders.out, tmp], gpu=device != "CPU")
             label = f"[{index}] " if len(pieces) > 1 else ""
             if log is not None:
                 with lock:
                     log.write(f"{label}$ {subprocess.list2cmdline(cmd)}\n")
-            runs.append(_Blender(cmd, expect, label, log, lock))
+            runs.append(_Blender(cmd, expect, label, log, lock, FrameClock(piece.frames()),
+                                 sandbox.bwrap is not None))
     except BaseException as exc:
         _stop(runs)
         if isinstance(exc, OSError):
@@ -279,14 +300,18 @@ def blender_command(blender: str, scene: Path, out_dir: Path, setup: Path, frame
             "--", "--cycles-device", device]
 
 
-def _wait(runs: list[_Blender], cancel: threading.Event | None) -> str | _Blender:
-    """Watch the processes: 'ok', 'cancelled', or the first one that failed
-    (the others are stopped then: the part fails anyway)."""
+def _wait(runs: list[_Blender], cancel: threading.Event | None, limits: Limits) -> str | _Blender:
+    """Watch the processes: 'ok', 'cancelled', or the first one that failed or ran past
+    a limit (the others are stopped then: the part fails anyway)."""
     outcome: str | _Blender = "ok"
     try:
         while True:
             if cancel is not None and cancel.is_set():
                 outcome = "cancelled"
+                break
+            over = _over_limit(runs, limits)
+            if over is not None:
+                outcome = over
                 break
             codes = [run.proc.poll() for run in runs]
             failed = next((run for run, code in zip(runs, codes, strict=True) if code not in (None, 0)), None)
@@ -302,6 +327,17 @@ def _wait(runs: list[_Blender], cancel: threading.Event | None) -> str | _Blende
     finally:
         _stop(runs)
     return outcome
+
+
+def _over_limit(runs: list[_Blender], limits: Limits) -> _Blender | None:
+    """The first Blender still running past a limit, marked with the reason to stop it."""
+    for run in runs:
+        if run.proc.poll() is None:
+            why = run.clock.overdue(limits.max_frame_s) or over_memory(run.proc.pid, limits.max_memory)
+            if why:
+                run.stopped_for = why
+                return run
+    return None
 
 
 def _stop(runs: list[_Blender]) -> None:
@@ -323,7 +359,11 @@ def _failure(run: _Blender) -> RenderError:
     """Blender's own words for what went wrong, and whether a retry could help."""
     code = run.proc.returncode
     tail = "\n".join(run.tail)
+    if run.stopped_for:
+        return RenderError(run.stopped_for, tail, deterministic=False)
     text, ours = _blender_message(list(run.tail))
+    if run.sandboxed and code > 128:  # bwrap exits 128 + N when Blender died of signal N
+        code = 128 - code
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
         hint = " (often the system running out of memory)" if -code == signal.SIGKILL else ""
