@@ -45,7 +45,7 @@ class FarmAPI:
         """Send one file: straight to the farm's storage where it hands out an upload URL (the
         farm then checks the bytes as it commits them), else streamed through a gateway."""
         size = os.stat(path).st_size
-        target = _send_direct(lambda: self._upload_target(sha, size), path, self.client.tls, progress)
+        target = _send_direct(lambda: self._upload_target(sha, size), path, progress, tls=self.client.tls)
         if target:
             self.client.request("POST", f"/v1/files/{sha}/commit", json_body={"id": target["id"]},
                                 read_timeout=600)
@@ -141,7 +141,7 @@ class FarmAPI:
                 "POST", f"/v1/parts/{part_id}/result/upload", headers=_lease(token), json_body={"size": size}).json()
             return reply if reply["url"] else None
 
-        target = _send_direct(ask, path, self.client.tls)
+        target = _send_direct(ask, path, tls=self.client.tls)
         if target:
             return self.client.request("POST", f"/v1/parts/{part_id}/result", headers=_lease(token),
                                        json_body={"id": target["id"]}, read_timeout=600).json()
@@ -201,8 +201,8 @@ class TransferFailed(FarmError):
     worth trying again with a fresh upload URL."""
 
 
-def _send_direct(ask: Callable[[], _Target | None], path: Path, tls: ssl.SSLContext,
-                 progress: Callable[[int], None] | None = None) -> _Target | None:
+def _send_direct(ask: Callable[[], _Target | None], path: Path,
+                 progress: Callable[[int], None] | None = None, tls: ssl.SSLContext | None = None) -> _Target | None:
     """Send `path` to the upload URL that `ask()` returns ({"url", "id"}), asking for a fresh
     one when a transfer breaks off. The target it went to; None where the farm wants the
     file streamed through a gateway instead."""
