@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, g, jsonify, redirect, request
+from flask import Blueprint, current_app, g, jsonify, redirect, request
 
 from . import cleanup, jobs, scene_files
 from .auth import requires
@@ -83,7 +83,8 @@ def get_job(job_id: str):
     wait = request.args.get("wait", type=float) or 0.0
     rev = request.args.get("rev", type=int)
     if wait > 0 and rev is not None:
-        job = jobs.wait_for_change(f, job_id, rev, wait)
+        job = jobs.wait_for_change(f, job_id, rev, wait, current_app.extensions["framefarm.waiters"],
+                                   g.identity.owner)
     out = jobs.view(f, job, with_parts=request.args.get("parts") == "1")
     if job["status"] == "done":
         out["download_url"] = signed_archive_link(f, job)

@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None, *, background: bool = False) ->
     app.config["MAX_CONTENT_LENGTH"] = None  # uploads enforce their own limit while streaming
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it
     app.extensions["framefarm"] = farm
-    app.extensions["framefarm.waiters"] = scheduling.Waiters(settings.max_waiters)
+    app.extensions["framefarm.waiters"] = scheduling.Waiters(settings.max_waiters, settings.max_waiters_per_token)
     errors.install(app)
 
     @app.before_request

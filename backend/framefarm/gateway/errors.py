@@ -22,6 +22,15 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.extra = status, code, message, extra
 
 
+class TooMany(ApiError):
+    """429: over a limit that frees up with time; the Retry-After header says when to ask again
+    (the farm's clients wait that long and retry: common/http.py)."""
+
+    def __init__(self, code: str, message: str, retry_after_s: float, **extra) -> None:
+        super().__init__(429, code, message, **extra)
+        self.retry_after_s = max(1, round(retry_after_s))
+
+
 def bad_request(message: str, code: str = "bad_request", **extra) -> ApiError:
     return ApiError(400, code, message, **extra)
 
@@ -41,7 +50,10 @@ def error_body(code: str, message: str, **extra):
 def install(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api(e: ApiError):
-        return jsonify(error_body(e.code, e.message, **e.extra)), e.status
+        resp = jsonify(error_body(e.code, e.message, **e.extra))
+        if isinstance(e, TooMany):
+            resp.headers["Retry-After"] = str(e.retry_after_s)
+        return resp, e.status
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException):

@@ -9,16 +9,16 @@ import json
 import posixpath
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any, cast
 
 from framefarm.common import frameset
 from framefarm.common.blendfile import BlendFileError, read_blend_info
 
-from . import cleanup, keys, parts, staging, workers
+from . import cleanup, keys, longpoll, parts, staging, workers
 from .errors import ApiError, bad_request, not_found
 from .farm import Farm
+from .longpoll import Waiters
 from .parts import ACTIVE
 
 MAX_NAME = 200  # characters of a job's name; openapi.yaml keeps a name sent to it too
@@ -179,14 +179,14 @@ def holds_file(farm: Farm, job_id: str, sha: str) -> bool:
     return bool(farm.redis.sismember(keys.files_held(job_id), sha))
 
 
-def wait_for_change(farm: Farm, job_id: str, rev: int, wait_s: float) -> dict[str, str]:
+def wait_for_change(farm: Farm, job_id: str, rev: int, wait_s: float, waiters: Waiters,
+                    party: str) -> dict[str, str]:
     """The job as soon as its revision differs from `rev`, or after `wait_s` (capped): a
-    long-poll, so clients learn of progress at once without hammering."""
-    deadline = time.monotonic() + min(wait_s, farm.settings.job_wait_max_s)
-    while True:
-        gen = farm.notifier.generation(f"job:{job_id}")
+    long-poll (longpoll.py, woken by the job's events), so clients learn of progress at once
+    without hammering. Past a cap on waiting requests, 429 unless the job already changed."""
+    def changed() -> dict[str, str] | None:
         job = load(farm, job_id, None)
-        left = deadline - time.monotonic()
-        if int(job.get("rev", 0)) != rev or left <= 0 or farm.notifier.closing:
-            return job
-        farm.notifier.wait(f"job:{job_id}", gen, min(left, 2.0))
+        return job if int(job.get("rev", 0)) != rev else None
+
+    got = longpoll.poll(farm, waiters, party, f"job:{job_id}", changed, min(wait_s, farm.settings.job_wait_max_s))
+    return got if got is not None else load(farm, job_id, None)

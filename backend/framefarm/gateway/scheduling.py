@@ -9,20 +9,17 @@ A lease that runs out is requeued by `reap` (lua/_lib.lua reap_expired).
 """
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 
 from framefarm.common.frameset import PartSpan
 
-from . import jobs, keys, parts, workers
+from . import jobs, keys, longpoll, parts, workers
 from .errors import ApiError
 from .farm import Farm
+from .longpoll import Waiters
 
 # How many jobs at a queue's head a claim looks past when the worker is kept away from them.
 SCAN_LIMIT = 64
-# Upper bound on a waiting claim's sleep between attempts, should an event be missed.
-POLL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -62,33 +59,11 @@ def claim_once(farm: Farm, worker_id: str, version: int) -> Lease | None:
     return Lease(pid, token, int(deadline), parts.span_from(res[4:8]), int(res[8]))
 
 
-class Waiters:
-    """Caps the long-polls one process holds, so waiting workers cannot take
-    every request thread and starve clients."""
-
-    def __init__(self, limit: int) -> None:
-        self._sem = threading.BoundedSemaphore(limit)
-
-    def __enter__(self) -> bool:
-        self._ok = self._sem.acquire(blocking=False)
-        return self._ok
-
-    def __exit__(self, *exc) -> None:
-        if self._ok:
-            self._sem.release()
-
-
 def claim(farm: Farm, worker_id: str, version: int, wait_s: float, waiters: Waiters) -> Lease | None:
-    """Claim a part, waiting up to `wait_s` for one to be queued."""
-    deadline = time.monotonic() + wait_s
-    with waiters as may_wait:
-        while True:
-            gen = farm.notifier.generation("work")
-            lease = claim_once(farm, worker_id, version)
-            left = deadline - time.monotonic()
-            if lease is not None or left <= 0 or not may_wait or farm.notifier.closing:
-                return lease
-            farm.notifier.wait("work", gen, min(left, POLL_S))
+    """Claim a part, waiting up to `wait_s` for one to be queued (a long-poll: longpoll.py,
+    woken by "work" events; past the process's cap on waiting requests, 429 after one try)."""
+    return longpoll.poll(farm, waiters, f"worker:{worker_id}", "work",
+                         lambda: claim_once(farm, worker_id, version), wait_s)
 
 
 def reap(farm: Farm) -> int:

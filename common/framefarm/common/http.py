@@ -239,12 +239,13 @@ class Client:
                     self._mark_down(url, e)
                     last = f"{url}: {e}"
                     continue
-                if resp.status in RETRY_STATUSES:
+                if resp.status in RETRY_STATUSES or _busy(resp):
                     detail = _error_message(resp)
                     resp.close()
                     last = f"{url}: HTTP {resp.status} {detail}"
                     wait_hint = max(wait_hint, _retry_after(resp))
-                    self._mark_down(url, f"HTTP {resp.status}")
+                    if resp.status in RETRY_STATUSES:  # a 429 is this token's limit, not a sick gateway
+                        self._mark_down(url, f"HTTP {resp.status}")
                     continue
                 self._mark_up(url)
                 if resp.status not in ok:
@@ -253,7 +254,8 @@ class Client:
             if len(untrusted) == len(candidates):  # retrying cannot make a certificate trusted
                 raise CertificateError("cannot verify the gateway's TLS certificate: " + untrusted[0])
             round_no += 1
-            pause = max(wait_hint, min(5.0, 0.25 * 2 ** round_no)) * random.uniform(0.5, 1.0)
+            # Retry-After is a floor: asking sooner is answered the same way.
+            pause = max(wait_hint, min(5.0, 0.25 * 2 ** round_no) * random.uniform(0.5, 1.0))
             if time.monotonic() + pause > deadline:
                 raise FarmUnavailable(f"no gateway answered ({last})")
             log.info("no gateway answered (%s); retrying in %.1fs", last, pause)
@@ -285,6 +287,13 @@ def _error_message(resp: Response) -> str:
         return resp.json()["error"]["message"]
     except (ValueError, KeyError, TypeError):
         return resp.body[:200].decode(errors="replace")
+
+
+def _busy(resp: Response) -> bool:
+    """A 429 with Retry-After: over a limit that frees up with time (too many requests or
+    waiting requests for this token), so the same request is sent again after that long.
+    A 429 without it is a limit that time does not lift (too many active jobs): an error."""
+    return resp.status == 429 and "retry-after" in resp.headers
 
 
 def _retry_after(resp: Response) -> float:
