@@ -46,9 +46,10 @@ def expect_error(resp, status: int, code: str | None = None) -> dict[str, Any]:
 
 
 def snapshot(farm: Farm) -> tuple[dict[str, bytes], dict[str, int]]:
-    """All of the farm's state: every Redis value and every stored object (temporary files included)."""
+    """All of the farm's state: every Redis value and every stored object (temporary files included).
+    Not the requests counted per token (quotas.py): every request counts, refused or not."""
     r = farm.redis
-    values = {k: r.dump(k) for k in sorted(r.keys("*"))}
+    values = {k: r.dump(k) for k in sorted(r.keys("*")) if not k.startswith(keys.REQUEST_COUNTS)}
     root: Path = farm.storage.root
     files = {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
     return values, files

@@ -50,7 +50,6 @@ BAD_SUBMISSIONS = {
     "chunk 0": (lambda sha: {"chunk": 0}, "bad_chunk"),
     "chunk -1": (lambda sha: {"chunk": -1}, "bad_chunk"),
     "chunk as float": (lambda sha: {"chunk": 2.5}, "bad_chunk"),
-    "more frames than max_frames": (lambda sha: {"frames": "1-1001"}, "too_many_frames"),
     "priority too high": (lambda sha: {"priority": 1001}, "bad_priority"),
     "priority too low": (lambda sha: {"priority": -1001}, "bad_priority"),
     "path escapes with ..": (lambda sha: {"manifest": {"scene.blend": sha, "../x": sha}}, "bad_manifest"),

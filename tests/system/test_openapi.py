@@ -284,7 +284,7 @@ REFUSED = {
     "manifest path climbing out": (("POST", "/v1/jobs", {"manifest": {"../x": "SCENE", "scene.blend": "SCENE"}},
                                     "client"), (400, "bad_manifest", "'../x'")),
     "main ending in a newline": (("POST", "/v1/jobs", {"manifest": {"scene.blend\n": "SCENE"}, "main": "scene.blend\n"},
-                                  "client"), (400, "not_a_blend", "is not a .blend file")),
+                                  "client"), (400, "bad_manifest", "without control characters")),
     "sha ending in a newline": (("POST", "/v1/files/missing", {"hashes": ["a" * 64 + "\n"]}, "client"),
                                 (400, "bad_hash", "is not a SHA-256")),
     "blender_version 3.4 and a newline": (("POST", "/v1/workers", {"blender_version": "3.4\n"}, "worker"),

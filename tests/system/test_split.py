@@ -174,7 +174,7 @@ def test_a_commit_that_loses_an_idempotency_race_answers_the_winner_and_leaves_n
 def test_a_big_job_is_written_in_short_scripts_and_cancelled_in_one(settings, tokens, scene_bytes):
     """20,000 one-frame parts (bench/claims.py measures 100,000): every part stored, nothing left
     staged, and a cancel drops the job's queue at once (the parts still queued read as cancelled)."""
-    http = create_app(dataclasses.replace(settings, max_frames=20_000)).test_client()
+    http = create_app(dataclasses.replace(settings, max_frames=20_000, max_parts=20_000)).test_client()
     sha = upload(http, tokens.client, scene_bytes)
     f = farm_of(http)
     job = submit(http, tokens.client, sha, frames="1-20000", chunk=1)

@@ -5,7 +5,7 @@ import logging
 
 from flask import Blueprint, current_app, g, jsonify, redirect, request
 
-from . import cleanup, jobs, scene_files
+from . import cleanup, jobs, quotas, scene_files
 from .auth import requires
 from .downloads import signed_archive_link
 from .errors import ApiError
@@ -61,6 +61,7 @@ def commit_file(sha: str):
 def submit():
     f = current_farm()
     job_request = jobs.JobRequest.from_body(_json(), f.settings.max_frames)
+    quotas.check_priority(f.settings, job_request.priority, g.identity)
     job_id, created = jobs.create(f, g.identity.owner, job_request, request.headers.get("Idempotency-Key"))
     job = jobs.load(f, job_id, None)
     return jsonify(jobs.view(f, job)), 201 if created else 200
@@ -85,7 +86,8 @@ def get_job(job_id: str):
     if wait > 0 and rev is not None:
         job = jobs.wait_for_change(f, job_id, rev, wait, current_app.extensions["framefarm.waiters"],
                                    g.identity.owner)
-    out = jobs.view(f, job, with_parts=request.args.get("parts") == "1")
+    paged = request.args.get("parts") == "1"
+    out = jobs.view(f, job, parts_from=request.args.get("parts_from", 0, type=int) if paged else None)
     if job["status"] == "done":
         out["download_url"] = signed_archive_link(f, job)
     return jsonify(out)

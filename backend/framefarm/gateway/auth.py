@@ -71,6 +71,9 @@ def authorize(roles: tuple[str, ...]) -> Identity:
         raise ApiError(403, "forbidden",
                        f"a {ident.role} token cannot do this; it needs a {' or '.join(roles)} token")
     g.identity = ident
+    from .quotas import count_request  # quotas needs this module's Identity
+
+    count_request(current_app.extensions["framefarm"], ident)
     return ident
 
 

@@ -16,6 +16,9 @@
 - A job whose gateway died while writing its parts (staging.py) is discarded part by part.
 - Final archives are deleted `archive_retention_s` after their job finished, and the job
   becomes `expired`: its download link then answers 410 with a message that says so.
+- An ended job's records (the job, its parts, manifest and index entries) are deleted
+  `record_retention_s` after it ended, never before its archive's retention: until then it
+  is still listed (as expired, once its archive is gone), and Redis does not grow forever.
 
 The sweep runs in every gateway process but takes a Redis lock for one period, so one
 process of one gateway does it each period. It reads the jobs that still hold files
@@ -44,6 +47,8 @@ DELETING_TTL_S = 600
 # Holders examined per sweep: the jobs still running plus those that ended since the last one.
 MAX_HOLDERS = 10_000
 MAX_ARCHIVES = 1_000
+MAX_RECORDS = 100  # jobs whose records one sweep removes
+RECORD_BATCH = 1_000  # part hashes deleted per round trip
 _FILE_KEY = re.compile(re.escape(keys.scene_file("")) + "([0-9a-f]{64})")
 
 
@@ -75,6 +80,7 @@ class Report:
     released: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     deleted_files: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
 
 
 def step(farm: Farm) -> Report | None:
@@ -83,9 +89,10 @@ def step(farm: Farm) -> Report | None:
     if not farm.redis.set(keys.CLEANUP_LOCK, secrets.token_hex(8), nx=True, px=period_ms):
         return None
     report = sweep(farm)
-    if report.released or report.expired or report.deleted_files:
-        log.info("clean-up: %d job(s) let go of their files, %d archive(s) expired, %d scene file(s) deleted",
-                 len(report.released), len(report.expired), len(report.deleted_files))
+    if report.released or report.expired or report.deleted_files or report.removed:
+        log.info("clean-up: %d job(s) let go of their files, %d archive(s) expired, %d scene file(s) deleted, "
+                 "%d job record(s) removed", len(report.released), len(report.expired), len(report.deleted_files),
+                 len(report.removed))
     return report
 
 
@@ -94,6 +101,7 @@ def sweep(farm: Farm) -> Report:
     discard_abandoned(farm, report)
     release_ended(farm, report)
     expire_archives(farm, report)
+    remove_records(farm, report)
     delete_unheld_files(farm, report)
     return report
 
@@ -122,6 +130,10 @@ def release_ended(farm: Farm, report: Report) -> None:
         if _release(farm, job_id, "ended"):
             farm.storage.delete_prefix(keys.job_parts(job_id))
             report.released.append(job_id)
+            if status is not None:  # every ended job passes here once: its records are due then
+                s = farm.settings
+                keep_ms = farm.ms(max(s.record_retention_s, s.archive_retention_s))
+                farm.redis.zadd(keys.RECORDS_DUE, {job_id: now + keep_ms})
 
 
 def expire_archives(farm: Farm, report: Report) -> None:
@@ -131,6 +143,32 @@ def expire_archives(farm: Farm, report: Report) -> None:
             farm.storage.delete(keys.archive(job_id))
             report.expired.append(job_id)
         farm.redis.zrem(keys.ARCHIVES, job_id)
+
+
+def remove_records(farm: Farm, report: Report) -> None:
+    """Delete the records of jobs ended longer ago than `record_retention_s`: the job's hash
+    and its parts', its manifest, queue and block lists, its entries in the job indexes, and
+    whatever it still has in storage. Parts go in batches, so a job of 100,000 parts never
+    holds Redis for long."""
+    due = farm.redis.zrangebyscore(keys.RECORDS_DUE, "-inf", redis_now_ms(farm.redis), start=0, num=MAX_RECORDS)
+    for job_id in cast(list[str], due):
+        owner, total = cast(list[str | None], farm.redis.hmget(keys.job(job_id), "owner", "parts_total"))
+        n = int(total or 0)
+        for start in range(0, n, RECORD_BATCH):
+            farm.redis.unlink(*(keys.part(keys.part_id(job_id, i)) for i in range(start, min(n, start + RECORD_BATCH))))
+        farm.storage.delete_prefix(keys.job_parts(job_id))
+        farm.storage.delete(keys.archive(job_id))
+        pipe = farm.redis.pipeline(transaction=True)
+        if owner:
+            pipe.zrem(keys.owner_jobs(owner), job_id)
+            pipe.zrem(keys.owner_active(owner), job_id)
+        for index in (keys.ALL_JOBS, keys.ARCHIVES, keys.ASSEMBLY):
+            pipe.zrem(index, job_id)
+        pipe.unlink(keys.manifest(job_id), keys.job_queue(job_id), keys.blocklist(job_id),
+                    keys.worker_failures(job_id), keys.files_held(job_id), keys.job(job_id))
+        pipe.zrem(keys.RECORDS_DUE, job_id)  # last: a sweep that dies midway does it again
+        pipe.execute()
+        report.removed.append(job_id)
 
 
 def delete_unheld_files(farm: Farm, report: Report) -> None:

@@ -15,13 +15,18 @@ from typing import Any, cast
 from framefarm.common import frameset
 from framefarm.common.blendfile import BlendFileError, read_blend_info
 
-from . import cleanup, keys, longpoll, parts, staging, workers
+from . import cleanup, keys, longpoll, parts, quotas, staging, workers
 from .errors import ApiError, bad_request, not_found
 from .farm import Farm
 from .longpoll import Waiters
 from .parts import ACTIVE
 
 MAX_NAME = 200  # characters of a job's name; openapi.yaml keeps a name sent to it too
+# Workers write every manifest path under their scene folder: a name longer than the file
+# systems' 255-byte limit, or a path past a bound that leaves room for that folder, would be
+# accepted here and then fail on every worker (ENAMETOOLONG). Bytes, not characters.
+MAX_PATH_COMPONENT_BYTES = 255
+MAX_PATH_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,8 @@ class JobRequest:
     def from_body(cls, body: dict[str, Any], max_frames: int) -> "JobRequest":
         """The request of a JSON body that the spec accepted (contract.py); 400 for the rest."""
         manifest, main = body["manifest"], body["main"]
+        for path in manifest:
+            _check_path(path)
         if main not in manifest:
             raise bad_request("main must name the .blend file of the manifest to render", "bad_manifest")
         fr = _frames(body["frames"], body.get("step", 1), max_frames)
@@ -49,6 +56,21 @@ class JobRequest:
             raise bad_request(f"name must be text of at most {MAX_NAME} characters", "bad_name")
         return cls(manifest, main, fr, name, body.get("priority", 0), body.get("chunk"),
                    body.get("max_frame_seconds"))
+
+
+def _check_path(path: str) -> None:
+    """400 for a manifest path that no worker could create (the spec already refused
+    absolute paths, `..`, backslashes and control characters)."""
+    size = len(path.encode("utf-8", "surrogatepass"))
+    if size > MAX_PATH_BYTES:
+        raise bad_request(f"manifest path {path[:80]!r}... is {size} bytes long; paths are limited to "
+                          f"{MAX_PATH_BYTES} bytes (UTF-8)", "bad_manifest")
+    for name in path.split("/"):
+        size = len(name.encode("utf-8", "surrogatepass"))
+        if size > MAX_PATH_COMPONENT_BYTES:
+            raise bad_request(f"manifest path {path[:80]!r}: the name {name[:40]!r}... is {size} bytes long; "
+                              f"file and folder names are limited to {MAX_PATH_COMPONENT_BYTES} bytes (UTF-8)",
+                              "bad_manifest")
 
 
 def _frames(frames: str | dict[str, int], step: int, max_frames: int) -> frameset.FrameRange:
@@ -62,8 +84,8 @@ def _frames(frames: str | dict[str, int], step: int, max_frames: int) -> framese
     except frameset.FrameSpecError as e:
         raise bad_request(str(e), "bad_frames") from None
     if fr.count > max_frames:
-        raise bad_request(f"{fr.count} frames requested; this farm accepts at most {max_frames} per job",
-                          "too_many_frames")
+        raise ApiError(413, "too_many_frames", f"{fr.count} frames requested; this farm accepts at most "
+                       f"{max_frames} per job (FRAMEFARM_MAX_FRAMES)", limit=max_frames)
     return fr
 
 
@@ -73,9 +95,12 @@ def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None)
     manifest, main, fr = req.manifest, req.main, req.frames
     idem = keys.idempotency(owner, idempotency_key) if idempotency_key else ""
 
+    if req.chunk is not None:
+        quotas.check_parts(farm.settings, fr.count, req.chunk, -(-fr.count // req.chunk))
     job_id = secrets.token_hex(6)
     # Held before checking they exist, so clean-up cannot delete one in between (cleanup.py).
-    with cleanup.holding_files(farm, job_id, manifest.values()) as hold:
+    with cleanup.holding_files(farm, job_id, manifest.values()) as hold, \
+            quotas.active_job_slot(farm, owner, job_id) as slot:
         missing = sorted(hold.blocked | {sha for sha in manifest.values()
                                          if not farm.storage.exists(keys.scene_file(sha))})
         if missing:
@@ -88,7 +113,8 @@ def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None)
             raise bad_request(f"{main}: {e}", "not_a_blend") from None
         chunk = req.chunk
         if chunk is None:
-            chunk = frameset.auto_chunk(fr.count, len(workers.capable(farm, info.version)))
+            chunk = max(frameset.auto_chunk(fr.count, len(workers.capable(farm, info.version))),
+                        quotas.min_chunk(farm.settings, fr.count))
         fields = {"name": req.name, "main": main, "scene_hash": manifest[main], "priority": req.priority,
                   "start": fr.start, "end": fr.end, "step": fr.step, "frames_total": fr.count,
                   "chunk": chunk, "blender_version": info.version}
@@ -97,7 +123,7 @@ def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None)
         record = staging.JobRecord(job_id, owner, idem, info.version, req.priority,
                                    json.dumps(manifest, sort_keys=True), fields)
         jid, created = staging.write(farm, record, fr.step, frameset.split(fr, chunk))
-        hold.keep = created  # a repeated request's files are held by the first job
+        hold.keep = slot.keep = created  # a repeated request's files and slot are the first job's
     return jid, created
 
 
@@ -134,8 +160,10 @@ def waiting_reason(farm: Farm, job: dict[str, str]) -> str | None:
             f"that version or newer (live workers run {', '.join(versions)})")
 
 
-def view(farm: Farm, job: dict[str, str], *, with_parts: bool = False) -> dict[str, Any]:
-    """The job as clients see it."""
+def view(farm: Farm, job: dict[str, str], *, parts_from: int | None = None) -> dict[str, Any]:
+    """The job as clients see it; with `parts_from`, a page of its parts from that index: at
+    most the farm's `part_page_size` of them, and `parts_next`, the index the next page starts
+    at (None after the last), so a job of 100,000 parts is never one answer of megabytes."""
     out: dict[str, Any] = {
         "id": job["id"], "name": job.get("name", ""), "status": job["status"],
         "priority": int(job.get("priority", 0)), "rev": int(job.get("rev", 0)),
@@ -151,8 +179,11 @@ def view(farm: Farm, job: dict[str, str], *, with_parts: bool = False) -> dict[s
         "waiting_reason": waiting_reason(farm, job),
         "max_frame_seconds": int(job["max_frame_seconds"]) if "max_frame_seconds" in job else None,
     }
-    if with_parts:
-        out["part_list"] = parts.part_list(farm.redis, job["id"], int(job["parts_total"]), job["status"])
+    if parts_from is not None:
+        total = int(job["parts_total"])
+        stop = min(total, parts_from + farm.settings.part_page_size)
+        out["part_list"] = parts.part_list(farm.redis, job["id"], parts_from, max(parts_from, stop), job["status"])
+        out["parts_next"] = stop if stop < total else None
     return out
 
 

@@ -58,6 +58,8 @@ FILE_HOLDERS = _const("K_FILE_HOLDERS", "files:holders")     # zset job id -> wh
 FILE_RELEASED = _const("K_FILE_RELEASED", "files:released")  # hash sha -> when its last holder let go
 ARCHIVES = _const("K_ARCHIVES", "archives")                  # zset job id -> when its archive finished
 CLEANUP_LOCK = PREFIX + "lock:cleanup"
+# Ended jobs whose records clean-up deletes: zset job id -> when (ms; cleanup.remove_records).
+RECORDS_DUE = PREFIX + "jobs:records_due"
 BLENDER = PREFIX + "blender"                      # hash: the pinned Blender build (blender_builds.py)
 
 # --- Redis: per object ----------------------------------------------------------------
@@ -79,6 +81,19 @@ worker_parts = _key("k_wparts", "worker:{}:parts")  # set of the part ids a work
 queue = _key("k_queue", "queue:{}")
 assembly_lock = _key("k_assembly_lock", "lock:assembly:{}")
 file_deleting = _key("k_deleting", "files:deleting:{}")
+
+
+def owner_active(owner: str) -> str:
+    """Zset job id -> when submitted (ms): an owner's jobs that may not have ended yet (quotas.py)."""
+    return f"{PREFIX}owner:{owner}:active"
+
+
+REQUEST_COUNTS = PREFIX + "rate:"
+
+
+def request_count(owner: str, window: int) -> str:
+    """Counter of one token's requests in one fixed window of a minute (quotas.py)."""
+    return f"{REQUEST_COUNTS}{owner}:{window}"
 
 
 def part_id(job_id: str, index: int) -> str:

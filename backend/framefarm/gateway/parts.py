@@ -38,10 +38,11 @@ def shown_state(state: str, job_status: str) -> str:
     return job_status if state == "queued" and job_status not in ACTIVE else state
 
 
-def part_list(r: redis.Redis, job_id: str, count: int, job_status: str) -> list[dict]:
-    """The job view's `part_list`: each part's span, state, attempts and last error."""
+def part_list(r: redis.Redis, job_id: str, start: int, stop: int, job_status: str) -> list[dict]:
+    """A page of the job view's `part_list`, parts `start` to `stop` (excluded): each part's
+    span, state, attempts and last error."""
     pipe = r.pipeline()
-    for i in range(count):
+    for i in range(start, stop):
         pipe.hmget(keys.part(keys.part_id(job_id, i)), *SPAN_FIELDS, "state", "attempts", "error")
     return [{**span_from(p[:4]).to_json(), "state": shown_state(p[4], job_status), "attempts": int(p[5] or 0),
              "error": p[6]} for p in pipe.execute()]

@@ -65,8 +65,67 @@ def frame_of(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def check_zip(path: Path | IO[bytes], frames: list[int]) -> None:
-    """Raise a 400 unless the zip holds exactly `frames`, once each, intact."""
+@dataclass(frozen=True)
+class Bounds:
+    """What a part's result may unpack to: `max_bytes` in all (its frames' worth) and, for an
+    entry past `RATIO_FLOOR`, at most `max_ratio` times its packed size. The gateway does not
+    know a scene's resolution or format, so a frame's worth is the farm's `max_frame_bytes`."""
+
+    max_bytes: int
+    max_ratio: int
+
+    @classmethod
+    def of(cls, farm: Farm, frames: int) -> "Bounds":
+        s = farm.settings
+        return cls(frames * s.max_frame_bytes, s.max_result_ratio)
+
+
+# Entries unpacking to less than this are never refused for their ratio: a small frame
+# (a flat colour) may pack very well, and it cannot weigh much whatever its ratio.
+RATIO_FLOOR = 1024 * 1024
+READ_BLOCK = 1024 * 1024
+
+
+class ResultTooLarge(ApiError):
+    """The result would unpack past its bounds (a zip bomb, or frames no scene renders)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(413, "result_too_large", message)
+
+
+def _check_sizes(zf: zipfile.ZipFile, bounds: Bounds) -> None:
+    """Refuse by the sizes the zip declares, then read every entry counting the bytes it really
+    unpacks to (never trusting the declared sizes), which also checks each entry's CRC."""
+    infos = zf.infolist()
+    declared = sum(i.file_size for i in infos)
+    if declared > bounds.max_bytes:
+        raise ResultTooLarge(f"the result declares {declared} bytes unpacked, more than its frames can weigh "
+                             f"({bounds.max_bytes} bytes: FRAMEFARM_MAX_FRAME_BYTES per frame)")
+    for info in infos:
+        _check_ratio(info.filename, info.file_size, info.compress_size, bounds)
+    total = 0
+    for info in infos:
+        size = 0
+        with zf.open(info) as fh:
+            while block := fh.read(READ_BLOCK):
+                size += len(block)
+                total += len(block)
+                if total > bounds.max_bytes:
+                    raise ResultTooLarge(f"the result unpacks to more than its frames can weigh "
+                                         f"({bounds.max_bytes} bytes: FRAMEFARM_MAX_FRAME_BYTES per frame)")
+                _check_ratio(info.filename, size, info.compress_size, bounds)
+
+
+def _check_ratio(name: str, unpacked: int, packed: int, bounds: Bounds) -> None:
+    if unpacked > max(RATIO_FLOOR, bounds.max_ratio * packed):
+        raise ResultTooLarge(f"{name} unpacks to {unpacked} bytes from {packed}, more than "
+                             f"{bounds.max_ratio} times its packed size (FRAMEFARM_MAX_RESULT_RATIO): "
+                             f"a zip bomb, not rendered frames")
+
+
+def check_zip(path: Path | IO[bytes], frames: list[int], bounds: Bounds) -> None:
+    """Raise a 400 unless the zip holds exactly `frames`, once each, intact; a 413
+    (ResultTooLarge) when it would unpack past `bounds`."""
     try:
         with zipfile.ZipFile(path) as zf:
             seen: dict[int, str] = {}
@@ -84,9 +143,7 @@ def check_zip(path: Path | IO[bytes], frames: list[int]) -> None:
                 extra = sorted(set(seen) - expected)[:10]
                 raise bad_request(f"the result does not hold the part's frames (missing {missing}, "
                                   f"unexpected {extra})", "bad_result")
-            broken = zf.testzip()
-            if broken is not None:
-                raise bad_request(f"{broken} is corrupt in the result zip", "bad_result")
+            _check_sizes(zf, bounds)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError, RuntimeError,
             OSError, zlib.error, lzma.LZMAError) as e:
         # Corrupt compressed data, an unknown compression method or an encrypted entry
@@ -94,12 +151,21 @@ def check_zip(path: Path | IO[bytes], frames: list[int]) -> None:
         raise bad_request(f"the result is not a readable zip: {e}", "bad_result") from None
 
 
-def _check_stream(src: BinaryIO, frames: list[int], limit: int) -> None:
+def _check_stream(src: BinaryIO, frames: list[int], limit: int, bounds: Bounds) -> None:
     """Spool a result to a temporary file (zipfile must seek) and check it."""
     with tempfile.TemporaryFile(suffix=".zip") as tmp:
         uploads.drain(src, limit, copy_to=tmp)
         tmp.seek(0)
-        check_zip(tmp, frames)
+        check_zip(tmp, frames, bounds)
+
+
+def _refused(farm: Farm, part: LeasedPart, e: ResultTooLarge) -> ApiError:
+    """A result past its bounds is not retried as it is: the attempt fails with the reason
+    (so the job's error says it, should the part run out of attempts)."""
+    outcome = fail(farm, part, f"the worker's result was refused: {e.message}", "", False)
+    then = {Outcome.REQUEUED: "the part is queued again", Outcome.FAILED: "the job failed",
+            Outcome.ENDED: "its job had already ended"}[outcome]
+    return ResultTooLarge(f"{e.message}; nothing was stored and this attempt failed ({then})")
 
 
 def _result_key(part: LeasedPart) -> str:
@@ -111,13 +177,17 @@ def store_streamed(farm: Farm, part: LeasedPart) -> str:
     key = _result_key(part)
     limit = farm.settings.max_upload_bytes
     uploads.stream_to(farm.storage, key, limit)
+    bounds = Bounds.of(farm, part.span.count)
     try:
         local = farm.storage.local_path(key)
         if local is not None:
-            check_zip(local, part.span.frames())
+            check_zip(local, part.span.frames(), bounds)
         else:
             with farm.storage.open_read(key) as src:
-                _check_stream(src, part.span.frames(), limit)
+                _check_stream(src, part.span.frames(), limit, bounds)
+    except ResultTooLarge as e:
+        farm.storage.delete(key)
+        raise _refused(farm, part, e) from None
     except BaseException:
         farm.storage.delete(key)
         raise
@@ -134,11 +204,15 @@ def commit_uploaded(farm: Farm, part: LeasedPart, upload_id: str) -> str:
     src = keys.part_upload(part.job_id, part.span.index, part.token, upload_id)
     key = _result_key(part)
     limit = farm.settings.max_upload_bytes
+    bounds = Bounds.of(farm, part.span.count)
     try:
-        farm.storage.promote(src, key, lambda fh: _check_stream(fh, part.span.frames(), limit))
+        farm.storage.promote(src, key, lambda fh: _check_stream(fh, part.span.frames(), limit, bounds))
     except ObjectMissing:
         raise ApiError(404, "no_upload", f"no finished upload of part {part.id}'s result under this id: "
                                          "send it to its upload URL first") from None
+    except ResultTooLarge as e:
+        farm.storage.delete(src)
+        raise _refused(farm, part, e) from None
     except ApiError:
         farm.storage.delete(src)
         raise

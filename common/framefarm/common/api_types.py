@@ -156,6 +156,7 @@ class Job(TypedDict):
     waiting_reason: str | None
     max_frame_seconds: NotRequired[int | None]
     download_url: NotRequired[str]
+    parts_next: NotRequired[int | None]
     part_list: NotRequired[list[JobPartListItem]]
 
 
