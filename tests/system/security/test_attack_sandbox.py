@@ -118,29 +118,42 @@ def test_no_network_inside_the_sandbox():
     assert "INTERFACES ['lo']" in inside.stdout
 
 
-def test_sandbox_required_refuses_to_start_without_bwrap(tmp_path):
-    """On a machine without bwrap (here: a PATH without it), `--sandbox required` does not start;
-    `auto` says so loudly."""
-    require_blender()
+@pytest.fixture(params=["no bwrap", "a Blender that needs a file outside"])
+def unsandboxable(request, tmp_path) -> tuple[dict[str, str], str, str]:
+    """A machine where the sandbox cannot run Blender: (environment, --blender, the problem)."""
+    blender = require_blender()
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "blender").symlink_to(require_blender())
-    env = {"PATH": str(bin_dir), "FRAMEFARM_TOKEN": "x", "FRAMEFARM_HOME": str(tmp_path / "home")}
-    done = framefarm_cli("worker", "--sandbox", "required", "--gateway", "http://127.0.0.1:9",
-                         "--workdir", str(tmp_path / "w"), env=env, timeout=120)
+    env = {"FRAMEFARM_TOKEN": "x", "FRAMEFARM_HOME": str(tmp_path / "home")}
+    if request.param == "no bwrap":  # a PATH with Blender and without bwrap
+        (bin_dir / "blender").symlink_to(blender)
+        return {**env, "PATH": str(bin_dir)}, "blender", "bwrap (bubblewrap) is not installed"
+    require("bwrap")
+    needed = tmp_path / "licence.key"  # as a site's Blender wrapper might read, outside the sandbox
+    needed.write_text("ok")
+    wrapper = bin_dir / "blender-site"
+    wrapper.write_text(f"#!/bin/sh\ncat {needed} >/dev/null || exit 3\nexec {blender} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return env, str(wrapper), "Blender does not start in the sandbox"
+
+
+def test_where_the_sandbox_cannot_run_required_refuses_and_auto_warns(unsandboxable, tmp_path):
+    env, blender, problem = unsandboxable
+    args = ["worker", "--blender", blender, "--gateway", "http://127.0.0.1:9", "--workdir", str(tmp_path / "w")]
+    done = framefarm_cli(*args, "--sandbox", "required", env=env, timeout=120)
     assert done.returncode == 1
-    assert "--sandbox required, but bwrap (bubblewrap) is not installed" in done.stderr
-    with subprocess.Popen([sys.executable, "-m", "framefarm.cli", "worker", "--sandbox", "auto", "--gateway",
-                           "http://127.0.0.1:9", "--workdir", str(tmp_path / "w")], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, env={**os.environ, **env}) as proc:
+    assert f"--sandbox required, but {problem}" in done.stderr
+    with subprocess.Popen([sys.executable, "-m", "framefarm.cli", *args, "--sandbox", "auto"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env={**os.environ, **env}) as proc:
         assert proc.stdout is not None
         lines = []
-        for line in proc.stdout:
+        for line in proc.stdout:  # read until the warning's last line, or the end
             lines.append(line)
             if "UNSANDBOXED" in line:
                 break
         proc.send_signal(signal.SIGTERM)
-    assert any("NO SANDBOX: bwrap (bubblewrap) is not installed" in line for line in lines), "".join(lines)
+    assert any(f"NO SANDBOX: {problem}" in line for line in lines), "".join(lines)
 
 
 def test_the_bpy_back_end_is_sandboxed_too(tmp_path):

@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from framefarm.cli.usage import ROLE_COMMANDS, UsageError, client_options
 from framefarm.client import config
 from framefarm.common import home
 from framefarm.common.procs import on_stop_signals
+
+if TYPE_CHECKING:
+    from .render import BlenderInfo
+    from .sandbox import Sandbox
 
 
 def add_worker(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -42,10 +47,29 @@ def _size(text: str) -> int:
     return size
 
 
+def _probe(blender: str, sandbox: Sandbox, mode: str) -> tuple[BlenderInfo, Sandbox]:
+    """Blender probed as it will run. A Blender that starts only outside the sandbox (bwrap
+    works, but this system's Blender needs files the sandbox leaves out) is refused under
+    `required` and, under `auto`, runs unsandboxed after a loud warning, like a missing bwrap."""
+    from .render import RenderError, probe_blender
+    from .sandbox import SandboxError, unsandboxed
+
+    try:
+        return probe_blender(blender, sandbox), sandbox
+    except RenderError as e:
+        if sandbox.bwrap is None:
+            raise
+        problem = f"Blender does not start in the sandbox: {e.message}"
+        if mode == "required":
+            raise SandboxError(f"--sandbox required, but {problem}\n{e.log_tail}") from None
+    info = probe_blender(blender)  # fails as usual where Blender does not start at all
+    return info, unsandboxed(problem)
+
+
 def worker(args: argparse.Namespace) -> int:
     from .agent import Agent
     from .blender_fetch import BlenderFetchError, fetch_pinned
-    from .render import RenderError, probe_blender
+    from .render import RenderError
     from .sandbox import SandboxError, choose
 
     if args.slots < 1:
@@ -56,8 +80,7 @@ def worker(args: argparse.Namespace) -> int:
         blender = args.blender or "blender"
         if blender == "farm":  # the build the farm publishes, checked against its SHA-256
             blender = str(fetch_pinned(api, workdir / "blender"))
-        sandbox = choose(args.sandbox)
-        info = probe_blender(blender, sandbox)
+        info, sandbox = _probe(blender, choose(args.sandbox), args.sandbox)
         agent = Agent(api, info, workdir=workdir, device=args.device, slots=args.slots, name=args.name,
                       sandbox=sandbox, max_memory=args.max_blender_memory)
     except RenderError as e:

@@ -6,8 +6,9 @@ PLY, STL and VDB files through geometry nodes). Python auto-run stays off
 (`--disable-autoexec`), but that does not stop file reads. So on Linux each Blender runs
 under `bwrap` and sees only:
 
-- the system's programs and libraries (`/usr`, and `/etc` entries the loader and fonts
-  need: never the whole `/etc`, which holds `shadow` and keys readable by a root worker),
+- the system's programs and libraries (`/usr` and the `/lib`, `/bin` links, and `/etc` entries
+  the loader and fonts need: never the whole `/etc`, which holds `shadow` and keys readable by
+  a root worker),
 - its own install (a Blender the worker downloaded, or the bpy launcher's Python),
 - the scene folder, read-only, and its output folder, the only place it may write,
 - a private `/tmp`, an empty `/dev`, its own `/proc`;
@@ -40,7 +41,9 @@ PROBE_TIMEOUT_S = 30.0
 _ETC = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "fonts", "localtime", "OpenCL")
 # Top-level system folders: bound read-only, or recreated as the links they are
 # on merged-/usr systems (Debian 12's /lib -> usr/lib).
-_SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
+# Not /opt: other software's data and keys live there; a Blender installed under it gets its own
+# folder bound (install_paths).
+_SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # GPU device nodes, passed in only when Blender renders on a GPU.
 _GPU_DEVICES = ("/dev/dri", "/dev/kfd", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools",
                 "/dev/nvidia-modeset")
@@ -164,6 +167,11 @@ def choose(mode: str) -> Sandbox:
         return Sandbox(shutil.which("bwrap"))
     if mode == "required":
         raise SandboxError(f"--sandbox required, but {problem}")
+    return unsandboxed(problem)
+
+
+def unsandboxed(problem: str) -> Sandbox:
+    """`--sandbox auto` where the sandbox cannot run: said loudly, then no sandbox."""
     log.warning("=" * 72)
     log.warning("NO SANDBOX: %s.", problem)
     log.warning("Blender will run UNSANDBOXED: a client's scene can read any file this worker can "
