@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from farmtools import require, sha256
-from sandboxtools import GREEN, RED, attack_scene, farm_api, png, rendered, submit
+from sandboxtools import GREEN, RED, attack_scene, farm_api, finished, png, rendered, submit
 
 
 @pytest.mark.parametrize("mode", ["auto", "off"])
@@ -52,3 +52,25 @@ def test_a_compositor_cannot_overwrite_a_cached_file(cluster, tmp_path, mode):
     assert cached.read_bytes() == original
     log = (cluster.root / "worker-0.log").read_text()
     assert ("changed since it was verified: dropped" in log) == (mode == "off")
+
+
+def test_a_scene_folder_that_cannot_be_built_fails_the_job_at_once_and_leaves_nothing(cluster, tmp_path):
+    """Issue 9, item 12 (the worker's half): a manifest the gateway accepts but no worker can lay
+    out (`tex.png` is a file and a folder at once) fails its job with a readable reason at the
+    first try, instead of blocking workers and leaving the job running, and no half-built
+    scene folder is left behind."""
+    cluster.add_gateway()
+    cluster.add_worker()
+    cluster.wait_registered(1)
+    api = farm_api(cluster, cluster.tokens.client)
+    texture = tmp_path / "tex.png"
+    png(texture, GREEN)
+    scene = attack_scene(tmp_path / "scene.blend", "--image", "//tex.png")
+    job_id = submit(api, {"scene.blend": scene, "tex.png": texture, "tex.png/inner.png": texture}, "scene.blend")
+    job = finished(api, job_id, 60)
+    assert job["status"] == "failed", job
+    assert job["error"] is not None and job["error"].startswith("the scene could not be made ready: cannot place "
+                                                                 "the scene's file tex.png"), job["error"]
+    assert job["part_list"][0]["attempts"] == 1
+    scenes = cluster.root / "worker-0" / "cache" / "scenes"
+    assert [p.name for p in scenes.iterdir()] == []

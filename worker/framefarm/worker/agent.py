@@ -212,7 +212,7 @@ class Agent:
         except FrameSpecError as e:
             self._report(part, f"the farm sent a part this worker cannot read: {e}", "", False)
         except CacheError as e:
-            self._report(part, f"the scene could not be made ready on this worker: {e}", "", e.deterministic)
+            self._report(part, f"the scene could not be made ready: {e}", "", e.deterministic)
         except FarmError as e:
             if e.status == 409:
                 log.warning("part %s: the farm refused our result (%s)", pid, e.message)

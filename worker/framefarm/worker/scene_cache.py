@@ -156,7 +156,7 @@ class SceneCache:
             return CacheError(f"the scene's file name {shown} is too long for this worker's file system",
                               deterministic=True)
         reason = exc.strerror or str(exc)
-        return CacheError(f"cannot place the scene's file {shown} on this worker: {reason}",
+        return CacheError(f"cannot place the scene's file {shown}: {reason}",
                           deterministic=exc.errno in _NAME_ERRORS)
 
     def _evict(self) -> None:
