@@ -153,10 +153,13 @@ def test_more_parts_than_a_job_may_have_is_413_and_redis_is_unchanged(settings, 
 
 
 def test_a_chunk_the_farm_picks_stays_within_the_parts_limit(settings, tokens, scene_bytes):
+    """Ten live workers would get three parts each (30) unless the limit raises the chunk."""
     http = app_with(settings, max_parts=7)
+    for n in range(10):
+        register_worker(http, tokens.worker, name=f"w{n}")
     sha = upload(http, tokens.client, scene_bytes)
     job = submit(http, tokens.client, sha, frames="1-1000", chunk=None)
-    assert job["parts"]["total"] <= 7
+    assert job["parts"]["total"] == 7 and job["parts"]["chunk"] == 143
 
 
 def test_a_client_may_not_jump_the_queue_but_an_admin_may(http, tokens, scene_sha):
