@@ -97,7 +97,7 @@ def time_claims(farm: Farm, wid: str, n: int) -> dict:
         lease = scheduling.claim_once(farm, wid, 304)
         rtts.append(time.perf_counter() - t0)
         assert lease is not None
-        farm.scripts.release(args=[lease.part_id, lease.token])
+        farm.scripts.release(args=[lease.part_id, lease.token, wid])
     claim_ms = slowlog_scripts(farm)[0::2]  # claim, release, claim, release...
     return {"rtt_ms": statistics.median(rtts) * 1000, "script_ms": statistics.median(claim_ms)}
 

@@ -25,8 +25,10 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def lease(token: str) -> dict[str, str]:
-    return {"X-Lease-Token": token}
+def lease(part: dict[str, Any], token: str | None = None) -> dict[str, str]:
+    """The headers of a call about a claimed part: its lease token (or `token` instead) and the
+    worker the lease is bound to."""
+    return {"X-Lease-Token": part["token"] if token is None else token, "X-Worker-Id": part["worker"]}
 
 
 def farm_of(http) -> Farm:
@@ -47,9 +49,11 @@ def expect_error(resp, status: int, code: str | None = None) -> dict[str, Any]:
 
 def snapshot(farm: Farm) -> tuple[dict[str, bytes], dict[str, int]]:
     """All of the farm's state: every Redis value and every stored object (temporary files included).
-    Not the requests counted per token (quotas.py): every request counts, refused or not."""
+    Not the requests counted per token (quotas.py): every request counts, refused or not; nor what
+    a live gateway's own loops rewrite as time passes (its announcement, the clean-up lock)."""
     r = farm.redis
-    values = {k: r.dump(k) for k in sorted(r.keys("*")) if not k.startswith(keys.REQUEST_COUNTS)}
+    values = {k: r.dump(k) for k in sorted(r.keys("*"))
+              if not k.startswith(keys.REQUEST_COUNTS) and k not in (keys.GATEWAYS, keys.CLEANUP_LOCK)}
     root: Path = farm.storage.root
     files = {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
     return values, files
@@ -118,12 +122,12 @@ def frames_zip(frames: list[int], ext: str = ".png") -> bytes:
 def put_result(http, token: str, part: dict[str, Any], data: bytes | None = None, lease_token: str | None = None):
     data = frames_zip(part["frames"]) if data is None else data
     return http.put(f"/v1/parts/{part['id']}/result", data=data,
-                    headers={**bearer(token), **lease(part["token"] if lease_token is None else lease_token)})
+                    headers={**bearer(token), **lease(part, lease_token)})
 
 
 def fail_part(http, token: str, part: dict[str, Any], message: str, deterministic: bool = False):
     return http.post(f"/v1/parts/{part['id']}/failure", json={"message": message, "deterministic": deterministic},
-                     headers={**bearer(token), **lease(part["token"])})
+                     headers={**bearer(token), **lease(part)})
 
 
 def part_fields(http, pid: str) -> dict[str, str]:

@@ -83,7 +83,7 @@ def stage_job(http, tokens, scene: bytes, *, frames: int, chunk: int, frame_size
                     for i in range(0, len(data), BLOCK):
                         entry.write(data[i:i + BLOCK])
                 staged.frames[name] = (len(data), zlib.crc32(data))
-        status = farm.scripts.complete(args=[part["id"], part["token"], key])
+        status = farm.scripts.complete(args=[part["id"], part["token"], part["worker"], key])
         assert status[0] == "ok", status
         staged.results.append(key)
     assert farm.redis.hget(keys.job(job["id"]), "status") == "assembling"

@@ -101,7 +101,7 @@ def test_a_result_without_the_current_lease_token_is_refused(http, tokens, lease
     with unchanged(http):
         if token is None:
             resp = http.put(f"/v1/parts/{leased.part['id']}/result", data=frames_zip(leased.part["frames"]),
-                            headers=bearer(tokens.worker))
+                            headers={**bearer(tokens.worker), "X-Worker-Id": leased.wid})
         else:
             resp = put_result(http, tokens.worker, leased.part, lease_token=token)
         expect_error(resp, 409, "stale_lease")
@@ -114,11 +114,11 @@ def test_failure_and_release_need_the_current_lease(http, tokens, leased):
     with unchanged(http):
         for action in ("failure", "release"):
             resp = http.post(f"/v1/parts/{pid}/{action}", json={"message": "m"},
-                             headers={**bearer(tokens.worker), **lease("999999")})
+                             headers={**bearer(tokens.worker), **lease(leased.part, "999999")})
             expect_error(resp, 409, "stale_lease")
             expect_error(http.post(f"/v1/parts/{leased.job['id']}:9/{action}", json={},
-                                   headers={**bearer(tokens.worker), **lease(leased.part["token"])}), 404)
-    resp = http.post(f"/v1/parts/{pid}/release", headers={**bearer(tokens.worker), **lease(leased.part["token"])})
+                                   headers={**bearer(tokens.worker), **lease(leased.part)}), 404)
+    resp = http.post(f"/v1/parts/{pid}/release", headers={**bearer(tokens.worker), **lease(leased.part)})
     assert resp.get_json() == {"outcome": "requeued"}
     assert part_fields(http, pid)["attempts"] == "0", "a release is not a failed attempt"
 
@@ -241,7 +241,7 @@ def test_random_failure_reports_never_cause_a_server_error(settings, tokens, sce
         if not held:
             held.append(lease_one())
         resp = http.post(f"/v1/parts/{held[0]['id']}/failure", data=json.dumps(body),
-                         content_type="application/json", headers={**bearer(tokens.worker), **lease(held[0]["token"])})
+                         content_type="application/json", headers={**bearer(tokens.worker), **lease(held[0])})
         assert resp.status_code in (200, 400), (body, resp.get_data(as_text=True))
         if resp.status_code == 200:
             held.clear()

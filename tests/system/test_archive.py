@@ -27,7 +27,7 @@ def done_parts(http, app, tokens, scenes):
         part = http.post(f"/v1/workers/{wid}/claim", json={"wait": 0}, headers=auth(tokens.worker)).get_json()["part"]
         body = zip_bytes({f"{f:04d}.png": f"frame {f}".encode() for f in part["frames"]})
         res = http.put(f"/v1/parts/{part['id']}/result", data=body,
-                       headers={**auth(tokens.worker), "X-Lease-Token": part["token"]})
+                       headers={**auth(tokens.worker), "X-Lease-Token": part["token"], "X-Worker-Id": wid})
         assert res.status_code == 200, res.get_json()
     return app.extensions["framefarm"], job["id"]
 

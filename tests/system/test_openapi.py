@@ -159,7 +159,7 @@ def test_a_real_flow_answers_as_the_spec_says(http, tokens, scene_sha, scene_byt
     c(http.post(f"/v1/workers/{wid}/claim", json={"wait": 0}, headers=worker), "POST", "/v1/workers/{wid}/claim")
     c(http.post(f"/v1/workers/{wid}/heartbeat", json={"parts": [{"id": p["id"], "token": p["token"]} for p in parts]},
                 headers=worker), "POST", "/v1/workers/{wid}/heartbeat")
-    held = {**worker, **lease(parts[0]["token"])}
+    held = {**worker, **lease(parts[0])}
     files = c(http.get(f"/v1/parts/{parts[0]['id']}/scene", headers=held), "GET", "/v1/parts/{pid}/scene")["files"]
     fetched = http.get(f"/v1/parts/{parts[0]['id']}/files/{files['scene.blend']}", headers=held)
     c(fetched, "GET", "/v1/parts/{pid}/files/{sha}")
@@ -171,7 +171,7 @@ def test_a_real_flow_answers_as_the_spec_says(http, tokens, scene_sha, scene_byt
       "POST", "/v1/parts/{pid}/result")
     for part in parts:
         c(http.put(f"/v1/parts/{part['id']}/result", data=frames_zip(part["frames"]),
-                   headers={**worker, **lease(part["token"])}), "PUT", "/v1/parts/{pid}/result")
+                   headers={**worker, **lease(part)}), "PUT", "/v1/parts/{pid}/result")
     c(http.put(f"/v1/parts/{parts[0]['id']}/result", data=b"late", headers=held), "PUT", "/v1/parts/{pid}/result")
 
     farm = farm_of(http)
@@ -190,7 +190,7 @@ def test_a_real_flow_answers_as_the_spec_says(http, tokens, scene_sha, scene_byt
     for action in ("release", "failure"):
         part = claim(http, tokens.worker, wid)
         c(http.post(f"/v1/parts/{part['id']}/{action}", json={"message": "m"},
-                    headers={**worker, **lease(part["token"])}), "POST", f"/v1/parts/{{pid}}/{action}")
+                    headers={**worker, **lease(part)}), "POST", f"/v1/parts/{{pid}}/{action}")
         c(http.post(f"/v1/parts/{part['id']}/{action}", headers=worker), "POST", f"/v1/parts/{{pid}}/{action}")
     c(http.post(f"/v1/jobs/{other['id']}/cancel", headers=client), "POST", "/v1/jobs/{job_id}/cancel")
     c(http.delete(f"/v1/workers/{wid}", headers=worker), "DELETE", "/v1/workers/{wid}")
@@ -248,7 +248,7 @@ def test_direct_transfers_answer_as_the_spec_says(gcs, settings, tokens, scene_b
     job = c(http.post("/v1/jobs", json=job_body(sha, frames="1-2"), headers=client), "POST", "/v1/jobs")
     wid = http.post("/v1/workers", json={"blender_version": "3.4.1"}, headers=worker).get_json()["id"]
     part = claim(http, tokens.worker, wid)
-    held = {**worker, **lease(part["token"])}
+    held = {**worker, **lease(part)}
     scene = c(http.get(f"/v1/parts/{part['id']}/scene", headers=held), "GET", "/v1/parts/{pid}/scene")
     with urllib.request.urlopen(scene["urls"][sha], timeout=30) as resp:
         assert resp.read() == scene_bytes

@@ -35,7 +35,7 @@ def test_a_part_handed_back_goes_out_again_before_younger_jobs(http, tokens, sce
     wid = register_worker(http, tokens.worker)
     a0, a1 = claim(http, tokens.worker, wid), claim(http, tokens.worker, wid)
     assert names([a0, a1], jobs) == ["A0", "A1"]  # job A has left the line: no part of it is queued
-    resp = http.post(f"/v1/parts/{a1['id']}/release", headers={**bearer(tokens.worker), **lease(a1["token"])})
+    resp = http.post(f"/v1/parts/{a1['id']}/release", headers={**bearer(tokens.worker), **lease(a1)})
     assert resp.get_json() == {"outcome": "requeued"}
     assert names([claim(http, tokens.worker, wid) for _ in range(3)], jobs) == ["A1", "B0", "B1"]
 

@@ -128,7 +128,7 @@ def live(scenes) -> LiveFarm:
             done = lf.submit("1-2")
             for part in (lf.claim(), lf.claim()):
                 assert lf.call("PUT", f"/v1/parts/{part['id']}/result", lf.worker, data=frames_zip(part["frames"]),
-                               headers={"X-Lease-Token": part["token"]}).status_code == 200
+                               headers={"X-Lease-Token": part["token"], "X-Worker-Id": part["worker"]}).status_code == 200
             view = wait_for(lambda: (v := lf.call("GET", f"/v1/jobs/{done['id']}", lf.client).json())["status"]
                             == "done" and v, 30, "the first job to be assembled")
             lf.done_job = done["id"]
@@ -196,7 +196,7 @@ def feed(case, live: LiveFarm) -> str | None:
         if path == "/v1/files/{sha}" and positive(case, ParameterLocation.BODY):
             params["sha"] = hashlib.sha256(serialize_binary(case.body)).hexdigest()  # the bytes as sent
     if "pid" in params and live.lease is not None and positive(case, ParameterLocation.HEADER):
-        case.headers = {**(case.headers or {}), "X-Lease-Token": live.lease["token"]}
+        case.headers = {**(case.headers or {}), "X-Lease-Token": live.lease["token"], "X-Worker-Id": live.lease["worker"]}
     if positive(case, ParameterLocation.QUERY) and path in ("/v1/download/{job_id}", "/v1/blender/{sha}"):
         case.query = {**(case.query or {}), **{k: v for k, v in (
             live.download if path.startswith("/v1/download") else live.blender).items() if k != "sha"}}

@@ -1,8 +1,11 @@
 """Endpoints for worker agents: register, claim, heartbeat, fetch scenes, report results.
 
-Every call about a part carries its lease token (header X-Lease-Token). A token
-that no longer fences the part (the lease expired and the part went to another
-worker, or the job ended) is answered 409 and changes nothing.
+Every call about a part carries its lease token (header X-Lease-Token) and the id of
+the worker holding it (X-Worker-Id). A lease is bound to the worker that claimed it and
+a worker id to the token that registered it, so the call must show all three: another
+token's worker id is answered 403, a token that no longer fences the part for this
+worker (the lease expired and the part went to another worker, or the job ended) 409,
+and neither changes anything.
 """
 from __future__ import annotations
 
@@ -82,7 +85,7 @@ def claim(wid: str):
     lease = got.lease
     return jsonify({"part": {
         "id": lease.part_id, "job": got.job_id, "index": lease.span.index, "span": lease.span.to_json(),
-        "frames": lease.span.frames(), "token": lease.token, "deadline_ms": lease.deadline_ms,
+        "frames": lease.span.frames(), "token": lease.token, "worker": wid, "deadline_ms": lease.deadline_ms,
         "attempts": lease.attempts, "scene_hash": got.scene_hash, "main": got.main,
         "blender_version": got.blender_version, "max_frame_seconds": got.max_frame_seconds}})
 
@@ -97,8 +100,10 @@ def heartbeat(wid: str):
 
 
 def _leased(pid: str) -> results.LeasedPart:
-    """The part, if the request's lease token still fences it; else 409."""
-    return results.leased(current_farm(), pid, request.headers.get("X-Lease-Token", ""))
+    """The part, if the request's worker (registered by the request's token) holds its lease
+    under the request's lease token; else 403, 404 or 409."""
+    return results.leased(current_farm(), pid, request.headers.get("X-Lease-Token", ""),
+                          request.headers.get("X-Worker-Id", ""), g.identity.owner)
 
 
 @bp.get("/parts/<pid>/scene")

@@ -60,7 +60,7 @@ def start_background(farm: Farm) -> threading.Event:
     s = farm.settings
     farm.notifier.start()
     try:  # before the loops below requeue anything, so old parts are in this layout first
-        upgrade.upgrade_parts(farm)
+        upgrade.run(farm)
     except redis.RedisError as e:  # Redis down: its data is upgraded when a process starts with it up
         log.warning("could not check Redis for data of an earlier Framefarm: %s", e)
     if s.public_url:

@@ -1,8 +1,10 @@
 """What a worker reports about a leased part: its frames (the result), a failure, a release.
 
-Every report names the part's lease token; `leased` answers 409 unless the token still
-fences the part, so a worker whose lease ran out (the part went to another worker, or
-the job ended) changes nothing. A result counts only once it is checked: a readable zip
+Every report names the part's lease token and the worker's id; `leased` answers 409 unless
+that worker holds the part under that token, and 403 unless the caller's token registered
+that worker. So a worker whose lease ran out (the part went to another worker, or the job
+ended) changes nothing, and neither does anyone else who learns a token or a worker id.
+A result counts only once it is checked: a readable zip
 whose entries are exactly the part's frames, one each, intact. It arrives either
 streamed through a gateway (`store_streamed`) or sent straight to storage and committed
 (`upload_target`, then `commit_uploaded`); both end in `_count`, which counts the part
@@ -22,7 +24,7 @@ from typing import IO, BinaryIO, cast
 
 from framefarm.common.frameset import PartSpan
 
-from . import keys, parts, uploads
+from . import keys, parts, uploads, workers
 from .errors import ApiError, bad_request, conflict, not_found
 from .farm import Farm
 from .storage import ObjectMissing
@@ -41,23 +43,30 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class LeasedPart:
-    """A part whose lease the caller's token still holds."""
+    """A part leased to `worker_id` under `token`, as the caller showed."""
 
     id: str
     job_id: str
     token: str
+    worker_id: str
     span: PartSpan
 
+    def lease_args(self) -> list[str]:
+        """The lease as the Lua scripts check it (lua/_lib.lua holds_lease)."""
+        return [self.id, self.token, self.worker_id]
 
-def leased(farm: Farm, pid: str, token: str) -> LeasedPart:
-    """The part, if `token` still fences it; else 404 (no such part) or 409 (stale)."""
+
+def leased(farm: Farm, pid: str, token: str, worker_id: str, owner: str) -> LeasedPart:
+    """The part, if the worker `worker_id`, registered under `owner`'s token, holds its lease
+    under `token`; else 404 (no such part or worker), 403 (another token's worker) or 409."""
     part = cast(dict[str, str], farm.redis.hgetall(keys.part(pid))) if ":" in pid else {}
     if not part:
         raise not_found(f"part {pid}")
-    if part.get("state") != "leased" or part.get("token") != token or not token:
-        raise conflict(f"the lease on part {pid} is stale or missing; the part is {part.get('state')}",
-                       "stale_lease")
-    return LeasedPart(pid, part["job"], token, parts.span_from([part[f] for f in parts.SPAN_FIELDS]))
+    workers.load(farm, worker_id, owner)
+    if part.get("state") != "leased" or part.get("token") != token or part.get("worker") != worker_id:
+        raise conflict(f"the lease on part {pid} is stale or missing (or not worker {worker_id}'s); the part is "
+                       f"{part.get('state')}", "stale_lease")
+    return LeasedPart(pid, part["job"], token, worker_id, parts.span_from([part[f] for f in parts.SPAN_FIELDS]))
 
 
 def frame_of(name: str) -> int | None:
@@ -222,7 +231,7 @@ def commit_uploaded(farm: Farm, part: LeasedPart, upload_id: str) -> str:
 def _count(farm: Farm, part: LeasedPart, key: str) -> str:
     """Count a checked result stored under `key`; a stale lease or an ended job drops it."""
     try:
-        res = farm.scripts.complete(args=[part.id, part.token, key])
+        res = farm.scripts.complete(args=[*part.lease_args(), key])
     except BaseException:
         farm.storage.delete(key)
         raise
@@ -239,7 +248,7 @@ def fail(farm: Farm, part: LeasedPart, message: str, log_tail: str, deterministi
     """Record a failed render."""
     farm.redis.hset(keys.part(part.id), "log_tail", log_tail)
     s = farm.settings
-    res = farm.scripts.fail(args=[part.id, part.token, message, "1" if deterministic else "0",
+    res = farm.scripts.fail(args=[*part.lease_args(), message, "1" if deterministic else "0",
                                   s.max_attempts, s.block_after])
     if res[0] == "stale":
         raise conflict(f"the lease on part {part.id} is stale", "stale_lease")
@@ -248,7 +257,7 @@ def fail(farm: Farm, part: LeasedPart, message: str, log_tail: str, deterministi
 
 def release(farm: Farm, part: LeasedPart) -> Outcome:
     """A worker stopping gracefully hands the part back, without counting an attempt."""
-    res = farm.scripts.release(args=[part.id, part.token])
+    res = farm.scripts.release(args=part.lease_args())
     if res[0] == "stale":
         raise conflict(f"the lease on part {part.id} is stale", "stale_lease")
     return Outcome(res[0])

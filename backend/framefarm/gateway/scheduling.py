@@ -3,12 +3,14 @@
 A claim is one Lua step (lua/claim.lua): it first requeues expired leases, then takes
 the highest-priority, oldest job from the job queues the worker's Blender can open
 (skipping jobs the worker is kept away from), pops that job's lowest queued part, and
-leases it with a fencing token and a deadline on Redis's clock. Its cost does not grow
+leases it to that worker with a token (a growing fence number and 128 random bits) and a
+deadline on Redis's clock. Its cost does not grow
 with the number of queued parts: the shared queues hold jobs, each job its own parts.
 A lease that runs out is requeued by `reap` (lua/_lib.lua reap_expired).
 """
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from framefarm.common.frameset import PartSpan
@@ -49,8 +51,9 @@ class UnknownWorker(Exception):
 
 def claim_once(farm: Farm, worker_id: str, version: int) -> Lease | None:
     s = farm.settings
+    # The lease token's secret half: 128 bits from Python's CSPRNG (Lua has none).
     res = farm.scripts.claim(args=[worker_id, version, farm.ms(s.lease_s), s.max_attempts,
-                                   SCAN_LIMIT, int(s.worker_timeout_s)])
+                                   SCAN_LIMIT, int(s.worker_timeout_s), secrets.token_hex(16)])
     if res[0] == "unknown_worker":
         raise UnknownWorker(worker_id)
     if res[0] == "empty":

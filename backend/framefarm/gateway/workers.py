@@ -52,10 +52,13 @@ def unknown(wid: str) -> ApiError:
 
 
 def load(farm: Farm, wid: str, owner: str) -> dict[str, str]:
-    """The worker's fields, if it is registered under this owner's token; else 404."""
+    """The worker's fields, if it is registered under this owner's token: 404 when it is not
+    registered, 403 when another token registered it (a worker id is no credential by itself)."""
     w = cast(dict[str, str], farm.redis.hgetall(keys.worker(wid)))
-    if not w or w.get("owner") != owner:
+    if not w:
         raise unknown(wid)
+    if w.get("owner") != owner:
+        raise ApiError(403, "not_your_worker", f"worker {wid} was registered with another token")
     return w
 
 

@@ -33,6 +33,9 @@ class FarmAPI:
     def __init__(self, client: Client) -> None:
         self.client = client
         self._direct: bool | None = None  # does the farm take uploads straight to its storage?
+        # The worker this API last registered: calls about a part name it, because the farm
+        # binds each lease to the worker that claimed it (X-Worker-Id).
+        self.worker_id = ""
 
     # -- clients -----------------------------------------------------------------------
     def gateways(self) -> list[ListGatewaysReplyGatewaysItem]:
@@ -95,7 +98,9 @@ class FarmAPI:
 
     # -- workers -----------------------------------------------------------------------
     def register(self, info: WorkerRequest) -> Registration:
-        return self.client.request("POST", "/v1/workers", json_body=info).json()
+        reply: Registration = self.client.request("POST", "/v1/workers", json_body=info).json()
+        self.worker_id = reply["id"]
+        return reply
 
     def unregister(self, worker_id: str) -> None:
         self.client.request("DELETE", f"/v1/workers/{worker_id}", retry_for=5, read_timeout=STOPPING_READ_S)
@@ -117,14 +122,14 @@ class FarmAPI:
                                    read_timeout=15).json()["abandon"]
 
     def scene(self, part_id: str, token: str) -> GetSceneReply:
-        return self.client.request("GET", f"/v1/parts/{part_id}/scene", headers=_lease(token)).json()
+        return self.client.request("GET", f"/v1/parts/{part_id}/scene", headers=self._lease(token)).json()
 
     def fetch_file(self, part_id: str, token: str, sha: str, dest: Path, url: str | None = None) -> None:
         """One scene file: from its signed storage URL when the scene listed one, else through a gateway."""
         if url:
             download_url(url, dest, tls=self.client.tls)
             return
-        resp = self.client.request("GET", f"/v1/parts/{part_id}/files/{sha}", headers=_lease(token),
+        resp = self.client.request("GET", f"/v1/parts/{part_id}/files/{sha}", headers=self._lease(token),
                                    stream=True, read_timeout=300)
         try:
             _save(resp.raw, dest, None)
@@ -138,28 +143,27 @@ class FarmAPI:
 
         def ask() -> OpenResultUploadReply | None:
             reply: OpenResultUploadReply = self.client.request(
-                "POST", f"/v1/parts/{part_id}/result/upload", headers=_lease(token), json_body={"size": size}).json()
+                "POST", f"/v1/parts/{part_id}/result/upload", headers=self._lease(token), json_body={"size": size}).json()
             return reply if reply["url"] else None
 
         target = _send_direct(ask, path, tls=self.client.tls)
         if target:
-            return self.client.request("POST", f"/v1/parts/{part_id}/result", headers=_lease(token),
+            return self.client.request("POST", f"/v1/parts/{part_id}/result", headers=self._lease(token),
                                        json_body={"id": target["id"]}, read_timeout=600).json()
         with open(path, "rb") as fh:
             return self.client.request("PUT", f"/v1/parts/{part_id}/result", body=fh, read_timeout=600, headers={
-                **_lease(token), "Content-Type": "application/zip", "Content-Length": str(size)}).json()
+                **self._lease(token), "Content-Type": "application/zip", "Content-Length": str(size)}).json()
 
     def report_failure(self, part_id: str, token: str, message: str, log_tail: str, deterministic: bool) -> Outcome:
-        return self.client.request("POST", f"/v1/parts/{part_id}/failure", headers=_lease(token), json_body={
+        return self.client.request("POST", f"/v1/parts/{part_id}/failure", headers=self._lease(token), json_body={
             "message": message, "log_tail": log_tail, "deterministic": deterministic}).json()
 
     def release(self, part_id: str, token: str) -> None:
-        self.client.request("POST", f"/v1/parts/{part_id}/release", headers=_lease(token), retry_for=5,
+        self.client.request("POST", f"/v1/parts/{part_id}/release", headers=self._lease(token), retry_for=5,
                             read_timeout=STOPPING_READ_S)
 
-
-def _lease(token: str) -> dict[str, str]:
-    return {"X-Lease-Token": token}
+    def _lease(self, token: str) -> dict[str, str]:
+        return {"X-Lease-Token": token, "X-Worker-Id": self.worker_id}
 
 
 def _save(src, dest: Path, progress: Callable[[int], None] | None) -> None:

@@ -197,6 +197,7 @@ class Lease(TypedDict):
     span: PartSpan
     frames: list[int]
     token: str
+    worker: str
     deadline_ms: int
     attempts: int
     scene_hash: Sha256

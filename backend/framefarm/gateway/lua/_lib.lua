@@ -84,10 +84,9 @@ local function reap_expired(now, max_attempts, limit)
   return #expired
 end
 
--- The part a lease-holding call names, if the token still fences it.
-local function leased_part(pid, token)
-  local pk = k_part(pid)
-  local p = redis.call('HMGET', pk, 'state', 'token', 'worker')
-  if p[1] ~= 'leased' or p[2] ~= token then return nil end
-  return p[3]
+-- Whether worker `wid` holds the part's lease under `token`: a lease is bound to the
+-- worker that claimed it, so a token alone (even a right one) moves nothing for another.
+local function holds_lease(pid, token, wid)
+  local p = redis.call('HMGET', k_part(pid), 'state', 'token', 'worker')
+  return p[1] == 'leased' and p[2] == token and p[3] == wid
 end

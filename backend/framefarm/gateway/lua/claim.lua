@@ -1,5 +1,6 @@
 -- Hands the worker the best part it may render, under a fresh lease.
--- ARGV: worker_id, blender_version, lease_ms, max_attempts, scan_limit, worker_ttl_s
+-- ARGV: worker_id, blender_version, lease_ms, max_attempts, scan_limit, worker_ttl_s, secret
+-- (`secret`: 128 random bits from the caller; Redis's math.random is no secure source)
 -- Returns {'ok', pid, token, deadline, index, start, count, step, attempts} | {'empty'} | {'unknown_worker'}
 local wid, version = ARGV[1], tonumber(ARGV[2])
 local lease_ms, max_attempts, scan = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -32,7 +33,10 @@ local popped = redis.call('ZPOPMIN', k_job_queue(best_job))
 if redis.call('EXISTS', k_job_queue(best_job)) == 0 then redis.call('ZREM', best_q, best_job) end
 if #popped == 0 then return {'empty'} end  -- not reached: a job is in line only with queued parts
 local pid = best_job .. ':' .. popped[1]
-local token = tostring(redis.call('INCR', K_FENCE))
+-- The token leads with the fence number, which only grows, so a token still tells which
+-- lease came later; the secret after it is what makes the token unguessable.
+local fence = redis.call('INCR', K_FENCE)
+local token = fence .. '-' .. ARGV[7]
 local deadline = now + lease_ms
 local pk = k_part(pid)
 redis.call('HSET', pk, 'state', 'leased', 'worker', wid, 'token', token, 'deadline', deadline)

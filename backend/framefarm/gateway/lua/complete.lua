@@ -1,9 +1,8 @@
 -- Counts a part's uploaded result, once, if its lease token still fences it.
--- ARGV: part_id, token, result_key
+-- ARGV: part_id, token, worker_id, result_key
 -- Returns {'ok', job_status} | {'stale'} | {'ended', job_status}
-local pid, token = ARGV[1], ARGV[2]
-local wid = leased_part(pid, token)
-if not wid then return {'stale'} end
+local pid, token, wid = ARGV[1], ARGV[2], ARGV[3]
+if not holds_lease(pid, token, wid) then return {'stale'} end
 local job_id = job_of(pid)
 local jk = k_job(job_id)
 local status = redis.call('HGET', jk, 'status')
@@ -11,7 +10,7 @@ if status ~= 'running' then return {'ended', status} end
 local pk = k_part(pid)
 redis.call('ZREM', K_LEASES, pid)
 redis.call('SREM', k_wparts(wid), pid)
-redis.call('HSET', pk, 'state', 'done', 'result', ARGV[3], 'done_at', now_ms())
+redis.call('HSET', pk, 'state', 'done', 'result', ARGV[4], 'done_at', now_ms())
 redis.call('HDEL', pk, 'deadline')
 redis.call('HINCRBY', jk, 'frames_done', tonumber(redis.call('HGET', pk, 'count')))
 local done = redis.call('HINCRBY', jk, 'parts_done', 1)

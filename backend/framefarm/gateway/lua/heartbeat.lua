@@ -11,11 +11,10 @@ redis.call('EXPIRE', k_worker(wid), tonumber(ARGV[3]))
 local out = {'ok'}
 for i = 4, #ARGV, 2 do
   local pid, token = ARGV[i], ARGV[i + 1]
-  local holder = leased_part(pid, token)
   -- An id that names no part (no ':<index>') is simply abandoned.
   local job_id = job_of(pid)
   local status = job_id and redis.call('HGET', k_job(job_id), 'status')
-  if holder == wid and status == 'running' then
+  if status == 'running' and holds_lease(pid, token, wid) then
     local deadline = now + lease_ms
     redis.call('HSET', k_part(pid), 'deadline', deadline)
     redis.call('ZADD', K_LEASES, 'XX', deadline, pid)
