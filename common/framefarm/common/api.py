@@ -170,11 +170,15 @@ def _save(src, dest: Path, progress: Callable[[int], None] | None) -> None:
     """Stream a response into `dest` atomically (a partial download never remains)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
-    with open(tmp, "wb") as out:
-        while block := src.read(BLOCK):
-            out.write(block)
-            if progress:
-                progress(len(block))
+    try:
+        with open(tmp, "wb") as out:
+            while block := src.read(BLOCK):
+                out.write(block)
+                if progress:
+                    progress(len(block))
+    except BaseException:  # a full disk, a broken connection: no partial file left behind
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, dest)
 
 

@@ -44,6 +44,12 @@ NOW_S = 3.0
 # Out of STOP_S, what is kept for handing back parts whose slot did not, and for unregistering.
 HAND_BACK_S = 3.0
 UNREGISTER_S = 1.5
+# A failure with less than this free on the worker's disk is put down to the full disk: a
+# frame that could not be written may leave no words of its own (Blender's log is on that
+# disk too). The OS's and Blender's own words for it are recognised whatever is free.
+LOW_DISK_BYTES = 16 * 1024 * 1024
+_DISK_FULL = ("No space left on device", "Disk quota exceeded")
+DISK_FULL_PAUSE_S = 60.0
 
 
 @dataclass
@@ -66,6 +72,7 @@ class Agent:
         self.cache = SceneCache(workdir / "cache")
         self.stop = threading.Event()
         self.stop_now = threading.Event()
+        self._disk_full = threading.Event()  # set by a failure put down to a full disk
         self.held: dict[str, Held] = {}
         self._lock = threading.Lock()
         self._released = threading.Condition(self._lock)
@@ -165,6 +172,9 @@ class Agent:
     # -- parts -------------------------------------------------------------------------
     def _slot_loop(self) -> None:
         while not self.stop.is_set():
+            if self._disk_full.is_set():
+                self._wait_for_disk()
+                continue
             try:
                 part = self.api.claim(self.worker_id, self.claim_wait_s)
             except FarmError as e:
@@ -180,6 +190,18 @@ class Agent:
                 self._release(part)
                 return
             self.process(part)
+
+    def _wait_for_disk(self) -> None:
+        """After a full disk, claim nothing until there is room again (LOW_DISK_BYTES free)
+        or DISK_FULL_PAUSE_S has passed: claiming at once would only fail the next part too.
+        The cleaned-up part itself may have made the room."""
+        log.warning("the disk under %s is full: claiming no part until it has %d MiB free (or for %.0f s)",
+                    self.workdir, LOW_DISK_BYTES >> 20, DISK_FULL_PAUSE_S)
+        until = time.monotonic() + DISK_FULL_PAUSE_S
+        while time.monotonic() < until and not self.stop.wait(1.0):
+            if (self._free_disk() or 0) >= LOW_DISK_BYTES:
+                break
+        self._disk_full.clear()
 
     def process(self, part: Lease) -> None:
         pid, token = part["id"], part["token"]
@@ -203,7 +225,7 @@ class Agent:
             log.info("part %s done", pid)
         except RenderCancelled:
             if self.stop.is_set():
-                self._release(part)
+                self._hand_back(held)
             else:
                 log.info("part %s abandoned", pid)
         except RenderError as e:
@@ -244,11 +266,25 @@ class Agent:
         return dest
 
     def _report(self, part: Lease, message: str, log_tail: str, deterministic: bool) -> None:
+        free = self._free_disk()
+        if free is not None and (free < LOW_DISK_BYTES or any(text in message for text in _DISK_FULL)):
+            # The worker's fault, not the scene's: said plainly, and never a reason to fail the job
+            # at once. The part goes back to the queue (the farm keeps a worker that fails a job
+            # twice away from it); this worker cleans the part up and goes on serving.
+            message = f"this worker's disk is full ({free // 1024} KiB free under {self.workdir}): {message}"
+            deterministic = False
+            self._disk_full.set()
         try:
             outcome = self.api.report_failure(part["id"], part["token"], message, log_tail, deterministic)
             log.info("part %s: failure reported (%s)", part["id"], outcome.get("outcome"))
         except FarmError as e:
             log.warning("part %s: could not report the failure: %s", part["id"], e.message)
+
+    def _free_disk(self) -> int | None:
+        try:
+            return shutil.disk_usage(self.workdir).free
+        except OSError:
+            return None
 
     def _hand_back(self, held: Held) -> None:
         """Release a held part once, whether its slot or the stopping main thread gets there first."""

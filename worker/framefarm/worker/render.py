@@ -181,9 +181,12 @@ class _Blender:
             self.tail.append(line)
             self.clock.line(line)
             if log is not None:
-                with lock:
-                    log.write(f"{label}{line}\n")
-                    log.flush()
+                try:
+                    with lock:
+                        log.write(f"{label}{line}\n")
+                        log.flush()
+                except OSError:  # a full disk: keep reading, or Blender would block on a full pipe
+                    log = None
 
     def signal(self, sig: int) -> None:
         if self.proc.poll() is None:
@@ -366,8 +369,11 @@ def _failure(run: _Blender) -> RenderError:
         code = 128 - code
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
-        hint = " (often the system running out of memory)" if -code == signal.SIGKILL else ""
-        message = f"Blender crashed with {name}{hint}" + (f": {text}" if text else "")
+        if -code == signal.SIGKILL:  # nothing in Blender sends it; the kernel's OOM killer does
+            message = "Blender was killed (SIGKILL), probably because the machine ran out of memory"
+        else:
+            message = f"Blender crashed with {name}"
+        message += f": {text}" if text else ""
         return RenderError(message, tail, deterministic=False)
     if not text:
         return RenderError(f"Blender exited with code {code} and printed no error message", tail)
