@@ -202,9 +202,15 @@ def test_the_units_stop_gracefully_and_are_hardened():
         for option in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
                        "CapabilityBoundingSet=\n", "KillSignal=SIGTERM", "SystemCallFilter=@system-service"):
             assert option in text, f"{unit.name} lacks {option.strip()}"
+        # SIGTERM to the main process alone (it stops its own children), SIGKILL to all at the end.
+        assert "KillMode=mixed" in text, f"{unit.name} lacks KillMode=mixed"
     gateway = (PACKAGING / "systemd" / "framefarm-gateway.service").read_text()
     stop = int(re.search(r"^TimeoutStopSec=(\d+)$", gateway, re.M).group(1))
     assert stop > gunicorn_settings("python:framefarm.gateway.gunicorn_conf")["graceful_timeout"]
+    from framefarm.worker.agent import STOP_S  # the worker's own bound (docs/operations.md)
+
+    worker = (PACKAGING / "systemd" / "framefarm-worker@.service").read_text()
+    assert int(re.search(r"^TimeoutStopSec=(\d+)$", worker, re.M).group(1)) > STOP_S + 5
 
 
 def gunicorn_settings(source: str) -> dict:
