@@ -245,9 +245,9 @@ def test_unknown_and_other_clients_jobs_are_not_found(http, tokens, scene_sha, m
     assert http.get("/v1/jobs", headers=bearer(tokens.client2)).get_json() == {"jobs": []}
 
 
-def test_an_admin_sees_and_manages_every_clients_jobs(http, tokens, scene_sha):
+def test_an_admin_sees_and_manages_every_clients_jobs(http, tokens, scene_bytes, scene_sha):
     mine = submit(http, tokens.client, scene_sha)
-    theirs = submit(http, tokens.client2, scene_sha)
+    theirs = submit(http, tokens.client2, upload(http, tokens.client2, scene_bytes))  # each client uploads its own
     listed = http.get("/v1/jobs", headers=bearer(tokens.admin)).get_json()["jobs"]
     assert {j["id"] for j in listed} == {mine["id"], theirs["id"]}
     assert get_job(http, tokens.admin, theirs["id"])["status"] == "queued"

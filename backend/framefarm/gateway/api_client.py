@@ -27,16 +27,14 @@ def owner_filter():
 @bp.post("/files/missing")
 @requires("client")
 def files_missing():
-    return jsonify({"missing": scene_files.missing(current_farm(), _json()["hashes"])})
+    return jsonify({"missing": scene_files.missing(current_farm(), owner_filter(), _json()["hashes"])})
 
 
 @bp.put("/files/<sha>")
 @requires("client")
 def upload_file(sha: str):
-    done = scene_files.store_streamed(current_farm(), sha)
-    if not done.stored:
-        return jsonify({"sha256": sha, "stored": False}), 200
-    return jsonify({"sha256": sha, "stored": True, "size": done.size}), 201
+    done = scene_files.store_streamed(current_farm(), sha, g.identity.owner)
+    return jsonify({"sha256": sha, "stored": done.stored, "size": done.size}), 201 if done.stored else 200
 
 
 @bp.post("/files/uploads")
@@ -52,7 +50,7 @@ def files_uploads():
 @requires("client")
 def commit_file(sha: str):
     """Check a direct upload (size and SHA-256, read back from storage) and keep it as the file."""
-    done = scene_files.commit_direct(current_farm(), sha, _json()["id"])
+    done = scene_files.commit_direct(current_farm(), sha, _json()["id"], g.identity.owner)
     return jsonify({"sha256": sha, "stored": done.stored, "size": done.size}), 201 if done.stored else 200
 
 
@@ -62,7 +60,8 @@ def submit():
     f = current_farm()
     job_request = jobs.JobRequest.from_body(_json(), f.settings.max_frames)
     quotas.check_priority(f.settings, job_request.priority, g.identity)
-    job_id, created = jobs.create(f, g.identity.owner, job_request, request.headers.get("Idempotency-Key"))
+    job_id, created = jobs.create(f, g.identity.owner, job_request, request.headers.get("Idempotency-Key"),
+                                  any_file=g.identity.is_admin)
     job = jobs.load(f, job_id, None)
     return jsonify(jobs.view(f, job)), 201 if created else 200
 

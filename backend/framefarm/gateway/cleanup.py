@@ -188,6 +188,9 @@ def delete_unheld_files(farm: Farm, report: Report) -> None:
             continue
         try:
             farm.storage.delete(obj.key)
+            # Its owners go with it (after the object, so an upload racing the deletion is
+            # forgotten too): whoever uploads the bytes again owns the new file.
+            farm.redis.delete(keys.file_owners(sha))
             report.deleted_files.append(sha)
         finally:
             farm.redis.delete(keys.file_deleting(sha))

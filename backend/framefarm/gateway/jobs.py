@@ -15,7 +15,7 @@ from typing import Any, cast
 from framefarm.common import frameset
 from framefarm.common.blendfile import BlendFileError, read_blend_info
 
-from . import cleanup, keys, longpoll, parts, quotas, staging, workers
+from . import cleanup, keys, longpoll, parts, quotas, scene_files, staging, workers
 from .errors import ApiError, bad_request, not_found
 from .farm import Farm
 from .longpoll import Waiters
@@ -89,9 +89,12 @@ def _frames(frames: str | dict[str, int], step: int, max_frames: int) -> framese
     return fr
 
 
-def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None) -> tuple[str, bool]:
+def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None,
+           any_file: bool = False) -> tuple[str, bool]:
     """Record a job. Returns (job id, created); a retried request with the same idempotency
-    key (at most 200 characters: openapi.yaml) returns the first job instead of a second one."""
+    key (at most 200 characters: openapi.yaml) returns the first job instead of a second one.
+    Its files must be ones `owner` uploaded (scene_files.py), or any stored file with `any_file`
+    (an admin): another client's file is refused exactly like one never uploaded."""
     manifest, main, fr = req.manifest, req.main, req.frames
     idem = keys.idempotency(owner, idempotency_key) if idempotency_key else ""
 
@@ -101,11 +104,11 @@ def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None)
     # Held before checking they exist, so clean-up cannot delete one in between (cleanup.py).
     with cleanup.holding_files(farm, job_id, manifest.values()) as hold, \
             quotas.active_job_slot(farm, owner, job_id) as slot:
-        missing = sorted(hold.blocked | {sha for sha in manifest.values()
-                                         if not farm.storage.exists(keys.scene_file(sha))})
+        missing = sorted(hold.blocked | set(scene_files.missing(farm, None if any_file else owner,
+                                                                list(manifest.values()))))
         if missing:
-            raise bad_request(f"{len(missing)} file(s) of the manifest were not uploaded", "missing_files",
-                              missing=missing)
+            raise bad_request(f"{len(missing)} file(s) of the manifest were not uploaded by this client",
+                              "missing_files", missing=missing)
         try:
             with farm.storage.open_read(keys.scene_file(manifest[main])) as fh:
                 info = read_blend_info(fh)

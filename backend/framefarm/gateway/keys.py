@@ -81,6 +81,8 @@ worker_parts = _key("k_wparts", "worker:{}:parts")  # set of the part ids a work
 queue = _key("k_queue", "queue:{}")
 assembly_lock = _key("k_assembly_lock", "lock:assembly:{}")
 file_deleting = _key("k_deleting", "files:deleting:{}")
+# Set of the owners who uploaded the scene file `sha` (scene_files.py): only they may use it.
+file_owners = _key("k_file_owners", "files:owners:{}")
 
 
 def owner_active(owner: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, cast
 
 from flask import request
 
@@ -50,21 +50,23 @@ class Tally:
                                                  f"not {expect_sha}")
 
 
+def receive(limit: int, expect_sha: str | None = None, out: IO[bytes] | None = None) -> int:
+    """Read the whole request body (into `out`, if given); 400 unless all of it arrived
+    and, with `expect_sha`, it hashes to that. Returns its size."""
+    check_length(limit)
+    tally = drain(cast(BinaryIO, request.stream), limit, copy_to=out)
+    if request.content_length is not None and tally.total != request.content_length:
+        raise ApiError(400, "incomplete_upload", f"received {tally.total} of {request.content_length} bytes")
+    if expect_sha is not None:
+        tally.check_sha(expect_sha)
+    return tally.total
+
+
 def stream_to(storage: Storage, key: str, limit: int, expect_sha: str | None = None) -> int:
     """Write the request body to `key`; with `expect_sha`, keep it only if it matches."""
-    check_length(limit)
-    tally = Tally(limit)
-    stream = request.stream
+    check_length(limit)  # before anything is written
     with storage.writer(key) as out:
-        while block := stream.read(BLOCK):
-            tally.add(block)
-            out.write(block)
-        if request.content_length is not None and tally.total != request.content_length:
-            raise ApiError(400, "incomplete_upload",
-                           f"received {tally.total} of {request.content_length} bytes")
-        if expect_sha is not None:
-            tally.check_sha(expect_sha)
-    return tally.total
+        return receive(limit, expect_sha, out)
 
 
 def drain(src: BinaryIO, limit: int, copy_to: IO[bytes] | None = None) -> Tally:
