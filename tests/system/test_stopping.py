@@ -76,7 +76,7 @@ def test_a_burst_of_stop_signals_stops_a_rendering_worker_and_hands_its_part_bac
     cluster.add_gateway()
     api = FarmAPI(Client(cluster.urls, cluster.tokens.client, retry_for=30))
     submit_scene(api, long_scene(scenes), frames="1-8", chunk=8)
-    for n in range(REPEATS):
+    for n in range(REPEATS - 1):  # each repetition waits for Blender to start: fewer of them
         worker = cluster.add_worker()
         pid, token = wait_for(lambda: rendering(redis_client, worker), 60, "the worker to be rendering")
         family = Family(worker.pid)
@@ -202,3 +202,22 @@ def test_framefarm_up_killed_with_sigkill_leaves_nothing_behind(tmp_path, up_far
     # Its children get SIGTERM from the kernel (PDEATHSIG) and stop within their own bounds.
     family.wait_gone(UP_BOUND_S, "framefarm up killed with SIGKILL")
     assert not descendants(up.pid)
+
+
+def test_a_stop_signal_while_framefarm_up_starts_stops_it_at_once(tmp_path, up_farms):
+    """The signal lands while `up` waits for its gateway to be ready: it stops waiting
+    and stops what it had started, instead of finishing the start first."""
+    home = tmp_path / "home"
+    up = Process("up", [sys.executable, "-m", "framefarm.cli", "up", "--port", str(free_port()), "--workers", "1",
+                        "--device", "CPU"], tmp_path / "up.log", {"FRAMEFARM_HOME": str(home)})
+    up.start()
+    up_farms.append(up)
+    # The gateway has been started (its log exists) and is not ready yet.
+    wait_for(lambda: (home / "logs" / "gateway.log").exists(), 60, "`up` to start its gateway")
+    family = Family(up.pid)
+    began = bursts(up, random.Random(7))
+    took = family.wait_exit(up, UP_BOUND_S, "framefarm up stopped while starting", since=began)
+    family.wait_gone(5, "framefarm up stopped while starting")
+    print(f"up stopped while starting: gone {took:.2f}s after the first burst")
+    assert "stopped while starting" in up.log_path.read_text()
+    assert "Framefarm is up" not in up.log_path.read_text()

@@ -172,20 +172,26 @@ def up(args: argparse.Namespace) -> int:
     stopping, hurry = threading.Event(), threading.Event()
     on_stop_signals(stopping.set, hurry.set)
     started: list[Process] = []
+
+    def start(proc: "Process") -> "Process":
+        proc.abort = stopping  # a stop signal while it starts ends the wait for it at once
+        started.append(proc)
+        return proc.start()
+
     try:
-        redis_server = RedisServer(root / "redis", logs_dir / "redis.log").start()
-        started.append(redis_server)
+        redis_server = RedisServer(root / "redis", logs_dir / "redis.log")
+        start(redis_server)
         client_token, worker_token = _tokens(redis_server.client())
         home.write_private_json(home.farm_config_path(), {"redis_url": redis_server.url,
                                                           "worker_token": worker_token})
         gw = GatewayProcess(args.port, redis_server.url, f"file://{root / 'storage'}", logs_dir / "gateway.log")
-        started.append(gw.start())
+        start(gw)
         home.write_private_json(home.client_config_path(), {"gateways": [gw.url], "token": client_token})
         workers = [WorkerProcess(f"local-{i}", [gw.url], worker_token, root / "workers" / str(i),
                                  logs_dir / f"worker-{i}.log", blender=args.blender, device=args.device)
                    for i in range(args.workers)]
         for w in workers:
-            started.append(w.start())
+            start(w)
     except ServiceError as e:
         print(f"framefarm up: {e}", file=sys.stderr)
         _stop_all(started, hurry)

@@ -60,6 +60,8 @@ class Process:
         self.name, self.argv, self.log_path = name, argv, log_path
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
+        # Set, it ends a wait for readiness at once: a stop signal while the farm starts.
+        self.abort: threading.Event | None = None
 
     def start(self) -> "Process":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +103,8 @@ class Process:
     def wait_until(self, ready, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.abort is not None and self.abort.is_set():
+                raise ServiceError(f"{self.name}: stopped while starting")
             if not self.alive():
                 raise ServiceError(f"{self.name} exited while starting; see {self.log_path}:\n{self.tail()}")
             if ready():
