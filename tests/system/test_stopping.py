@@ -16,6 +16,7 @@ import contextlib
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ from framefarm.client.submission import submit_scene
 from framefarm.common.api import FarmAPI
 from framefarm.common.http import Client
 from framefarm.gateway import keys
-from framefarm.gateway.localfarm import Process, free_port
+from framefarm.gateway.localfarm import Process, WorkerProcess, free_port
 
 REPEATS = 3
 # The bounds the commands promise (docs/operations.md), with room for a loaded CI machine.
@@ -141,6 +142,26 @@ def test_a_worker_stops_within_its_bound_when_its_gateway_hangs(cluster, scenes,
         print(f"SIGTERM -> worker gone in {took:.2f}s (gateway frozen)")
         family.wait_gone(5, "a worker whose gateway hangs")
     assert worker.returncode == 0, worker.tail()
+
+
+def test_a_worker_stops_at_once_while_a_frozen_gateway_holds_its_registration(cluster):
+    """The only gateway accepts connections and never answers (registering would retry
+    for minutes): a stop signal still ends the worker at once."""
+    with socket.create_server(("127.0.0.1", 0)) as frozen_gateway:
+        frozen_gateway.settimeout(60)
+        worker = WorkerProcess("registering", [f"http://127.0.0.1:{frozen_gateway.getsockname()[1]}"],
+                               cluster.tokens.worker, cluster.root / "registering",
+                               cluster.root / "registering.log", device="CPU")
+        cluster.workers.append(worker.start())
+        connection, _ = frozen_gateway.accept()  # the worker is registering now, and waits
+        with connection:
+            family = Family(worker.pid)
+            sent = time.monotonic()
+            worker.signal(signal.SIGTERM)
+            took = family.wait_exit(worker, WORKER_NOW_BOUND_S, "a worker stopped while registering", since=sent)
+            print(f"stopped while registering: gone in {took:.2f}s")
+    assert worker.returncode == 0, worker.tail()
+    assert "stopped before the farm answered the registration" in worker.log_path.read_text()
 
 
 def test_a_burst_of_stop_signals_stops_a_gateway(cluster):

@@ -94,7 +94,8 @@ class Agent:
 
     def run(self) -> None:
         """Work until `self.stop` is set, then hand back what is held."""
-        self.register()
+        if not self._register_unless_stopped():
+            return
         threads = [threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)]
         threads += [threading.Thread(target=self._slot_loop, name=f"slot-{i}", daemon=True)
                     for i in range(self.slots)]
@@ -102,6 +103,29 @@ class Agent:
             t.start()
         self.stop.wait()
         self._wind_down()
+
+    def _register_unless_stopped(self) -> bool:
+        """Register, unless a stop comes first: with every gateway down or frozen, registering
+        retries for minutes, and a stop must not wait for that (nothing is held yet, so
+        nothing is lost). A registration that fails raises here, as before."""
+        failed: list[BaseException] = []
+
+        def register() -> None:
+            try:
+                self.register()
+            except BaseException as e:  # re-raised on the main thread below
+                failed.append(e)
+
+        registering = threading.Thread(target=register, name="register", daemon=True)
+        registering.start()
+        while registering.is_alive() and not self.stop.wait(0.2):
+            pass
+        if failed:
+            raise failed[0]
+        if registering.is_alive():
+            log.info("stopped before the farm answered the registration")
+            return False
+        return True
 
     def hurry(self) -> None:
         """A second stop signal: cut the graceful stop short (idempotent; any thread)."""
