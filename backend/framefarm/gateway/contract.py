@@ -259,10 +259,13 @@ class Contract:
             raise ApiError(400, "bad_request", str(e)) from None
         except ValueError:  # UnicodeDecodeError and JSONDecodeError included
             raise ApiError(400, "bad_request", "the body is not valid JSON") from None
-        try:
-            op.body_validator.validate(value)
-        except InvalidSchemaValue as e:
-            raise self._schema_refusal(op.body_schema or {}, list(e.schema_errors), "") from None
+        # Only the first error, never all of them: jsonschema checks a schema's keywords in the
+        # order written, so an array past its `maxItems` (written before `items`) is refused
+        # before any item is looked at. Collecting every error (openapi-core's `validate`) checked
+        # each of 180,000 heartbeat entries before refusing the list: 18 s of a gateway's CPU.
+        error = next(op.body_validator.validator.iter_errors(value), None)
+        if error is not None:
+            raise self._schema_refusal(op.body_schema or {}, [error], "")
 
     # -- wording a refusal ------------------------------------------------------------------------
     def _schema_refusal(self, root: dict, errors: list[SchemaError], prefix: str) -> ApiError:

@@ -1,0 +1,40 @@
+"""A review of issue 9's defences, attacking them as a hostile worker or client would.
+
+Each test is an attack that worked after the first round of fixes, and shows that it
+fails now and changes nothing (real redis-server).
+"""
+from __future__ import annotations
+
+import time
+
+from apitools import bearer, claim, expect_error, register_worker, scene_bytes, scene_sha, submit, unchanged
+from framefarm.gateway import keys
+
+__all__ = ["scene_bytes", "scene_sha"]  # fixtures, imported for pytest
+
+
+def test_a_heartbeat_cannot_block_redis_with_a_long_list_of_leases(http, tokens, scene_sha):
+    """Before: a heartbeat listing its own lease 180,000 times (a 13 MB body, under the 16 MiB
+    cap) was checked entry by entry in one Lua call, blocking Redis, and so the whole farm,
+    for 2.6 s, after the gateway spent 18 s of CPU checking every entry against the spec; a
+    worker token could repeat it without end. A worker holds one part per slot, at most 64:
+    a longer list is refused at the spec's `maxItems`, before any entry is looked at."""
+    submit(http, tokens.client, scene_sha, frames="1-4", chunk=2)
+    wid = register_worker(http, tokens.worker)
+    part = claim(http, tokens.worker, wid)
+    assert part is not None
+    r = http.application.extensions["framefarm"].redis
+    ref = {"id": part["id"], "token": part["token"]}
+    r.slowlog_reset()
+    with unchanged(http):
+        resp = http.post(f"/v1/workers/{wid}/heartbeat", json={"parts": [ref] * 10_000},
+                         headers=bearer(tokens.worker))
+        err = expect_error(resp, 400)
+    assert "at most 64" in err["message"], err
+    assert not [e for e in r.slowlog_get(10) if "EVALSHA" in str(e["command"])], "no slow Lua call ran"
+    # A worker's own heartbeat, every slot full, still renews its lease.
+    before = int(r.hget(keys.part(part["id"]), "deadline"))
+    time.sleep(0.01)  # a clock tick, so the renewed deadline differs; not synchronisation
+    resp = http.post(f"/v1/workers/{wid}/heartbeat", json={"parts": [ref] * 64}, headers=bearer(tokens.worker))
+    assert resp.status_code == 200 and resp.get_json() == {"abandon": []}, resp.get_json()
+    assert int(r.hget(keys.part(part["id"]), "deadline")) > before
