@@ -47,9 +47,11 @@ def timed(fn) -> tuple[float, tuple]:
 
 
 def test_140_long_polls_from_one_client_starve_nothing(cluster, tokens, scenes, caplog):
-    # Two processes of 16 threads, each holding at most 8 waiting requests (localfarm), 4 per token.
+    # One process of 16 threads holding at most 8 waiting requests (localfarm), 4 per token. One,
+    # so the counts below are exact: the kernel hands a burst's connections to whichever
+    # process of several accepts first, often all to one.
     cluster.env.update(FRAMEFARM_MAX_WAITERS_PER_TOKEN="4", FRAMEFARM_LOG_LEVEL="DEBUG")
-    gw = cluster.add_gateway(processes=2)
+    gw = cluster.add_gateway(processes=1)
     url = gw.url
     scene = scenes("--no-texture")
     api = FarmAPI(Client([url], tokens.client, discover=False))
@@ -83,14 +85,14 @@ def test_140_long_polls_from_one_client_starve_nothing(cluster, tokens, scenes, 
             t.start()
         return threads
 
-    # One client's 140 polls: 4 wait in each process, every other one is answered 429 at once.
+    # One client's 140 polls: 4 wait, every other one is answered 429 at once.
     polls = burst(tokens.client, POLLS)
-    wait_for(lambda: admitted(tokens.client) == 8 and len(answers[tokens.client]) == POLLS - 8, BOUND_S,
-             "4 long-polls to wait in each gateway process and the rest to be answered")
-    # An admin's polls of the same job fill each process's 8 slots; what is past them is refused too.
+    wait_for(lambda: admitted(tokens.client) == 4 and len(answers[tokens.client]) == POLLS - 4, BOUND_S,
+             "4 long-polls to wait and the rest to be answered")
+    # An admin's polls of the same job fill the process's 8 slots; what is past them is refused too.
     others = burst(tokens.admin, 20)
-    wait_for(lambda: admitted() == 16 and len(answers[tokens.admin]) == 20 - 8, BOUND_S,
-             "the gateway processes' waiting slots to fill")
+    wait_for(lambda: admitted() == 8 and len(answers[tokens.admin]) == 20 - 4, BOUND_S,
+             "the gateway process's waiting slots to fill")
 
     # Every slot full: health, another client's list and a worker's heartbeat all still answer at once.
     dt_health, (status, _, _) = timed(lambda: call(url, "GET", "/healthz", tokens.client, timeout=BOUND_S))
@@ -128,4 +130,4 @@ def test_140_long_polls_from_one_client_starve_nothing(cluster, tokens, scenes, 
     for t in polls + others:
         t.join(60)
     waited = answers[tokens.client][len(first):] + answers[tokens.admin][len(second):]
-    assert [status for status, _, _ in waited] == [200] * 16
+    assert [status for status, _, _ in waited] == [200] * 8
