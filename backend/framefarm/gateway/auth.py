@@ -63,17 +63,21 @@ def authenticate(r: redis.Redis, header: str | None) -> Identity:
 
 
 def authorize(roles: tuple[str, ...]) -> Identity:
-    """The request's identity, if its token has one of `roles` (admins pass every role check)."""
+    """The request's identity, if its token has one of `roles` (admins pass every role check).
+    The request's checks (contract.py) authorise it before its view does: the token is looked
+    up and the request counted against its rate limit only the first time."""
     from flask import current_app
 
-    ident = authenticate(current_app.extensions["framefarm"].redis, request.headers.get("Authorization"))
+    known: Identity | None = g.get("identity")
+    ident = known or authenticate(current_app.extensions["framefarm"].redis, request.headers.get("Authorization"))
     if ident.role not in roles and not ident.is_admin:
         raise ApiError(403, "forbidden",
                        f"a {ident.role} token cannot do this; it needs a {' or '.join(roles)} token")
-    g.identity = ident
-    from .quotas import count_request  # quotas needs this module's Identity
+    if known is None:
+        g.identity = ident
+        from .quotas import count_request  # quotas needs this module's Identity
 
-    count_request(current_app.extensions["framefarm"], ident)
+        count_request(current_app.extensions["framefarm"], ident)
     return ident
 
 

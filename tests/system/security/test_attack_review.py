@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from apitools import bearer, claim, expect_error, register_worker, scene_bytes, scene_sha, submit, unchanged
-from framefarm.gateway import keys
+from framefarm.gateway import contract, keys
 
 __all__ = ["scene_bytes", "scene_sha"]  # fixtures, imported for pytest
 
@@ -38,3 +38,29 @@ def test_a_heartbeat_cannot_block_redis_with_a_long_list_of_leases(http, tokens,
     resp = http.post(f"/v1/workers/{wid}/heartbeat", json={"parts": [ref] * 64}, headers=bearer(tokens.worker))
     assert resp.status_code == 200 and resp.get_json() == {"abandon": []}, resp.get_json()
     assert int(r.hget(keys.part(part["id"]), "deadline")) > before
+
+
+def test_no_body_is_read_for_a_caller_without_a_token(http, tokens, monkeypatch):
+    """Before: every JSON body was parsed and checked against the spec before its token was
+    looked at, so anyone, without a token and without a rate limit, made a gateway read 16 MiB
+    of JSON (seconds of CPU here) per request only to answer 401. Now the token comes first;
+    the answers are the same (401/403 before 400), and a body is read only for a caller who
+    may use the operation, counted once against its rate limit."""
+    parsed: list[int] = []
+    real = contract._strict_json
+
+    def counting(value: bytes):  # the real parser, counted
+        parsed.append(len(value))
+        return real(value)
+
+    monkeypatch.setattr(contract, "_strict_json", counting)
+    body = b"[" + b"0," * 4_000_000 + b"0]"  # 8 MB: fine JSON, but not the object the spec wants
+    for headers in ({}, bearer("ff_c_" + "x" * 43), bearer(tokens.client)):
+        resp = http.post(f"/v1/workers/w-{'0' * 12}/heartbeat", data=body, content_type="application/json",
+                         headers=headers)
+        expect_error(resp, 403 if headers.get("Authorization", "").endswith(tokens.client) else 401)
+    assert parsed == [], "no body was read"
+    resp = http.post(f"/v1/workers/w-{'0' * 12}/heartbeat", data=body, content_type="application/json",
+                     headers=bearer(tokens.worker))
+    expect_error(resp, 400)
+    assert parsed == [len(body)]
