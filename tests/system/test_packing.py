@@ -234,7 +234,7 @@ def test_missing_texture_is_listed(scenes: Path, tmp_path: Path) -> None:
     """(d) the caller decides whether a missing texture is fatal; it must be named."""
     packed = pack_scene(scenes / "missing" / "shot.blend", tmp_path / "work")
 
-    assert packed.missing == ["//textures/wood.png (in shot.blend)"]
+    assert packed.missing == ['//textures/wood.png (used by image "Wood" in shot.blend)']
     assert set(packed.files) == {"shot.blend"}
 
 

@@ -87,7 +87,8 @@ def claim(wid: str):
         "id": lease.part_id, "job": got.job_id, "index": lease.span.index, "span": lease.span.to_json(),
         "frames": lease.span.frames(), "token": lease.token, "worker": wid, "deadline_ms": lease.deadline_ms,
         "attempts": lease.attempts, "scene_hash": got.scene_hash, "main": got.main,
-        "blender_version": got.blender_version, "max_frame_seconds": got.max_frame_seconds}})
+        "blender_version": got.blender_version, "max_frame_seconds": got.max_frame_seconds,
+        "format": got.output_format}})
 
 
 @bp.post("/workers/<wid>/heartbeat")

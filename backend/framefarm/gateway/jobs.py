@@ -41,6 +41,7 @@ class JobRequest:
     priority: int = 0
     chunk: int | None = None  # None: chosen from the live workers
     max_frame_seconds: int | None = None  # the longest a frame may take on a worker; None: no limit
+    output_format: str | None = None  # Blender's -F name overriding the scene's format; None: the scene's
 
     @classmethod
     def from_body(cls, body: dict[str, Any], max_frames: int) -> "JobRequest":
@@ -55,7 +56,7 @@ class JobRequest:
         if len(name) > MAX_NAME:  # a name taken from the main file is held to the same limit
             raise bad_request(f"name must be text of at most {MAX_NAME} characters", "bad_name")
         return cls(manifest, main, fr, name, body.get("priority", 0), body.get("chunk"),
-                   body.get("max_frame_seconds"))
+                   body.get("max_frame_seconds"), body.get("format"))
 
 
 def _check_path(path: str) -> None:
@@ -123,6 +124,8 @@ def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None,
                   "chunk": chunk, "blender_version": info.version}
         if req.max_frame_seconds:  # Redis stores no None: absent means no limit
             fields["max_frame_seconds"] = req.max_frame_seconds
+        if req.output_format:
+            fields["format"] = req.output_format
         record = staging.JobRecord(job_id, owner, idem, info.version, req.priority,
                                    json.dumps(manifest, sort_keys=True), fields)
         jid, created = staging.write(farm, record, fr.step, frameset.split(fr, chunk))
@@ -181,6 +184,7 @@ def view(farm: Farm, job: dict[str, str], *, parts_from: int | None = None) -> d
         "error": job.get("error"),
         "waiting_reason": waiting_reason(farm, job),
         "max_frame_seconds": int(job["max_frame_seconds"]) if "max_frame_seconds" in job else None,
+        "format": job.get("format"),
     }
     if parts_from is not None:
         total = int(job["parts_total"])

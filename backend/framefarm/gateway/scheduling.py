@@ -43,6 +43,7 @@ class Claim:
     main: str
     blender_version: int
     max_frame_seconds: int | None = None  # the job's limit on one frame; None: none
+    output_format: str | None = None  # the job's -F override of the scene's format; None: the scene's
 
 
 class UnknownWorker(Exception):
@@ -90,4 +91,4 @@ def claim_for(farm: Farm, worker_id: str, owner: str, wait_s: float | None, wait
     job = jobs.load(farm, job_id, None)
     limit = job.get("max_frame_seconds")
     return Claim(lease, job_id, job["scene_hash"], job["main"], int(job["blender_version"]),
-                 int(limit) if limit else None)
+                 int(limit) if limit else None, job.get("format"))

@@ -139,7 +139,7 @@ def submit(args) -> int:
         job, stats = submission.submit_scene(
             api, scene, frames=frames.text(), step=frames.step, chunk=args.chunk, priority=args.priority,
             name=args.name, allow_missing=args.allow_missing, on_upload=meter.upload,
-            max_frame_seconds=args.max_frame_time)
+            max_frame_seconds=args.max_frame_time, output_format=args.format)
     finally:
         meter.close()
     print(f"submitted job {job['id']}: {job['frames']['total']} frames in {job['parts']['total']} parts "

@@ -12,7 +12,8 @@ NAME (see framefarm.worker.cli, framefarm.gateway.cli). Commands may set
 ``default_log_level`` (long-running ones log at INFO).
 
 Exit codes: 0 success, 1 the farm said no (a failed or cancelled job, an
-unreachable farm, a refused request), 2 bad usage or a command whose package is missing.
+unreachable farm, a refused request), 2 bad usage, a command whose package is missing,
+or a scene that cannot be submitted as it is (a corrupt .blend, missing files).
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ import sys
 from importlib import metadata
 from typing import Callable
 
+from framefarm.client import formats
+from framefarm.client.packing import PackError
+from framefarm.client.submission import MissingFiles
 from framefarm.common.http import FarmError
 from framefarm.common import logs
 
@@ -77,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="job name (default: the scene's file name)")
     p.add_argument("--wait", action="store_true", help="follow the job, then download and extract its frames")
     p.add_argument("--output", help="where --wait extracts the frames (default ./NAME-JOB)")
-    p.add_argument("--allow-missing", action="store_true", help="submit even if referenced files are missing")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="submit even if referenced files are missing; the farm renders without them, as Blender does")
+    p.add_argument("--format", type=str.upper, choices=formats.IMAGE_FORMATS, metavar="FORMAT",
+                   help="render frames in this image format instead of the scene's (Blender's -F): "
+                        + ", ".join(formats.IMAGE_FORMATS))
     p.add_argument("--json", action="store_true", help="print the job as JSON")
     client_options(p)
     p.set_defaults(func=commands.submit)
@@ -130,8 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(args.log_level or getattr(args, "default_log_level", "WARNING"))
     try:
         return args.func(args) or 0
-    except UsageError as e:
+    except (UsageError, PackError) as e:  # PackError: the scene itself is unusable (a corrupt .blend)
         parser.exit(2, f"framefarm: error: {e}\n")
+    except MissingFiles as e:  # one line each: an artist works down the list
+        listing = "".join(f"\n  {ref}" for ref in e.files)
+        parser.exit(2, f"framefarm: error: the scene references {len(e.files)} file(s) that do not exist:"
+                       f"{listing}\nfix them, or submit with --allow-missing to render without them, "
+                       "as Blender does\n")
     except FarmError as e:
         print(f"framefarm: {e.message}", file=sys.stderr)
         return 1

@@ -21,6 +21,7 @@ Pure Python (stdlib + BAT): this also runs inside Blender's bundled Python in th
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -36,9 +37,14 @@ from blender_asset_tracer.trace import result as bat_result
 from framefarm.common.blendfile import BlendFileError, read_blend_info
 from framefarm.common.hashing import sha256_file
 
-__all__ = ["OUTSIDE_PROJECT", "PackError", "PackedScene", "check_blend_file", "pack_scene"]
+__all__ = ["OUTSIDE_PROJECT", "PackError", "PackedScene", "check_blend_file", "describe_block", "pack_scene"]
 
 OUTSIDE_PROJECT = "_outside_project"  # BAT's own folder name for assets outside the root
+
+# BAT logs each missing file as a bare path; PackedScene.missing says more (the data-block,
+# the .blend), and the caller reports that, so BAT's lines would only repeat it worse.
+logging.getLogger("blender_asset_tracer.pack").addFilter(
+    lambda record: not str(record.msg).startswith("Missing file"))
 
 # BAT caches open .blend files in a module-level dict and pack_scene empties it when done,
 # so two packs at once in one process (add-on and a script) must take turns.
@@ -100,8 +106,10 @@ def _run_packer(blend: Path, workdir: Path) -> PackedScene:
             try:
                 packer.strategise()
                 packer.execute()
-            except (bat_pack.Aborted, bat_blendfile.exceptions.BlendFileError,
-                    bat_transfer.FileTransferError, OSError) as exc:
+            except bat_blendfile.exceptions.BlendFileError as exc:  # a .blend, its own or a library
+                raise PackError(f"{exc.filepath} is corrupt: Blender Asset Tracer cannot read it "
+                                f"({exc.args[0]})") from exc
+            except (bat_pack.Aborted, bat_transfer.FileTransferError, OSError) as exc:
                 raise PackError(f"could not trace the dependencies of {blend}: {exc}") from exc
             except Exception as exc:  # BAT asserts and NotImplemented on odd files
                 raise PackError(f"Blender Asset Tracer failed on {blend}: "
@@ -137,6 +145,21 @@ def check_blend_file(path: Path) -> None:
         raise PackError(f"{path} is saved compressed (Zstandard) and the 'zstandard' Python "
                         "module is not installed: install it, or save the file without "
                         "compression") from None
+
+
+# The two-letter ID codes Blender puts before a data-block's name, in the words of its UI.
+_ID_KINDS = {"IM": "image", "SQ": "sequencer strip", "OB": "object", "LI": "library", "SO": "sound", "MC": "movie clip",
+             "VF": "font", "CF": "cache file", "VO": "volume", "SC": "scene", "ME": "mesh",
+             "MA": "material", "NT": "node group", "TE": "texture", "PA": "particle settings",
+             "WO": "world", "TX": "text"}
+
+
+def describe_block(block_name: bytes) -> str:
+    """'image "wood.png"' for BAT's b'IMwood.png': the data-block as the artist knows it.
+    A name without an ID code (a sequencer strip, a modifier) is shown as it is."""
+    name = bytes(block_name).split(b"\0", 1)[0].decode("utf-8", "replace")
+    kind = _ID_KINDS.get(name[:2])
+    return f'{kind} "{name[2:]}"' if kind else f'"{name}"'
 
 
 class _RecordingTransferer(bat_transfer.FileTransferer):
@@ -185,11 +208,13 @@ class _ManifestPacker(bat_pack.Packer):
 
     def _note_if_missing(self, asset_path: Path, usage: bat_result.BlockUsage) -> None:
         """BAT records missing files as bare absolute paths; an artist needs the path as
-        written in Blender and which .blend holds it to find and fix the reference."""
+        written in Blender, the data-block that uses it and which .blend holds it to find
+        and fix the reference."""
         if asset_path in self.missing_files:
             written = bytes(usage.asset_path).decode("utf-8", "replace")
             holder = self._project_relative(Path(usage.block.bfile.filepath))
-            self.missing_references.add(f"{written} (in {holder})")
+            self.missing_references.add(f"{written} (used by {describe_block(usage.block_name)} "
+                                        f"in {holder})")
 
     def _project_relative(self, path: Path) -> str:
         try:

@@ -9,14 +9,26 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, cast
 
 from framefarm.common.api import FarmAPI
 from framefarm.common.api_types import Job, JobRequest
 from framefarm.common.http import FarmError
+from .formats import IMAGE_FORMATS
 from .packing import pack_scene
 
 TERMINAL = ("done", "failed", "cancelled", "expired")  # expired: done, and its zip deleted since
+
+
+class MissingFiles(FarmError):
+    """The scene references files that do not exist. Refused by default (hours of render
+    with a pink texture are worse than a question); ``files`` lists every one with the
+    data-block that uses it, so the artist can fix them all or submit anyway."""
+
+    def __init__(self, files: list[str]) -> None:
+        super().__init__(f"the scene references {len(files)} file(s) that do not exist: "
+                         + "; ".join(files), code="missing_files", details={"missing": files})
+        self.files = files
 
 
 @dataclass
@@ -32,14 +44,18 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
                  on_status: Callable[[str], None] | None = None,
                  on_upload: Callable[[int, int], None] | None = None,
                  idempotency_key: str | None = None,
-                 max_frame_seconds: int | None = None) -> tuple[Job, UploadStats]:
-    """Pack `blend` with its dependencies, upload what the farm lacks, submit the job."""
+                 max_frame_seconds: int | None = None,
+                 output_format: str | None = None) -> tuple[Job, UploadStats]:
+    """Pack `blend` with its dependencies, upload what the farm lacks, submit the job.
+
+    Raises MissingFiles unless `allow_missing`: then the job renders without them, as
+    Blender does here. `output_format` (a name of Blender's -F) overrides the scene's."""
     say = on_status or (lambda _msg: None)
     with tempfile.TemporaryDirectory(prefix="framefarm-pack-") as work:
         say(f"tracing the dependencies of {blend.name}")
         packed = pack_scene(Path(blend), Path(work))
         if packed.missing and not allow_missing:
-            raise FarmError("the scene references files that do not exist: " + "; ".join(packed.missing[:10]))
+            raise MissingFiles(packed.missing)
         manifest = packed.manifest()
         by_sha = {sha: packed.files[path] for path, sha in manifest.items()}
         stats = UploadStats(files=len(manifest))
@@ -62,6 +78,11 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
             payload["chunk"] = chunk
         if max_frame_seconds is not None:
             payload["max_frame_seconds"] = max_frame_seconds
+        if output_format is not None:
+            if output_format not in IMAGE_FORMATS:  # the gateway refuses it too; say so before uploading
+                raise FarmError(f"unknown image format {output_format!r}: use one of {', '.join(IMAGE_FORMATS)}",
+                                code="bad_format")
+            payload["format"] = cast(Any, output_format)  # checked just above against the spec's enum
         job = api.submit(payload, idempotency_key or str(uuid.uuid4()))
     return job, stats
 

@@ -111,6 +111,7 @@ class JobRequest(TypedDict):
     priority: NotRequired[int]
     name: NotRequired[str | None]
     max_frame_seconds: NotRequired[int | None]
+    format: NotRequired[Literal['PNG', 'OPEN_EXR', 'OPEN_EXR_MULTILAYER', 'TIFF', 'JPEG', 'JP2', 'WEBP', 'BMP', 'TGA', 'RAWTGA', 'IRIS', 'HDR', 'CINEON', 'DPX', None]]
 
 
 JobStatus: TypeAlias = Literal['queued', 'running', 'assembling', 'done', 'failed', 'cancelled', 'expired']
@@ -155,6 +156,7 @@ class Job(TypedDict):
     error: str | None
     waiting_reason: str | None
     max_frame_seconds: NotRequired[int | None]
+    format: NotRequired[str | None]
     download_url: NotRequired[str]
     parts_next: NotRequired[int | None]
     part_list: NotRequired[list[JobPartListItem]]
@@ -204,6 +206,7 @@ class Lease(TypedDict):
     main: str
     blender_version: int
     max_frame_seconds: NotRequired[int | None]
+    format: NotRequired[str | None]
 
 
 class Outcome(TypedDict):

@@ -243,7 +243,7 @@ class Agent:
             files = render_frames(self.info, scene_dir / part["main"], span, out / "frames",
                                   device=self.device, processes=process_policy(span.count, per_slot),
                                   cancel=held.cancel, log_path=out / "blender.log", sandbox=self.sandbox,
-                                  scene_root=scene_dir, limits=limits)
+                                  scene_root=scene_dir, limits=limits, output_format=part.get("format"))
             archive = self._zip(files, out / "result.zip")
             self.api.upload_result(pid, token, archive)
             log.info("part %s done", pid)

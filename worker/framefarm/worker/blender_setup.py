@@ -21,17 +21,27 @@ def _blender_setup(params: dict) -> None:
     scene = bpy.context.scene
     render = scene.render
 
-    def refuse(message: str) -> None:
-        print("FRAMEFARM-ERROR: " + message, flush=True)
-        raise RuntimeError(message)
-
+    # Every reason the scene cannot render, said at once so the artist fixes them in one go.
+    reasons = []
     saved, running = tuple(bpy.data.version[:2]), tuple(bpy.app.version[:2])
     if saved > running:
-        refuse(f"the scene was saved by Blender {saved[0]}.{saved[1]}, newer than this worker's "
-               f"Blender {bpy.app.version_string}")
-    if render.is_movie_format:
-        refuse(f"the scene's output format is {render.image_settings.file_format}, a video; the farm "
-               "renders frames as images, so choose an image format such as PNG or OpenEXR in Output Properties")
+        reasons.append(f"the scene was saved by Blender {saved[0]}.{saved[1]}, newer than this worker's "
+                       f"Blender {bpy.app.version_string}")
+    if render.is_movie_format:  # after the job's -F, which comes first on the command line
+        reasons.append(f"the scene's output format is {render.image_settings.file_format}, a video; the farm "
+                       "renders frames as images, so choose an image format such as PNG or OpenEXR in Output "
+                       "Properties, or submit with --format PNG")
+    # Blender's own check, in its words: with no active camera it takes the view layer's first
+    # camera object, and a sequencer edit of picture strips renders without any camera.
+    edit = scene.sequence_editor
+    pictures = edit is not None and any(strip.type != "SOUND" for strip in edit.sequences_all)
+    cameras = any(obj.type == "CAMERA" for layer in scene.view_layers for obj in layer.objects)
+    if scene.camera is None and not cameras and not (render.use_sequencer and pictures):
+        reasons.append("Cannot render, no camera")
+    if reasons:
+        message = "; ".join(reasons)
+        print("FRAMEFARM-ERROR: " + message, flush=True)
+        raise RuntimeError(message)
     render.use_overwrite = True  # a frame left by an earlier try must not count as rendered
     render.use_placeholder = False  # an empty placeholder would pass for a frame
     cycles = getattr(scene, "cycles", None)

@@ -100,6 +100,8 @@ def _launcher_main(argv: list[str]) -> None:  # pragma: no cover - runs in the b
             scene().render.filepath = args.pop(0)
         elif arg == "-x":
             scene().render.use_file_extension = args.pop(0) == "1"
+        elif arg == "-F":  # the job's format override (render.py checks it is an image format)
+            scene().render.image_settings.file_format = args.pop(0)
         elif arg == "-t":
             threads = int(args.pop(0))
             scene().render.threads_mode = "FIXED" if threads else "AUTO"

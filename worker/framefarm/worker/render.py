@@ -201,10 +201,11 @@ def render_frames(info: BlenderInfo, scene: Path, frames: PartSpan | FrameRange,
                   device: str = "CPU", processes: int = 1, threads: int | None = None,
                   cancel: threading.Event | None = None, log_path: Path | None = None,
                   sandbox: Sandbox = NO_SANDBOX, scene_root: Path | None = None,
-                  limits: Limits = NO_LIMITS) -> list[Path]:
+                  limits: Limits = NO_LIMITS, output_format: str | None = None) -> list[Path]:
     """Render `frames` (a part's span, or a whole range) of `scene` into `out_dir`
     as 0001.png-style files and return the checked frame files in frame order.
 
+    `output_format` (Blender's -F name) renders in that format instead of the scene's.
     In `sandbox`, Blender sees `scene_root` (the scene's folder; the .blend's own folder
     when None) read-only and writes only to `out_dir`. Raises RenderError (Blender failed,
     ran past `limits`, or a frame is missing or broken) or RenderCancelled (`cancel` was
@@ -225,7 +226,7 @@ def render_frames(info: BlenderInfo, scene: Path, frames: PartSpan | FrameRange,
     with tempfile.TemporaryDirectory(prefix="framefarm-render-") as tmp, \
             (log_path.open("a", encoding="utf-8") if log_path else contextlib.nullcontext()) as log:
         folders = _Folders(scene_root.resolve() if scene_root else scene.parent, out_dir, Path(tmp))
-        runs = _start(info, scene, pieces, folders, device, per_process, log, sandbox)
+        runs = _start(info, scene, pieces, folders, device, per_process, log, sandbox, output_format)
         outcome = _wait(runs, cancel, limits)
         if outcome == "cancelled":
             raise RenderCancelled(f"render of frames {span.start}-{span.end} cancelled")
@@ -266,7 +267,8 @@ class _Folders:
 
 
 def _start(info: BlenderInfo, scene: Path, pieces: list[PartSpan], folders: _Folders, device: str,
-           threads: int | None, log: IO[str] | None, sandbox: Sandbox) -> list[_Blender]:
+           threads: int | None, log: IO[str] | None, sandbox: Sandbox,
+           output_format: str | None = None) -> list[_Blender]:
     lock, runs = threading.Lock(), []
     setup_source = inspect.getsource(_blender_setup)
     tmp = folders.tmp
@@ -276,7 +278,8 @@ def _start(info: BlenderInfo, scene: Path, pieces: list[PartSpan], folders: _Fol
             params = {"frames": piece.frames(), "expect": str(expect), "device": device, "has_oidn": info.has_oidn}
             setup = tmp / f"setup-{index}.py"
             setup.write_text(f"{setup_source}\n_blender_setup({params!r})\n", encoding="utf-8")
-            cmd = sandbox.command(blender_command(info.path, scene, folders.out, setup, piece, device, threads),
+            cmd = sandbox.command(blender_command(info.path, scene, folders.out, setup, piece, device, threads,
+                                                  output_format),
                                   read_only=[folders.scene], writable=[folders.out, tmp], gpu=device != "CPU")
             label = f"[{index}] " if len(pieces) > 1 else ""
             if log is not None:
@@ -293,11 +296,13 @@ def _start(info: BlenderInfo, scene: Path, pieces: list[PartSpan], folders: _Fol
 
 
 def blender_command(blender: str, scene: Path, out_dir: Path, setup: Path, frames: PartSpan,
-                    device: str, threads: int | None) -> list[str]:
-    """The command line; Blender applies its options in order, so the output path
-    comes before the setup script (which reads it back) and everything before -a."""
+                    device: str, threads: int | None, output_format: str | None = None) -> list[str]:
+    """The command line; Blender applies its options in order, so the output path and
+    format come before the setup script (which reads them back) and everything before -a.
+    `output_format` (a name of Blender's -F, checked by the gateway) overrides the scene's."""
     return [blender, "-b", "--factory-startup", "--disable-autoexec", str(scene),
-            "-o", f"{out_dir}/####", "-x", "1", *(["-t", str(threads)] if threads else []),
+            "-o", f"{out_dir}/####", *(["-F", output_format] if output_format else []), "-x", "1",
+            *(["-t", str(threads)] if threads else []),
             "--python-exit-code", "2", "--python", str(setup),
             "-s", str(frames.start), "-e", str(frames.end), "-j", str(frames.step), "-a",
             "--", "--cycles-device", device]
