@@ -153,6 +153,12 @@ def scenario_checks(addon: object) -> None:
         settings.media_type = "VIDEO"
     settings.file_format = "FFMPEG"
     polls["video"] = (bpy.ops.framefarm.submit.poll(), blocker())
+    camera, scene.camera = scene.camera, None
+    polls["video_no_camera"] = (bpy.ops.framefarm.submit.poll(), blocker())  # both reasons at once
+    scene.camera = camera
+    scene.framefarm.output_format = "PNG"  # the job's format override makes a video scene renderable
+    polls["video_as_png"] = (bpy.ops.framefarm.submit.poll(), blocker())
+    scene.framefarm.output_format = "SCENE"
     if hasattr(settings, "media_type"):
         settings.media_type = "IMAGE"
     settings.file_format = "PNG"
@@ -177,10 +183,30 @@ def scenario_checks(addon: object) -> None:
     step("connections")
 
 
+def scenario_missing(addon: object) -> None:
+    """A scene whose texture is missing: refused with the list, then "Submit Anyway"."""
+    configure(addon, CONFIG["gateways"], CONFIG["token"])
+    bpy.ops.wm.open_mainfile(filepath=CONFIG["scene"])
+    bpy.context.scene.framefarm.output_format = CONFIG.get("format", "SCENE")
+    st = addon.state.current
+    OUT["refused"] = submit_and_wait(addon, 120)
+    OUT["missing_files"] = list(st.missing_files)
+    step("refused")
+    result = call(bpy.ops.framefarm.submit, allow_missing=True, wait=True)
+    OUT["anyway"] = {"result": result, "submission": json.loads(json.dumps(st.last_submission)),
+                     "missing_files": list(st.missing_files), "messages": list(st.messages)}
+    job_id = (st.last_submission.get("job") or {}).get("id")
+    if job_id:
+        OUT["notified"] = wait(addon, lambda: st.notification.get("job_id") == job_id, CONFIG["timeout"])
+        OUT["notification"] = dict(st.notification)
+    step("submitted anyway")
+
+
 def main() -> None:
     try:
         addon = install()
-        {"e2e": scenario_e2e, "checks": scenario_checks, "reopen": scenario_reopen}[CONFIG["scenario"]](addon)
+        {"e2e": scenario_e2e, "checks": scenario_checks, "reopen": scenario_reopen,
+         "missing": scenario_missing}[CONFIG["scenario"]](addon)
     except Exception:
         OUT["exception"] = traceback.format_exc()
         traceback.print_exc()

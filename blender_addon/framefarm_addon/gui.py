@@ -66,6 +66,7 @@ class FRAMEFARM_PT_output(bpy.types.Panel):
         layout.prop(ff, "chunk")
         layout.prop(ff, "priority")
         layout.prop(ff, "job_name")
+        layout.prop(ff, "output_format")
         row = layout.row()
         row.scale_y = 1.4
         row.operator("framefarm.submit", icon="RENDER_ANIMATION")
@@ -73,6 +74,12 @@ class FRAMEFARM_PT_output(bpy.types.Panel):
         cur = state.current
         if blocker and not cur.submitting:
             wrapped_label(layout, context, blocker, "INFO")
+        if cur.missing_files and not cur.submitting:  # the last try was refused for these
+            box = layout.box()
+            box.label(text=f"{len(cur.missing_files)} referenced file(s) do not exist:", icon="ERROR")
+            for ref in cur.missing_files[:20]:
+                wrapped_label(box, context, ref, "BLANK1")
+            box.operator("framefarm.submit", text="Submit Anyway", icon="ERROR").allow_missing = True
         if cur.submitting or cur.progress_text:
             if cur.progress_fraction is not None:
                 progress(layout, cur.progress_fraction, cur.progress_text)

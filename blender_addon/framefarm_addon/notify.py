@@ -24,7 +24,8 @@ def _redraw() -> None:
                 area.tag_redraw()
 
 
-def _announce(level: str, text: str, title: str = "Framefarm", job_id: str = "", lines: tuple[str, ...] = ()) -> None:
+def _announce(level: str, text: str, title: str = "Framefarm", job_id: str = "", lines: tuple[str, ...] = (),
+              submit_anyway: bool = False) -> None:
     """A report everyone sees: the console and the add-on's message list always, and a
     popup in the UI (popups need a window, which background Blender lacks). Not the
     status bar: Blender only shows reports of operators the user ran, not of timers."""
@@ -43,6 +44,8 @@ def _announce(level: str, text: str, title: str = "Framefarm", job_id: str = "",
             layout.operator("framefarm.open_link", icon="URL").job_id = job_id
             layout.operator("framefarm.copy_link", icon="COPYDOWN").job_id = job_id
             layout.operator("framefarm.download", icon="IMPORT").job_id = job_id
+        if submit_anyway:
+            layout.operator("framefarm.submit", text="Submit Anyway", icon="ERROR").allow_missing = True
 
     with bpy.context.temp_override(window=window, screen=window.screen):
         wm.popup_menu(draw, title=title, icon="ERROR" if level == "ERROR" else "INFO")
@@ -72,10 +75,16 @@ def _submitted(job: dict[str, Any], uploaded: list[str], files: int, uploaded_by
 
 
 @taskrunner.on("submit_failed")
-def _submit_failed(message: str) -> None:
+def _submit_failed(message: str, missing: list[str] | None = None) -> None:
+    """`missing`: the files the scene references that do not exist (each with the data-block
+    using it); the dialog lists them and offers to submit anyway, rendering without them."""
     cur = state.current
     cur.submitting, cur.progress_text, cur.progress_fraction = False, "", None
-    _announce("ERROR", f"Submission failed: {message}", title="Framefarm: submission failed")
+    cur.missing_files = list(missing or [])
+    for ref in cur.missing_files:
+        print(f"Framefarm: missing {ref}", flush=True)
+    _announce("ERROR", f"Submission failed: {message}", title="Framefarm: submission failed",
+              lines=tuple(cur.missing_files), submit_anyway=bool(cur.missing_files))
     _redraw()
 
 

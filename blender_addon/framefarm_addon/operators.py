@@ -43,16 +43,19 @@ def submit_blocker(context: bpy.types.Context) -> str | None:
         return "Online access is disabled: allow it in Preferences > System > Network to use the farm"
     if state.current.submitting:
         return "A submission is in progress"
+    # What is wrong with the scene itself: all of it at once, so the artist fixes it in one go.
+    reasons = []
     if scene.camera is None:
-        return "The scene has no active camera"
-    if scene.render.is_movie_format:
-        return (f"The output format is a video ({scene.render.image_settings.file_format}): the farm renders "
-                "frames, choose an image format such as PNG or OpenEXR")
+        reasons.append("The scene has no active camera")
+    if scene.render.is_movie_format and props.output_format(scene) is None:
+        reasons.append(f"The output format is a video ({scene.render.image_settings.file_format}): the farm "
+                       "renders frames, choose an image format such as PNG or OpenEXR here under File Format "
+                       "or in Output Properties")
     try:
         props.frame_range(scene)
     except FrameSpecError as exc:
-        return f"The frames cannot be rendered: {exc}"
-    return None
+        reasons.append(f"The frames cannot be rendered: {exc}")
+    return "; ".join(reasons) or None
 
 
 def save_copy() -> Path:
@@ -76,6 +79,10 @@ class FRAMEFARM_OT_submit(bpy.types.Operator):
     wait: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Wait", default=False, options={"SKIP_SAVE"},
         description="Block until the job is created (for scripts; the UI never waits)")
+    allow_missing: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Submit Anyway", default=False, options={"SKIP_SAVE"},
+        description="Submit even if files the scene references are missing; the farm renders without them, "
+                    "as Blender does")
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -96,7 +103,8 @@ class FRAMEFARM_OT_submit(bpy.types.Operator):
         frames = props.frame_range(scene)
         ff = props.settings(scene)
         request = {"frames": frames.text(), "step": frames.step, "chunk": ff.chunk or None,
-                   "priority": ff.priority, "name": props.job_name(scene), "blend": blend_key()}
+                   "priority": ff.priority, "name": props.job_name(scene), "blend": blend_key(),
+                   "allow_missing": self.allow_missing, "format": props.output_format(scene)}
         try:
             copy = save_copy()
         except (RuntimeError, OSError) as exc:
@@ -104,6 +112,7 @@ class FRAMEFARM_OT_submit(bpy.types.Operator):
             return {"CANCELLED"}
         cur = state.current
         cur.submitting, cur.progress_text, cur.progress_fraction = True, "Packing the scene", None
+        cur.missing_files = []
         taskrunner.start("submit", tasks.submit, farm, copy, request)
         self.report({"INFO"}, f"Framefarm: submitting {request['name']} ({frames.count} frames) in the background")
         if self.wait:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import bpy
 
+from ._vendor.framefarm.client.formats import IMAGE_FORMATS
 from ._vendor.framefarm.common.frameset import FrameRange
+
+SCENE_FORMAT = "SCENE"  # the enum's "no override" item: render in the scene's own format
 
 
 class FramefarmSceneSettings(bpy.types.PropertyGroup):
@@ -21,6 +24,13 @@ class FramefarmSceneSettings(bpy.types.PropertyGroup):
         name="Priority", default=0, min=-1000, max=1000, description="Higher runs first")
     job_name: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Job Name", default="", description="Shown on the farm; empty uses the file's name")
+    output_format: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="File Format", default=SCENE_FORMAT,
+        description="The image format the farm renders in: the scene's own, or another (Blender's -F); "
+                    "a scene set to a video output needs an image format here",
+        items=[(SCENE_FORMAT, "Scene's Format", "Render in the format set in Output Properties"),
+               *((name, name.replace("_", " ").title().replace("Exr", "EXR"), f"Render frames as {name}")
+                 for name in IMAGE_FORMATS)])
 
 
 def settings(scene: bpy.types.Scene) -> FramefarmSceneSettings:
@@ -33,6 +43,12 @@ def frame_range(scene: bpy.types.Scene) -> FrameRange:
     if ff.use_scene_range:
         return FrameRange(scene.frame_start, scene.frame_end, scene.frame_step)
     return FrameRange(ff.frame_start, ff.frame_end, ff.frame_step)
+
+
+def output_format(scene: bpy.types.Scene) -> str | None:
+    """The format override to send with the job; None for the scene's own."""
+    chosen = settings(scene).output_format
+    return None if chosen == SCENE_FORMAT else chosen
 
 
 def job_name(scene: bpy.types.Scene) -> str:

@@ -23,6 +23,7 @@ class State:
     connection_ok: bool | None = None
     messages: list[tuple[str, str]] = field(default_factory=list)  # (level, text), newest last
     downloads: dict[str, list[str]] = field(default_factory=dict)  # job id -> extracted files
+    missing_files: list[str] = field(default_factory=list)  # of the last submission refused for them
     store: JobStore | None = None
 
     def say(self, level: str, text: str) -> None:

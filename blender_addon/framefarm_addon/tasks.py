@@ -7,6 +7,7 @@ the same client code the `framefarm` CLI uses (bundled under `_vendor`).
 """
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import uuid
@@ -17,7 +18,7 @@ from typing import Any, Callable
 from ._vendor.framefarm.common.api import FarmAPI, extract_frames
 from ._vendor.framefarm.common.http import Client, FarmError, FarmUnavailable
 from ._vendor.framefarm.client.packing import PackError
-from ._vendor.framefarm.client.submission import TERMINAL, submit_scene
+from ._vendor.framefarm.client.submission import TERMINAL, MissingFiles, submit_scene
 
 Post = Callable[..., None]
 WATCH_WAIT_S = 10.0  # one long-poll per job at a time; short enough to stop promptly
@@ -69,6 +70,19 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def as_in_file(ref: str, copy: Path, blend: str) -> str:
+    """A missing file's reference as the artist's open file writes it. The copy that was packed
+    lies in a temporary folder, with relative paths remapped to it ('//../../home/...'); shown
+    from the open file's folder they read as in Blender's UI ('//textures/wood.png')."""
+    if not ref.startswith("//") or " (used by " not in ref or not blend:
+        return ref
+    path, rest = ref[2:].split(" (used by ", 1)
+    if not rest.endswith(f" in {copy.name})"):  # a library's own paths were not remapped
+        return ref
+    where = os.path.normpath(copy.parent / path)
+    return f"//{Path(os.path.relpath(where, os.path.dirname(blend))).as_posix()} (used by {rest}"
+
+
 def submit(post: Post, settings: FarmSettings, copy: Path, request: dict[str, Any]) -> None:
     """Pack the saved copy, upload what the farm lacks, create the job.
     The copy's folder is ours (a temporary one) and is removed afterwards."""
@@ -82,7 +96,13 @@ def submit(post: Post, settings: FarmSettings, copy: Path, request: dict[str, An
         api = settings.api()
         job, stats = submit_scene(api, copy, frames=request["frames"], step=request["step"],
                                   chunk=request.get("chunk"), priority=request["priority"], name=request["name"],
+                                  allow_missing=request.get("allow_missing", False),
+                                  output_format=request.get("format"),
                                   on_status=on_status, on_upload=on_upload, idempotency_key=str(uuid.uuid4()))
+    except MissingFiles as exc:  # the artist decides: fix them, or "Submit Anyway"
+        post("submit_failed", message=f"The scene references {len(exc.files)} file(s) that do not exist",
+             missing=[as_in_file(ref, copy, request.get("blend", "")) for ref in exc.files])
+        return
     except Exception as exc:  # every failure becomes a message, never a traceback in the UI
         post("submit_failed", message=describe(exc))
         return

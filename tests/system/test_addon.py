@@ -165,6 +165,9 @@ def test_poll_messages_and_clear_errors(blender, cluster, scenes, addon_zip, tmp
     assert polls["ready"] == [True, None]
     assert polls["no_camera"][0] is False and "no active camera" in polls["no_camera"][1]
     assert polls["video"][0] is False and "video" in polls["video"][1]
+    both = polls["video_no_camera"]
+    assert both[0] is False and "no active camera" in both[1] and "video (FFMPEG)" in both[1], both
+    assert polls["video_as_png"] == [True, None]
     assert polls["in_progress"][0] is False and "in progress" in polls["in_progress"][1]
     assert polls["backwards"][0] is False and "the range 10-5 ends before it starts" in polls["backwards"][1]
     if "offline" in polls:
@@ -176,3 +179,31 @@ def test_poll_messages_and_clear_errors(blender, cluster, scenes, addon_zip, tmp
     assert "refused the access token" in out["bad_token_connection"]
     assert out["dead_connection"].startswith("Cannot reach the farm")
     assert out["good_connection"][0] is True, out["good_connection"]
+
+
+def test_missing_texture_lists_it_then_submit_anyway_renders(cluster, addon_zip, tmp_path):
+    """Issue 15 item 2 in the add-on: the refusal lists the missing file with its data-block, and
+    "Submit Anyway" (the operator's allow_missing) renders without it, as Blender does; the
+    job's format override (File Format) is sent too."""
+    from farmtools import make_scene
+
+    scene = make_scene(tmp_path / "scene" / "scene.blend", "--frames", "1-2",
+                       "--texture", str(tmp_path / "scene" / "textures" / "tex.png"))
+    (tmp_path / "scene" / "textures" / "tex.png").unlink()
+    cluster.add_gateway()
+    cluster.add_worker()
+    config = {"scenario": "missing", "zip": str(addon_zip), "scene": str(scene), "gateways": cluster.urls[0],
+              "token": cluster.tokens.client, "timeout": 150, "format": "JPEG"}
+    out = run_driver("3.4", config, tmp_path)
+    refused = out["refused"]
+    assert refused["finished"] and not refused["submission"], refused
+    assert out["missing_files"] == ['//textures/tex.png (used by image "Checker" in scene.blend)']
+    assert any("1 file(s) that do not exist" in text for _level, text in refused["messages"])
+    assert "Traceback" not in out["log"]
+    anyway = out["anyway"]
+    assert anyway["result"] == ["FINISHED"], anyway
+    assert anyway["missing_files"] == []
+    job = anyway["submission"]["job"]
+    assert job["format"] == "JPEG"
+    assert out["notified"], out["log"]
+    assert out["notification"]["status"] == "done", out["notification"]
