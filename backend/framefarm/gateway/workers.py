@@ -11,6 +11,8 @@ import secrets
 from dataclasses import dataclass
 from typing import cast
 
+from flask import g, has_request_context
+
 from . import keys
 from .errors import ApiError
 from .farm import Farm
@@ -83,13 +85,20 @@ def heartbeat(farm: Farm, wid: str, held: list[tuple[str, str]]) -> list[str]:
 
 
 def live(farm: Farm) -> list[dict[str, str]]:
-    """Registered workers heard from recently (a few hundred at most: fine off the hot path)."""
+    """Registered workers heard from recently, read once per request (kept on flask.g): a job
+    list asks twice per job why it waits, and one worker token registers thousands of workers
+    in seconds (2,000 made a list of 30 jobs take 20 s when each job read them all anew)."""
+    if has_request_context() and "live_workers" in g:
+        return g.live_workers
     cutoff = redis_now_ms(farm.redis) - farm.ms(farm.settings.worker_timeout_s)
     ids = cast(list[str], farm.redis.zrangebyscore(keys.WORKERS, cutoff, "+inf"))
     pipe = farm.redis.pipeline()
     for wid in ids:
         pipe.hgetall(keys.worker(wid))
-    return [{"id": wid, **w} for wid, w in zip(ids, pipe.execute()) if w]
+    found = [{"id": wid, **w} for wid, w in zip(ids, pipe.execute()) if w]
+    if has_request_context():
+        g.live_workers = found
+    return found
 
 
 def blocked(farm: Farm, job_id: str) -> set[str]:

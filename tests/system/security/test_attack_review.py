@@ -64,3 +64,27 @@ def test_no_body_is_read_for_a_caller_without_a_token(http, tokens, monkeypatch)
                      headers=bearer(tokens.worker))
     expect_error(resp, 400)
     assert parsed == [len(body)]
+
+
+def _hgetalls(r) -> int:
+    return int(r.info("commandstats").get("cmdstat_hgetall", {}).get("calls", 0))
+
+
+def test_many_registered_workers_do_not_make_each_job_view_read_them_all(http, tokens, scene_sha):
+    """Before: a job's view asks why it waits, reading every live worker's record twice, so a
+    worker token that registered 2,000 workers (3.7 s of requests, nothing limits them) made
+    one client's list of 30 jobs take 20.7 s (120,000 reads from Redis). Now the workers are
+    read once per request: the list reads each worker once, whatever the number of jobs."""
+    jobs, fake = 20, 300
+    for _ in range(jobs):
+        submit(http, tokens.client, scene_sha, frames="1-2", chunk=1)
+    for i in range(fake):  # too old to open the scene: every job waits, and says why
+        register_worker(http, tokens.worker, version="3.0", name=f"fake{i}")
+    r = http.application.extensions["framefarm"].redis
+    before = _hgetalls(r)
+    resp = http.get("/v1/jobs", headers=bearer(tokens.client))
+    assert resp.status_code == 200
+    listed = resp.get_json()["jobs"]
+    assert len(listed) == jobs and all("no live worker runs" in j["waiting_reason"] for j in listed), listed[0]
+    reads = _hgetalls(r) - before
+    assert reads <= fake + jobs, f"{reads} worker and job records read for one list"
