@@ -90,6 +90,12 @@ def owner_active(owner: str) -> str:
     return f"{PREFIX}owner:{owner}:active"
 
 
+def owner_workers(owner: str) -> str:
+    """Zset worker id -> when registered (ms): the workers an owner's token registered that may
+    still be live (quotas.py: a worker whose record expired is dropped when next counted)."""
+    return f"{PREFIX}owner:{owner}:workers"
+
+
 REQUEST_COUNTS = PREFIX + "rate:"
 
 

@@ -95,6 +95,28 @@ def active_job_slot(farm: Farm, owner: str, job_id: str) -> Iterator[Slot]:
             r.zrem(index, job_id)
 
 
+def admit_worker(farm: Farm, owner: str, wid: str) -> None:
+    """Count the new worker `wid` among those `owner`'s token registered; 429
+    `too_many_workers` (no Retry-After: live workers stay) past `max_workers_per_token`.
+    Workers whose records are gone (unregistered, or silent past worker_timeout_s) stop
+    counting here. Parallel registrations each count the others, so they may be refused
+    together near the limit, never admitted past it."""
+    r, index, limit = farm.redis, keys.owner_workers(owner), farm.settings.max_workers_per_token
+    r.zadd(index, {wid: int(time.time() * 1000)})
+    ids = [w for w in cast(list[str], r.zrange(index, 0, -1)) if w != wid]
+    pipe = r.pipeline(transaction=False)
+    for w in ids:
+        pipe.exists(keys.worker(w))
+    gone = [w for w, alive in zip(ids, pipe.execute()) if not alive]
+    if gone:
+        r.zrem(index, *gone)
+    if len(ids) - len(gone) >= limit:
+        r.zrem(index, wid)
+        raise ApiError(429, "too_many_workers",
+                       f"this token already has {limit} live workers registered, the most this farm allows "
+                       f"(FRAMEFARM_MAX_WORKERS_PER_TOKEN); stop one, or ask the farm's operator for another token")
+
+
 def count_request(farm: Farm, identity: Identity) -> None:
     """Count one request of `identity`'s token in this minute's window; 429 with Retry-After
     past the role's limit. One round trip: the increment and the key's expiry in one transaction."""

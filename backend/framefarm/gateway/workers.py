@@ -13,7 +13,7 @@ from typing import cast
 
 from flask import g, has_request_context
 
-from . import keys
+from . import keys, quotas
 from .errors import ApiError
 from .farm import Farm
 from .gateways import redis_now_ms
@@ -34,8 +34,9 @@ class Registration:
 
 
 def register(farm: Farm, reg: Registration) -> str:
-    """Record a new worker; returns its id."""
+    """Record a new worker; returns its id (429 past the token's limit on live workers)."""
     wid = "w-" + secrets.token_hex(6)
+    quotas.admit_worker(farm, reg.owner, wid)
     now = redis_now_ms(farm.redis)
     pipe = farm.redis.pipeline()
     pipe.hset(keys.worker(wid), mapping={

@@ -5,10 +5,13 @@ fails now and changes nothing (real redis-server).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from apitools import bearer, claim, expect_error, register_worker, scene_bytes, scene_sha, submit, unchanged
 from framefarm.gateway import contract, keys
+from framefarm.gateway.app import create_app
+from framefarm.gateway.auth import create_token
 
 __all__ = ["scene_bytes", "scene_sha"]  # fixtures, imported for pytest
 
@@ -88,3 +91,28 @@ def test_many_registered_workers_do_not_make_each_job_view_read_them_all(http, t
     assert len(listed) == jobs and all("no live worker runs" in j["waiting_reason"] for j in listed), listed[0]
     reads = _hgetalls(r) - before
     assert reads <= fake + jobs, f"{reads} worker and job records read for one list"
+
+
+def test_a_worker_token_registers_a_bounded_number_of_live_workers(settings, tokens):
+    """Before: nothing bounded the workers one token registered (2,000 in 3.7 s), each a
+    Redis hash that every job view and submission read, and each its own party for the caps
+    on waiting claims. Now a token has at most FRAMEFARM_MAX_WORKERS_PER_TOKEN live workers;
+    one that unregisters or goes silent frees its place, and other tokens are not affected."""
+    http = create_app(dataclasses.replace(settings, max_workers_per_token=3), background=False).test_client()
+    r = http.application.extensions["framefarm"].redis
+    mine = [register_worker(http, tokens.worker, name=f"w{i}") for i in range(3)]
+    with unchanged(http):
+        resp = http.post("/v1/workers", json={"name": "one too many", "blender_version": "3.4.1"},
+                         headers=bearer(tokens.worker))
+        err = expect_error(resp, 429, "too_many_workers")
+    assert "FRAMEFARM_MAX_WORKERS_PER_TOKEN" in err["message"] and "Retry-After" not in resp.headers
+    assert len(r.zrange(keys.WORKERS, 0, -1)) == 3
+    other = create_token(r, "worker")
+    register_worker(http, other, name="another token's")
+    # An unregistered worker frees its place, and so does one whose record expired.
+    assert http.delete(f"/v1/workers/{mine[0]}", headers=bearer(tokens.worker)).status_code == 200
+    register_worker(http, tokens.worker, name="after an unregister")
+    r.delete(keys.worker(mine[1]))  # what its record's expiry does, worker_timeout_s after its last heartbeat
+    register_worker(http, tokens.worker, name="after an expiry")
+    expect_error(http.post("/v1/workers", json={"name": "again", "blender_version": "3.4.1"},
+                           headers=bearer(tokens.worker)), 429, "too_many_workers")
