@@ -42,3 +42,15 @@ def test_same_errors_as_the_cli(backends, scenes, tmp_path):
                 render_frames(info, scene, FrameRange(1, 1), tmp_path / name)
             errors[name] = caught.value
         assert all(words in e.message and e.deterministic for e in errors.values()), errors
+
+
+def test_format_override_renders_a_video_scene_as_frames_like_the_cli(backends, scenes, tmp_path):
+    """The job's format (Blender's -F, issue 15): both back ends render the FFMPEG scene as
+    OpenEXR frames; without it both refuse the video output with the same reason."""
+    scene = scenes("--format", "FFMPEG")
+    for name, info in backends.items():
+        files = render_frames(info, scene, FrameRange(1, 2), tmp_path / name, output_format="OPEN_EXR")
+        assert [p.name for p in files] == ["0001.exr", "0002.exr"], name
+        with pytest.raises(RenderError, match="output format is FFMPEG, a video.*--format PNG") as caught:
+            render_frames(info, scene, FrameRange(1, 1), tmp_path / f"{name}-video")
+        assert caught.value.deterministic

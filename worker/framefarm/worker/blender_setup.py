@@ -34,7 +34,10 @@ def _blender_setup(params: dict) -> None:
     # Blender's own check, in its words: with no active camera it takes the view layer's first
     # camera object, and a sequencer edit of picture strips renders without any camera.
     edit = scene.sequence_editor
-    pictures = edit is not None and any(strip.type != "SOUND" for strip in edit.sequences_all)
+    strips = [] if edit is None else getattr(edit, "strips_all", None)  # Blender 5.0's name
+    if strips is None:
+        strips = edit.sequences_all  # before 5.0
+    pictures = any(strip.type != "SOUND" for strip in strips)
     cameras = any(obj.type == "CAMERA" for layer in scene.view_layers for obj in layer.objects)
     if scene.camera is None and not cameras and not (render.use_sequencer and pictures):
         reasons.append("Cannot render, no camera")

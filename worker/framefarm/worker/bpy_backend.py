@@ -100,8 +100,11 @@ def _launcher_main(argv: list[str]) -> None:  # pragma: no cover - runs in the b
             scene().render.filepath = args.pop(0)
         elif arg == "-x":
             scene().render.use_file_extension = args.pop(0) == "1"
-        elif arg == "-F":  # the job's format override (render.py checks it is an image format)
-            scene().render.image_settings.file_format = args.pop(0)
+        elif arg == "-F":  # the job's format override (the gateway checks it is an image format)
+            settings = scene().render.image_settings
+            if hasattr(settings, "media_type"):  # 5.0: a video scene offers only video formats
+                settings.media_type = "IMAGE"
+            settings.file_format = args.pop(0)
         elif arg == "-t":
             threads = int(args.pop(0))
             scene().render.threads_mode = "FIXED" if threads else "AUTO"
