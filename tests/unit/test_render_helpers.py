@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from PIL import Image
 
 from framefarm.common.frameset import FrameRange, FrameSpecError, PartSpan
 from framefarm.worker.render import (BlenderInfo, RenderError, as_span, choose_device, probe_blender,
@@ -157,3 +158,20 @@ def test_each_process_is_asked_for_its_slice_of_a_stepped_part(tmp_path: Path) -
         line = next(line for line in text.splitlines() if line.startswith(label))
         assert args in line, line
     json.dumps(span.to_json())  # the value a claim answer carries
+
+
+def test_a_frame_outside_the_output_folder_is_refused(tmp_path: Path) -> None:
+    """Blender's notes on the frames it saved lie in a folder it can write (the render's scratch
+    folder, writable in the sandbox too), so a scene that rewrote them could name any image of
+    the worker's of the right size as a frame, and the worker would send it to the client."""
+    secret = tmp_path / "worker-home" / "0001.png"
+    secret.parent.mkdir()
+    Image.new("RGB", (48, 48), "red").save(secret)
+    hostile = STAND_IN_BLENDER.format(python=sys.executable, bad=False).replace(
+        "files = [[f, [out.format(f) + \".png\"]] for f in params[\"frames\"]]",
+        f"files = [[f, [{str(secret)!r}]] for f in params[\"frames\"]]")
+    assert hostile != STAND_IN_BLENDER.format(python=sys.executable, bad=False)
+    info = stand_in(tmp_path, hostile)
+    (tmp_path / "scene.blend").write_bytes(b"BLENDER")
+    with pytest.raises(RenderError, match="0001.png is not in the part's output folder"):
+        render_frames(info, tmp_path / "scene.blend", FrameRange(1, 1), tmp_path / "out")

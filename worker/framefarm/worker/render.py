@@ -232,7 +232,7 @@ def render_frames(info: BlenderInfo, scene: Path, frames: PartSpan | FrameRange,
             raise RenderCancelled(f"render of frames {span.start}-{span.end} cancelled")
         if isinstance(outcome, _Blender):
             raise _failure(outcome)
-        return _verify(runs)
+        return _verify(runs, out_dir)
 
 
 def as_span(frames: PartSpan | FrameRange) -> PartSpan:
@@ -404,8 +404,8 @@ def _blender_message(lines: list[str]) -> tuple[str, bool]:
     return (hints[-1] if hints else ""), False
 
 
-def _verify(runs: list[_Blender]) -> list[Path]:
-    """Every expected frame, in frame order, checked to exist and decode."""
+def _verify(runs: list[_Blender], out_dir: Path) -> list[Path]:
+    """Every expected frame, in frame order, checked to exist, to lie in `out_dir` and to decode."""
     frames: list[Path] = []
     problems: list[str] = []
     for run in runs:
@@ -416,6 +416,12 @@ def _verify(runs: list[_Blender]) -> list[Path]:
                               "\n".join(run.tail)) from None
         for _frame, paths in expected["files"]:
             for path in map(Path, paths):
+                # The notes lie in a folder Blender can write, so they are no more trusted than
+                # the scene: a frame outside the output folder would put a file of the worker's
+                # (any image of the right size) into the result the client downloads.
+                if path.resolve().parent != out_dir:
+                    problems.append(f"{path} is not in the part's output folder")
+                    continue
                 try:
                     check_frame(path, expected["width"], expected["height"])
                 except FrameCheckError as exc:
