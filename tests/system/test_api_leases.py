@@ -123,6 +123,18 @@ def test_failure_and_release_need_the_current_lease(http, tokens, leased):
     assert part_fields(http, pid)["attempts"] == "0", "a release is not a failed attempt"
 
 
+def test_a_release_gives_its_reason_to_the_jobs_parts_without_counting_an_attempt(http, tokens, leased):
+    pid, headers = leased.part["id"], {**bearer(tokens.worker), **lease(leased.part)}
+    with unchanged(http):
+        expect_error(http.post(f"/v1/parts/{pid}/release", json={"reason": 7}, headers=headers), 400)
+    resp = http.post(f"/v1/parts/{pid}/release", json={"reason": "disk full " + "x" * 9000}, headers=headers)
+    assert resp.get_json() == {"outcome": "requeued"}
+    shown = get_job(http, tokens.client, leased.job["id"], parts="1")["part_list"][0]
+    assert shown["state"] == "queued" and shown["attempts"] == 0, shown
+    assert shown["error"].startswith(f"released by worker {leased.wid}: disk full xxx"), shown["error"][:80]
+    assert len(shown["error"]) < 4100, "the reason is cut to its limit"
+
+
 def test_heartbeat_renews_leases_and_abandons_parts_of_a_cancelled_job(http, tokens, leased):
     pid, before = leased.part["id"], int(part_fields(http, leased.part["id"])["deadline"])
     assert heartbeat(http, tokens.worker, leased.wid, leased.part) == []

@@ -96,8 +96,8 @@ def leftovers(workdir: Path) -> list[Path]:
     ("fetching the scene", 256, "1-2"),  # smaller than the scene itself (~520 KiB)
     ("writing frames", 640, "1-40"),  # the scene fits, forty frames do not
 ])
-def test_a_full_disk_fails_the_part_with_that_reason_and_the_worker_goes_on(cluster, scenes, redis_client,
-                                                                           tmp_path, where, disk_kib, frames):
+def test_a_full_disk_releases_the_part_with_that_reason_and_the_worker_goes_on(cluster, scenes, redis_client,
+                                                                              tmp_path, where, disk_kib, frames):
     scene = scenes("--animated", "--size", str(SIZE))
     cluster.add_gateway()
     workdir = cluster.root / f"worker-{len(cluster.workers)}"
@@ -107,10 +107,14 @@ def test_a_full_disk_fails_the_part_with_that_reason_and_the_worker_goes_on(clus
         job, _ = submit_scene(api, scene, frames=frames, chunk=40)
         part = part_error(redis_client, job["id"], "this worker's disk is full")
         print(f"disk full while {where}: {part['error'][:300]}")
+        # Released, not failed: no attempt counted, and the user sees why in the job's parts.
+        assert part["error"].startswith("released by worker "), part
+        assert part["attempts"] == "0", part
+        shown = api.job(job["id"], parts=True)["part_list"][0]
+        assert "this worker's disk is full" in shown["error"] and shown["attempts"] == 0, shown
         # Cleaned up, still running, and claiming nothing while the disk stays full.
         wait_for(lambda: not leftovers(workdir), 10, "the worker to clean up after the part")
         assert worker.alive()
-        assert part["attempts"] == "1"
         assert "claiming no part until" in worker.log_path.read_text()
         resize(64 * 1024)  # room again: the same worker renders the part
         final = wait_terminal(api, job["id"], 120)

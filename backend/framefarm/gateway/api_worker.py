@@ -181,4 +181,5 @@ def failure(pid: str):
 @bp.post("/parts/<pid>/release")
 @requires("worker")
 def release(pid: str):
-    return jsonify({"outcome": results.release(current_farm(), _leased(pid))})
+    reason = _text(_body(), "reason", MAX_MESSAGE)
+    return jsonify({"outcome": results.release(current_farm(), _leased(pid), reason)})

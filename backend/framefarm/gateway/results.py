@@ -255,9 +255,10 @@ def fail(farm: Farm, part: LeasedPart, message: str, log_tail: str, deterministi
     return Outcome(res[0])
 
 
-def release(farm: Farm, part: LeasedPart) -> Outcome:
-    """A worker stopping gracefully hands the part back, without counting an attempt."""
-    res = farm.scripts.release(args=part.lease_args())
+def release(farm: Farm, part: LeasedPart, reason: str = "") -> Outcome:
+    """A worker stopping gracefully, or unable to take the part (its disk is full), hands
+    the part back without counting an attempt; its reason becomes the part's last error."""
+    res = farm.scripts.release(args=[*part.lease_args(), reason])
     if res[0] == "stale":
         raise conflict(f"the lease on part {part.id} is stale", "stale_lease")
     return Outcome(res[0])

@@ -158,9 +158,11 @@ class FarmAPI:
         return self.client.request("POST", f"/v1/parts/{part_id}/failure", headers=self._lease(token), json_body={
             "message": message, "log_tail": log_tail, "deterministic": deterministic}).json()
 
-    def release(self, part_id: str, token: str) -> None:
-        self.client.request("POST", f"/v1/parts/{part_id}/release", headers=self._lease(token), retry_for=5,
-                            read_timeout=STOPPING_READ_S)
+    def release(self, part_id: str, token: str, reason: str = "") -> Outcome:
+        """Hand a part back without counting an attempt; `reason` becomes its last error."""
+        return self.client.request("POST", f"/v1/parts/{part_id}/release", headers=self._lease(token),
+                                   json_body={"reason": reason} if reason else None, retry_for=5,
+                                   read_timeout=STOPPING_READ_S).json()
 
     def _lease(self, token: str) -> dict[str, str]:
         return {"X-Lease-Token": token, "X-Worker-Id": self.worker_id}

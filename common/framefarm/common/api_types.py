@@ -47,6 +47,7 @@ __all__ = [
     "OpenResultUploadRequest",
     "OpenResultUploadReply",
     "ReportFailureRequest",
+    "ReleasePartRequest",
     "GetPinnedBlenderReply",
 ]
 
@@ -292,6 +293,10 @@ class ReportFailureRequest(TypedDict):
     message: NotRequired[str]
     log_tail: NotRequired[str]
     deterministic: NotRequired[bool]
+
+
+class ReleasePartRequest(TypedDict):
+    reason: NotRequired[str]
 
 
 class GetPinnedBlenderReply(TypedDict):

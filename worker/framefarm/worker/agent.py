@@ -216,14 +216,18 @@ class Agent:
             self.process(part)
 
     def _wait_for_disk(self) -> None:
-        """After a full disk, claim nothing until there is room again (LOW_DISK_BYTES free)
-        or DISK_FULL_PAUSE_S has passed: claiming at once would only fail the next part too.
-        The cleaned-up part itself may have made the room."""
+        """After a full disk, claim nothing for DISK_FULL_PAUSE_S, or until LOW_DISK_BYTES more
+        are free than now (after the part's cleanup): claiming at once would only fail the next
+        part too. The room the part's own cleanup made does not count: the released part is
+        likely the next one offered, and it did not fit in that room, so resuming on it would
+        hand the same part back and forth as fast as it can be fetched (a release counts no
+        attempt, so nothing else would end that)."""
+        needed = (self._free_disk() or 0) + LOW_DISK_BYTES
         log.warning("the disk under %s is full: claiming no part until it has %d MiB free (or for %.0f s)",
-                    self.workdir, LOW_DISK_BYTES >> 20, DISK_FULL_PAUSE_S)
+                    self.workdir, needed >> 20, DISK_FULL_PAUSE_S)
         until = time.monotonic() + DISK_FULL_PAUSE_S
         while time.monotonic() < until and not self.stop.wait(1.0):
-            if (self._free_disk() or 0) >= LOW_DISK_BYTES:
+            if (self._free_disk() or 0) >= needed:
                 break
         self._disk_full.clear()
 
@@ -292,12 +296,14 @@ class Agent:
     def _report(self, part: Lease, message: str, log_tail: str, deterministic: bool) -> None:
         free = self._free_disk()
         if free is not None and (free < LOW_DISK_BYTES or any(text in message for text in _DISK_FULL)):
-            # The worker's fault, not the scene's: said plainly, and never a reason to fail the job
-            # at once. The part goes back to the queue (the farm keeps a worker that fails a job
-            # twice away from it); this worker cleans the part up and goes on serving.
-            message = f"this worker's disk is full ({free // 1024} KiB free under {self.workdir}): {message}"
-            deterministic = False
+            # The worker's fault, not the scene's: the part is released, not failed, so no attempt
+            # is counted and the reason, said plainly, is the part's last error. This worker cleans
+            # the part up and claims nothing until it has room (docs/operations.md: what bounds a
+            # part handed from one full worker to the next).
             self._disk_full.set()
+            self._release(part, f"this worker's disk is full ({free // 1024} KiB free under {self.workdir}): "
+                                f"{message}")
+            return
         try:
             outcome = self.api.report_failure(part["id"], part["token"], message, log_tail, deterministic)
             log.info("part %s: failure reported (%s)", part["id"], outcome.get("outcome"))
@@ -318,10 +324,11 @@ class Agent:
             held.handed_back = True
         self._release(held.part)
 
-    def _release(self, part: Lease) -> None:
+    def _release(self, part: Lease, reason: str = "") -> None:
         try:
-            self.api.release(part["id"], part["token"])
-            log.info("part %s handed back to the farm", part["id"])
+            outcome = self.api.release(part["id"], part["token"], reason)
+            log.info("part %s handed back to the farm (%s)%s", part["id"], outcome.get("outcome"),
+                     f": {reason}" if reason else "")
         except FarmError as e:
             log.warning("part %s: could not hand it back (%s); its lease will expire", part["id"], e.message)
 
