@@ -203,6 +203,18 @@ def _started(pid: int) -> str | None:
     return None if fields[0] == "Z" else fields[19]
 
 
+def blenders_among(pids) -> list[int]:
+    """Those of `pids` that are Blender (the binary, also inside the sandbox's bwrap)."""
+    found = []
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "blender":
+                found.append(pid)
+        except OSError:  # gone meanwhile
+            continue
+    return found
+
+
 def signal_burst(pid: int, count: int = 300) -> None:
     """SIGTERM and SIGINT in turn, as fast as the loop goes (a service manager signalling
     both the process group and the process, an impatient Ctrl-C); stops once it is gone."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from faulttools import check_archive, fields, part_states, rendering, wait_terminal
+from faulttools import blenders_among, check_archive, fields, part_states, rendering, wait_terminal
 from farmtools import descendants, skip_or_fail, wait_for
 from framefarm.client.submission import submit_scene
 from framefarm.common.api import FarmAPI
@@ -33,12 +33,7 @@ def farm_api(cluster, **kwargs) -> FarmAPI:
 
 def blenders(worker) -> list[int]:
     """The worker's Blender processes (inside the sandbox's bwrap, where there is one)."""
-    found = []
-    for pid in descendants(worker.pid):
-        with contextlib.suppress(OSError):
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "blender":
-                found.append(pid)
-    return found
+    return blenders_among(descendants(worker.pid))
 
 
 def part_error(r, job_id: str, text: str, timeout: float = 60) -> dict[str, str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from faulttools import Family, fields, rendering, signal_burst, still_leased
+from faulttools import Family, blenders_among, fields, rendering, signal_burst, still_leased
 from farmtools import descendants, wait_for
 from framefarm.client.submission import submit_scene
 from framefarm.common.api import FarmAPI
@@ -69,6 +69,33 @@ def test_a_burst_of_stop_signals_stops_an_idle_worker(cluster, redis_client):
         print(f"idle worker {n}: exited {took:.2f}s after the first burst")
         assert worker.returncode in CLEAN_EXITS, worker.tail()
         wait_for(lambda: redis_client.zcard(keys.WORKERS) == 0, 10, "the worker to unregister")
+
+
+def test_a_worker_killed_while_it_probes_blender_leaves_no_blender_behind(cluster, redis_client):
+    """At start-up the worker runs Blender once to learn its version and devices. Killed then
+    (SIGKILL: nothing of the worker's own can clean up, as with the OOM killer), that Blender
+    dies with it. Unsandboxed, where no bwrap --die-with-parent stands between the two."""
+    cluster.add_gateway()
+    worker = cluster.add_worker(extra=["--sandbox", "off"])
+    family = Family(worker.pid)
+
+    def probing() -> list[int]:
+        family.look()
+        return blenders_among(family.alive())
+
+    probe = wait_for(probing, 60, "the worker to start Blender to probe it", interval=0.02)
+    assert redis_client.zcard(keys.WORKERS) == 0, "the worker registered: it was past its probe"
+    try:
+        # Frozen, so that it cannot finish its probe and exit on its own before it is looked
+        # for; SIGKILL (the parent-death signal) ends a stopped process too.
+        for pid in probe:
+            os.kill(pid, signal.SIGSTOP)
+        os.kill(worker.pid, signal.SIGKILL)
+        family.wait_exit(worker, 5, "a worker killed with SIGKILL")
+        family.wait_gone(5, f"a worker killed while probing Blender (the probe: {probe})")
+    finally:
+        for pid in blenders_among(family.alive()):  # left behind: the test failed, clean up
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_burst_of_stop_signals_stops_a_rendering_worker_and_hands_its_part_back(cluster, scenes, redis_client):

@@ -112,8 +112,11 @@ def probe_blender(path: str = "blender", sandbox: Sandbox = NO_SANDBOX) -> Blend
     cmd = sandbox.command([path, "-b", "--factory-startup", "--python-exit-code", "1", "--python-expr", _PROBE],
                           gpu=True)
     try:
+        # Dies with the worker, as every render does: a worker killed while it probes (a service
+        # manager's SIGKILL, its machine's OOM killer) must not leave a Blender behind, and
+        # unsandboxed no bwrap --die-with-parent stands between them.
         done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=clean_env(),
-                              errors="replace", timeout=PROBE_TIMEOUT_S)
+                              errors="replace", timeout=PROBE_TIMEOUT_S, preexec_fn=die_with_parent(signal.SIGKILL))
     except FileNotFoundError:
         raise RenderError(f"Blender not found: {path!r} does not exist or is not on PATH") from None
     except PermissionError:
