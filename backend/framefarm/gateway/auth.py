@@ -20,6 +20,7 @@ from . import keys
 from .errors import ApiError
 
 ROLES = ("client", "worker", "admin")
+_IDENTITY = "framefarm.identity"  # where a request keeps the identity its token gave
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,17 @@ def authorize(roles: tuple[str, ...]) -> Identity:
     up and the request counted against its rate limit only the first time."""
     from flask import current_app
 
-    known: Identity | None = g.get("identity")
+    # Kept in the request's own environ, not in `g`: `g` belongs to the app context, which a
+    # request shares with whatever pushed one before it (a test's client, a CLI command), and
+    # an identity found for an earlier request must never answer for this one.
+    known: Identity | None = request.environ.get(_IDENTITY)
     ident = known or authenticate(current_app.extensions["framefarm"].redis, request.headers.get("Authorization"))
+    g.identity = ident
     if ident.role not in roles and not ident.is_admin:
         raise ApiError(403, "forbidden",
                        f"a {ident.role} token cannot do this; it needs a {' or '.join(roles)} token")
     if known is None:
-        g.identity = ident
+        request.environ[_IDENTITY] = ident
         from .quotas import count_request  # quotas needs this module's Identity
 
         count_request(current_app.extensions["framefarm"], ident)
