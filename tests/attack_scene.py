@@ -44,6 +44,9 @@ def main(args: argparse.Namespace) -> None:
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
     scene.cycles.samples = args.samples
+    # Off, or a flat colour converges after Cycles' first few samples and `--samples` makes no
+    # frame slow (the frame-time test then depends on how busy the machine is).
+    scene.cycles.use_adaptive_sampling = False
     scene.cycles.use_denoising = False
     scene.view_settings.view_transform = "Standard"
     scene.render.resolution_x = scene.render.resolution_y = args.size
