@@ -51,8 +51,13 @@ def user_env(tmp: Path) -> dict[str, str]:
     env = {**os.environ, "BLENDER_USER_CONFIG": str(home / "config"), "BLENDER_USER_SCRIPTS": str(home / "scripts"),
            "BLENDER_USER_DATAFILES": str(home / "datafiles"), "BLENDER_USER_EXTENSIONS": str(home / "extensions"),
            "BLENDER_USER_RESOURCES": str(home)}
-    for var in ("FRAMEFARM_GATEWAYS", "FRAMEFARM_TOKEN"):
+    for var in ("FRAMEFARM_GATEWAYS", "FRAMEFARM_TOKEN", "VIRTUAL_ENV"):
         env.pop(var, None)
+    # As an artist starts Blender: with no virtual environment on PATH. Debian's Blender finds
+    # its Python's standard library through the first `python3` on PATH, and the tests' venv
+    # (made from another Python 3.11) would lend it a foreign one, whose `_ssl` it cannot load.
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if p and not (Path(p).parent / "pyvenv.cfg").exists())
     return env
 
 
