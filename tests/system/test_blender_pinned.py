@@ -13,7 +13,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from farmtools import check_frames, framefarm_cli, require_blender, sha256, wait_for
+from farmtools import check_frames, framefarm_cli, require, require_blender, sha256, wait_for
 from framefarm.gateway import keys
 
 TOP = "blender-3.4.1-linux-x64"
@@ -49,7 +49,9 @@ def test_a_worker_fetches_checks_and_renders_with_the_farms_blender(cluster, sce
     assert (cluster.root / "storage" / "blender" / sha / tarball.name).read_bytes() == tarball.read_bytes()
 
     cluster.add_gateway()
-    worker = cluster.add_worker(blender="farm")
+    # Unsandboxed: the build notes each run in the test's folder, which a sandboxed Blender cannot
+    # write (test_the_farms_blender_renders_in_the_sandbox covers the sandbox).
+    worker = cluster.add_worker(blender="farm", extra=["--sandbox", "off"])
     wait_for(lambda: registered(cluster) == 1 or not worker.alive(), 90, "the worker to register")
     assert worker.alive(), worker.tail(30)
     log = worker.log_path.read_text()
@@ -66,6 +68,22 @@ def test_a_worker_fetches_checks_and_renders_with_the_farms_blender(cluster, sce
     assert json.loads(res.stdout)["status"] == "done"
     check_frames(out, [1, 2], (32, 32))
     assert len(runs.read_text().split()) > probes, "the frames were not rendered by the farm's build"
+
+
+def test_the_farms_blender_renders_in_the_sandbox(cluster, scenes, tmp_path):
+    require("bwrap")
+    tarball = wrapper_build(tmp_path / f"{TOP}.tar.gz", tmp_path / "runs")
+    assert publish(cluster, tarball).returncode == 0
+    cluster.add_gateway()
+    worker = cluster.add_worker(blender="farm", extra=["--sandbox", "required"])
+    wait_for(lambda: registered(cluster) == 1 or not worker.alive(), 90, "the worker to register")
+    assert worker.alive(), worker.tail(30)
+    assert "sandbox bwrap" in worker.log_path.read_text()
+    out = tmp_path / "frames"
+    res = framefarm_cli("submit", str(scenes("--animated", "--size", "32")), "--frames", "1", "--wait",
+                        "--output", str(out), "--json", env=cluster.client_env())
+    assert res.returncode == 0, res.stderr + cluster.logs()
+    check_frames(out, [1], (32, 32))
 
 
 def test_a_worker_refuses_a_build_that_does_not_match_its_checksum(cluster, tmp_path):
