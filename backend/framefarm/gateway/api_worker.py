@@ -88,7 +88,7 @@ def claim(wid: str):
         "frames": lease.span.frames(), "token": lease.token, "worker": wid, "deadline_ms": lease.deadline_ms,
         "attempts": lease.attempts, "scene_hash": got.scene_hash, "main": got.main,
         "blender_version": got.blender_version, "max_frame_seconds": got.max_frame_seconds,
-        "format": got.output_format}})
+        "format": got.output_format, "kind": got.kind, "seconds_per_frame": got.seconds_per_frame}})
 
 
 @bp.post("/workers/<wid>/heartbeat")

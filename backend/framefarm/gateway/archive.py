@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, cast
 
-from . import keys
+from . import framestats, keys
 from .farm import Farm
 from .storage import StorageError
 
@@ -68,6 +68,8 @@ def assemble(farm: Farm, job_id: str) -> bool:
                     source = tmp
                 zin = stack.enter_context(zipfile.ZipFile(source))
                 for info in zin.infolist():
+                    if framestats.is_meta(info.filename):
+                        continue  # the worker's measurements and previews are the farm's, not the artist's
                     entry = zipfile.ZipInfo(info.filename, date_time=info.date_time)
                     entry.compress_type = zipfile.ZIP_STORED
                     entry.external_attr = 0o644 << 16

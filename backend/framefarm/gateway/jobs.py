@@ -15,7 +15,7 @@ from typing import Any, cast
 from framefarm.common import frameset
 from framefarm.common.blendfile import BlendFileError, read_blend_info
 
-from . import cleanup, keys, longpoll, parts, quotas, scene_files, staging, workers
+from . import cleanup, framestats, keys, longpoll, parts, quotas, scene_files, staging, workers
 from .errors import ApiError, bad_request, not_found
 from .farm import Farm
 from .longpoll import Waiters
@@ -170,6 +170,7 @@ def view(farm: Farm, job: dict[str, str], *, parts_from: int | None = None) -> d
     """The job as clients see it; with `parts_from`, a page of its parts from that index: at
     most the farm's `part_page_size` of them, and `parts_next`, the index the next page starts
     at (None after the last), so a job of 100,000 parts is never one answer of megabytes."""
+    stats = framestats.JobStats.of(job)
     out: dict[str, Any] = {
         "id": job["id"], "name": job.get("name", ""), "status": job["status"],
         "priority": int(job.get("priority", 0)), "rev": int(job.get("rev", 0)),
@@ -185,6 +186,8 @@ def view(farm: Farm, job: dict[str, str], *, parts_from: int | None = None) -> d
         "waiting_reason": waiting_reason(farm, job),
         "max_frame_seconds": int(job["max_frame_seconds"]) if "max_frame_seconds" in job else None,
         "format": job.get("format"),
+        "seconds_per_frame": stats.seconds_per_frame,
+        "peak_rss_bytes": stats.peak_rss_bytes or None,
     }
     if parts_from is not None:
         total = int(job["parts_total"])

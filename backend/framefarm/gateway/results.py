@@ -24,9 +24,10 @@ from typing import IO, BinaryIO, cast
 
 from framefarm.common.frameset import PartSpan
 
-from . import keys, parts, uploads, workers
+from . import framestats, keys, parts, uploads, workers
 from .errors import ApiError, bad_request, conflict, not_found
 from .farm import Farm
+from .framestats import PartStats
 from .storage import ObjectMissing
 
 # Blender's frame names under the `####` pattern the workers use: 0250.png.
@@ -102,10 +103,9 @@ class ResultTooLarge(ApiError):
         super().__init__(413, "result_too_large", message)
 
 
-def _check_sizes(zf: zipfile.ZipFile, bounds: Bounds) -> None:
+def _check_sizes(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], bounds: Bounds) -> None:
     """Refuse by the sizes the zip declares, then read every entry counting the bytes it really
     unpacks to (never trusting the declared sizes), which also checks each entry's CRC."""
-    infos = zf.infolist()
     declared = sum(i.file_size for i in infos)
     if declared > bounds.max_bytes:
         raise ResultTooLarge(f"the result declares {declared} bytes unpacked, more than its frames can weigh "
@@ -132,13 +132,19 @@ def _check_ratio(name: str, unpacked: int, packed: int, bounds: Bounds) -> None:
                              f"a zip bomb, not rendered frames")
 
 
-def check_zip(path: Path | IO[bytes], frames: list[int], bounds: Bounds) -> None:
-    """Raise a 400 unless the zip holds exactly `frames`, once each, intact; a 413
-    (ResultTooLarge) when it would unpack past `bounds`."""
+def check_zip(path: Path | IO[bytes], frames: list[int], bounds: Bounds) -> PartStats:
+    """Raise a 400 unless the zip holds exactly `frames`, once each, intact, and at most the
+    `_meta/` entries framestats.py allows; a 413 (ResultTooLarge) when its frames would unpack
+    past `bounds`. Returns what the worker measured (framestats.NO_STATS when it sent nothing)."""
     try:
         with zipfile.ZipFile(path) as zf:
             seen: dict[int, str] = {}
+            frame_infos, meta_infos = [], []
             for info in zf.infolist():
+                if framestats.is_meta(info.filename):
+                    meta_infos.append(info)
+                    continue
+                frame_infos.append(info)
                 frame = frame_of(info.filename)
                 if frame is None or info.is_dir():
                     raise bad_request(f"unexpected entry {info.filename!r} in the result; "
@@ -152,7 +158,9 @@ def check_zip(path: Path | IO[bytes], frames: list[int], bounds: Bounds) -> None
                 extra = sorted(set(seen) - expected)[:10]
                 raise bad_request(f"the result does not hold the part's frames (missing {missing}, "
                                   f"unexpected {extra})", "bad_result")
-            _check_sizes(zf, bounds)
+            framestats.check_names(meta_infos, frames)
+            _check_sizes(zf, frame_infos, bounds)
+            return framestats.read(zf, meta_infos, frames)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError, RuntimeError,
             OSError, zlib.error, lzma.LZMAError) as e:
         # Corrupt compressed data, an unknown compression method or an encrypted entry
@@ -160,12 +168,12 @@ def check_zip(path: Path | IO[bytes], frames: list[int], bounds: Bounds) -> None
         raise bad_request(f"the result is not a readable zip: {e}", "bad_result") from None
 
 
-def _check_stream(src: BinaryIO, frames: list[int], limit: int, bounds: Bounds) -> None:
+def _check_stream(src: BinaryIO, frames: list[int], limit: int, bounds: Bounds) -> PartStats:
     """Spool a result to a temporary file (zipfile must seek) and check it."""
     with tempfile.TemporaryFile(suffix=".zip") as tmp:
         uploads.drain(src, limit, copy_to=tmp)
         tmp.seek(0)
-        check_zip(tmp, frames, bounds)
+        return check_zip(tmp, frames, bounds)
 
 
 def _refused(farm: Farm, part: LeasedPart, e: ResultTooLarge) -> ApiError:
@@ -190,17 +198,17 @@ def store_streamed(farm: Farm, part: LeasedPart) -> str:
     try:
         local = farm.storage.local_path(key)
         if local is not None:
-            check_zip(local, part.span.frames(), bounds)
+            stats = check_zip(local, part.span.frames(), bounds)
         else:
             with farm.storage.open_read(key) as src:
-                _check_stream(src, part.span.frames(), limit, bounds)
+                stats = _check_stream(src, part.span.frames(), limit, bounds)
     except ResultTooLarge as e:
         farm.storage.delete(key)
         raise _refused(farm, part, e) from None
     except BaseException:
         farm.storage.delete(key)
         raise
-    return _count(farm, part, key)
+    return _count(farm, part, key, stats)
 
 
 def upload_target(farm: Farm, part: LeasedPart, upload_id: str, size: int) -> str | None:
@@ -214,8 +222,10 @@ def commit_uploaded(farm: Farm, part: LeasedPart, upload_id: str) -> str:
     key = _result_key(part)
     limit = farm.settings.max_upload_bytes
     bounds = Bounds.of(farm, part.span.count)
+    measured: list[PartStats] = []
     try:
-        farm.storage.promote(src, key, lambda fh: _check_stream(fh, part.span.frames(), limit, bounds))
+        farm.storage.promote(src, key, lambda fh: measured.append(
+            _check_stream(fh, part.span.frames(), limit, bounds)))
     except ObjectMissing:
         raise ApiError(404, "no_upload", f"no finished upload of part {part.id}'s result under this id: "
                                          "send it to its upload URL first") from None
@@ -225,13 +235,14 @@ def commit_uploaded(farm: Farm, part: LeasedPart, upload_id: str) -> str:
     except ApiError:
         farm.storage.delete(src)
         raise
-    return _count(farm, part, key)
+    return _count(farm, part, key, measured[-1] if measured else framestats.NO_STATS)
 
 
-def _count(farm: Farm, part: LeasedPart, key: str) -> str:
-    """Count a checked result stored under `key`; a stale lease or an ended job drops it."""
+def _count(farm: Farm, part: LeasedPart, key: str, stats: PartStats) -> str:
+    """Count a checked result stored under `key`, and its measurements into its job's; a stale
+    lease or an ended job drops it."""
     try:
-        res = farm.scripts.complete(args=[*part.lease_args(), key])
+        res = farm.scripts.complete(args=[*part.lease_args(), key, *stats.script_args()])
     except BaseException:
         farm.storage.delete(key)
         raise

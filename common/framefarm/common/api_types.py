@@ -28,6 +28,9 @@ __all__ = [
     "LeaseRef",
     "PartSpan",
     "Lease",
+    "NextLease",
+    "JobIdText",
+    "HeldJobs",
     "Outcome",
     "HealthReply",
     "ListGatewaysReplyGatewaysItem",
@@ -158,6 +161,8 @@ class Job(TypedDict):
     waiting_reason: str | None
     max_frame_seconds: NotRequired[int | None]
     format: NotRequired[str | None]
+    seconds_per_frame: NotRequired[float | None]
+    peak_rss_bytes: NotRequired[int | None]
     download_url: NotRequired[str]
     parts_next: NotRequired[int | None]
     part_list: NotRequired[list[JobPartListItem]]
@@ -208,6 +213,17 @@ class Lease(TypedDict):
     blender_version: int
     max_frame_seconds: NotRequired[int | None]
     format: NotRequired[str | None]
+    kind: NotRequired[str]
+    seconds_per_frame: NotRequired[float | None]
+
+
+NextLease: TypeAlias = Lease | None
+
+
+JobIdText: TypeAlias = str
+
+
+HeldJobs: TypeAlias = list[JobIdText]
 
 
 class Outcome(TypedDict):
@@ -250,6 +266,7 @@ class ListJobsReply(TypedDict):
 
 class ClaimPartRequest(TypedDict):
     wait: NotRequired[float]
+    held: NotRequired[HeldJobs]
 
 
 class ClaimPartReply(TypedDict):
@@ -273,11 +290,13 @@ class GetSceneReply(TypedDict):
 class UploadResultReply(TypedDict):
     ok: Literal[True]
     job_status: JobStatus
+    next: NotRequired[NextLease]
 
 
 class CommitResultReply(TypedDict):
     ok: Literal[True]
     job_status: JobStatus
+    next: NotRequired[NextLease]
 
 
 class OpenResultUploadRequest(TypedDict):

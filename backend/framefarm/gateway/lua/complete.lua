@@ -1,5 +1,6 @@
 -- Counts a part's uploaded result, once, if its lease token still fences it.
--- ARGV: part_id, token, worker_id, result_key
+-- ARGV: part_id, token, worker_id, result_key, stat_frames, stat_seconds, stat_peak_rss, stat_load_seconds
+-- (the result's measurements, framestats.py: summed into the job's record for part sizing)
 -- Returns {'ok', job_status} | {'stale'} | {'ended', job_status}
 local pid, token, wid = ARGV[1], ARGV[2], ARGV[3]
 if not holds_lease(pid, token, wid) then return {'stale'} end
@@ -14,6 +15,15 @@ redis.call('HSET', pk, 'state', 'done', 'result', ARGV[4], 'done_at', now_ms())
 redis.call('HDEL', pk, 'deadline')
 redis.call('HINCRBY', jk, 'frames_done', tonumber(redis.call('HGET', pk, 'count')))
 local done = redis.call('HINCRBY', jk, 'parts_done', 1)
+if tonumber(ARGV[5] or '0') > 0 then
+  redis.call('HINCRBY', jk, 'stat_frames', ARGV[5])
+  redis.call('HINCRBYFLOAT', jk, 'stat_seconds', ARGV[6])
+  redis.call('HINCRBYFLOAT', jk, 'stat_load_seconds', ARGV[8])
+  redis.call('HINCRBY', jk, 'stat_parts', 1)
+  if tonumber(ARGV[7]) > tonumber(redis.call('HGET', jk, 'stat_peak_rss') or '0') then
+    redis.call('HSET', jk, 'stat_peak_rss', ARGV[7])
+  end
+end
 if done == tonumber(redis.call('HGET', jk, 'parts_total')) then
   status = 'assembling'
   redis.call('HSET', jk, 'status', status)
