@@ -192,6 +192,15 @@ def test_a_real_flow_answers_as_the_spec_says(http, tokens, scene_sha, scene_byt
         c(http.post(f"/v1/parts/{part['id']}/{action}", json={"message": "m"},
                     headers={**worker, **lease(part)}), "POST", f"/v1/parts/{{pid}}/{action}")
         c(http.post(f"/v1/parts/{part['id']}/{action}", headers=worker), "POST", f"/v1/parts/{{pid}}/{action}")
+    for action in ("pause", "resume"):
+        c(http.post(f"/v1/jobs/{other['id']}/{action}", headers=client), "POST", f"/v1/jobs/{{job_id}}/{action}")
+    c(http.post(f"/v1/jobs/{other['id']}/priority", json={"priority": 2}, headers=client),
+      "POST", "/v1/jobs/{job_id}/priority")
+    c(http.post(f"/v1/jobs/{other['id']}/retry", headers=client), "POST", "/v1/jobs/{job_id}/retry")
+    admin = bearer(tokens.admin)
+    c(http.get("/v1/workers", headers=admin), "GET", "/v1/workers")
+    for action in ("drain", "undrain"):
+        c(http.post(f"/v1/workers/{wid}/{action}", headers=admin), "POST", f"/v1/workers/{{wid}}/{action}")
     c(http.post(f"/v1/jobs/{other['id']}/cancel", headers=client), "POST", "/v1/jobs/{job_id}/cancel")
     c(http.delete(f"/v1/workers/{wid}", headers=worker), "DELETE", "/v1/workers/{wid}")
     c(http.post(f"/v1/workers/{wid}/heartbeat", json={}, headers=worker), "POST", "/v1/workers/{wid}/heartbeat")

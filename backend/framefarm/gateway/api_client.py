@@ -5,7 +5,7 @@ import logging
 
 from flask import Blueprint, current_app, g, jsonify, redirect, request
 
-from . import cleanup, jobs, quotas, scene_files
+from . import cleanup, job_actions, jobs, quotas, scene_files
 from .auth import requires
 from .downloads import signed_archive_link
 from .errors import ApiError
@@ -111,3 +111,26 @@ def archive(job_id: str):
     if job["status"] != "done":
         raise ApiError(409, "wrong_state", f"job {job_id} is {job['status']}; its archive is not ready")
     return redirect(signed_archive_link(f, job), code=302)
+
+
+
+# A job's actions besides cancel (job_actions.py), each POST /v1/jobs/{job_id}/<action>.
+_ACTIONS = {
+    "pause": job_actions.pause,
+    "resume": job_actions.resume,
+    "retry": job_actions.retry,
+    "priority": lambda f, job: job_actions.set_priority(f, job, _json()["priority"], g.identity),
+}
+
+
+@requires("client")
+def job_action(job_id: str):
+    """Act on the caller's job (another client's: 404) and answer the job as it is now."""
+    f = current_farm()
+    job = jobs.load(f, job_id, owner_filter())
+    _ACTIONS[request.path.rsplit("/", 1)[1]](f, job)
+    return jsonify(jobs.view(f, jobs.load(f, job_id, None)))
+
+
+for _action in _ACTIONS:
+    bp.add_url_rule(f"/jobs/<job_id>/{_action}", f"job_{_action}", job_action, methods=["POST"])

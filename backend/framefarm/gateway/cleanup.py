@@ -152,7 +152,11 @@ def remove_records(farm: Farm, report: Report) -> None:
     holds Redis for long."""
     due = farm.redis.zrangebyscore(keys.RECORDS_DUE, "-inf", redis_now_ms(farm.redis), start=0, num=MAX_RECORDS)
     for job_id in cast(list[str], due):
-        owner, total = cast(list[str | None], farm.redis.hmget(keys.job(job_id), "owner", "parts_total"))
+        owner, total, status = cast(list[str | None], farm.redis.hmget(keys.job(job_id), "owner", "parts_total",
+                                                                        "status"))
+        if status in ("queued", "running", "assembling"):  # a failed job retried since (job_actions.py)
+            farm.redis.zrem(keys.RECORDS_DUE, job_id)
+            continue
         n = int(total or 0)
         for start in range(0, n, RECORD_BATCH):
             farm.redis.unlink(*(keys.part(keys.part_id(job_id, i)) for i in range(start, min(n, start + RECORD_BATCH))))

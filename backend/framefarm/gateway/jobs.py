@@ -153,6 +153,8 @@ def waiting_reason(farm: Farm, job: dict[str, str]) -> str | None:
     """Why a job is not progressing, when no live worker can take its parts."""
     if job["status"] not in ACTIVE:
         return None
+    if job.get("paused") == "1":
+        return "paused: no new parts are handed out until the job is resumed (parts already rendering finish)"
     need = int(job["blender_version"])
     if workers.capable(farm, need, job["id"]):
         return None
@@ -186,6 +188,7 @@ def view(farm: Farm, job: dict[str, str], *, parts_from: int | None = None) -> d
         "waiting_reason": waiting_reason(farm, job),
         "max_frame_seconds": int(job["max_frame_seconds"]) if "max_frame_seconds" in job else None,
         "format": job.get("format"),
+        "paused": job.get("paused") == "1" and job["status"] in ACTIVE,
         "seconds_per_frame": stats.seconds_per_frame,
         "peak_rss_bytes": stats.peak_rss_bytes or None,
     }

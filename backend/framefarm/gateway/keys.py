@@ -59,7 +59,7 @@ FILE_RELEASED = _const("K_FILE_RELEASED", "files:released")  # hash sha -> when 
 ARCHIVES = _const("K_ARCHIVES", "archives")                  # zset job id -> when its archive finished
 CLEANUP_LOCK = PREFIX + "lock:cleanup"
 # Ended jobs whose records clean-up deletes: zset job id -> when (ms; cleanup.remove_records).
-RECORDS_DUE = PREFIX + "jobs:records_due"
+RECORDS_DUE = _const("K_RECORDS_DUE", "jobs:records_due")
 BLENDER = PREFIX + "blender"                      # hash: the pinned Blender build (blender_builds.py)
 
 # --- Redis: per object ----------------------------------------------------------------
@@ -77,6 +77,7 @@ idempotency = _key("k_idem", "idem:{}:{}")        # owner, client key -> job id
 part = _key("k_part", "part:{}")                  # hash: the part's span, state and lease
 worker = _key("k_worker", "worker:{}")            # hash: the worker's registration
 worker_parts = _key("k_wparts", "worker:{}:parts")  # set of the part ids a worker holds
+worker_blocked = _key("k_wblock", "worker:{}:blocked")  # set of the jobs a worker is kept away from
 # A zset per minimum Blender version of the jobs with queued parts, score = priority then age.
 queue = _key("k_queue", "queue:{}")
 assembly_lock = _key("k_assembly_lock", "lock:assembly:{}")

@@ -30,6 +30,11 @@ class Scripts:
         self.commit_job = load("commit_job")
         self.discard_job = load("discard_job")
         self.cancel = load("cancel")
+        # A job's actions (job_actions.py): out of, into or within its queue.
+        self.pause = load("pause")
+        self.resume = load("resume")
+        self.retry = load("retry")
+        self.set_priority = load("set_priority")
         # Leases (scheduling.py, workers.py, results.py).
         self.claim = load("claim")
         self.heartbeat = load("heartbeat")

@@ -1,4 +1,5 @@
-"""Client commands: submit, jobs, status, cancel, download."""
+"""Client commands: submit, jobs, status, cancel, pause, resume, retry, priority, download; an admin's
+workers, drain and undrain."""
 from __future__ import annotations
 
 import json
@@ -6,7 +7,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Any, Callable, Mapping, Sequence, TextIO
 
 from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, ProgressColumn, Task,
@@ -194,18 +195,25 @@ def _print_job(job: Job, as_json: bool) -> None:
             print(f"  {key.replace('_', ' ')}: {job[key]}")
 
 
-def jobs(args) -> int:
-    items = _api(args).jobs()
-    if args.json:
+def _listing(items: Sequence[Mapping[str, Any]], as_json: bool, empty: str,
+             line: Callable[[Mapping[str, Any]], str]) -> int:
+    if as_json:
         print(json.dumps(items, indent=2))
-        return 0
-    if not items:
-        print("no jobs")
-    for job in items:
-        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(job["created_at"] / 1000))
-        f = job["frames"]
-        print(f"{job['id']}  {created}  {job['status']:<10} {f['done']:>6}/{f['total']:<6} {job['name']}")
+    elif not items:
+        print(empty)
+    for item in [] if as_json else items:
+        print(line(item))
     return 0
+
+
+def _job_line(job: Mapping[str, Any]) -> str:
+    created = time.strftime("%Y-%m-%d %H:%M", time.localtime(job["created_at"] / 1000))
+    f = job["frames"]
+    return f"{job['id']}  {created}  {job['status']:<10} {f['done']:>6}/{f['total']:<6} {job['name']}"
+
+
+def jobs(args) -> int:
+    return _listing(_api(args).jobs(), args.json, "no jobs", _job_line)
 
 
 def status(args) -> int:
@@ -220,6 +228,33 @@ def status(args) -> int:
 def cancel(args) -> int:
     job = _api(args).cancel(args.job)
     _print_job(job, args.json)
+    return 0
+
+
+def job_action(args) -> int:
+    """pause, resume, retry (the command's name is the API's action) and priority."""
+    api = _api(args)
+    if args.command == "priority":
+        job = api.set_priority(args.job, args.priority)
+    else:
+        job = api.act(args.job, args.command)
+    _print_job(job, args.json)
+    return 0
+
+
+def _worker_line(w: Mapping[str, Any]) -> str:
+    doing = ", ".join(w["parts"]) or "-"
+    return (f"{w['id']}  {w['state']:<9} Blender {w['blender_version']:<5} {w['device']:<4} "
+            f"done {w['parts_done']:>5}  failed {w['parts_failed']:>4}  {doing}  {w['name']}")
+
+
+def workers(args) -> int:
+    return _listing(_api(args).workers(), args.json, "no worker is online", _worker_line)
+
+
+def drain(args) -> int:
+    w = _api(args).drain(args.worker, drained=args.command == "drain")
+    print(json.dumps(w, indent=2) if args.json else f"{w['id']}  {w['state']}  {w['name']}")
     return 0
 
 

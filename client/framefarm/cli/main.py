@@ -1,6 +1,7 @@
 """`framefarm`: the one command line of the farm.
 
-The artist's commands (submit, jobs, status, cancel, download) are defined here. The
+The artist's commands (submit, jobs, status, cancel, pause, resume, retry, priority, download;
+an admin's workers, drain, undrain) are defined here. The
 commands that run the farm's own processes come with the distribution of that role and
 join through the ``framefarm.commands`` entry-point group: `framefarm worker` with
 framefarm-worker; `framefarm gateway`, `up`, `token` and `blender` with framefarm-gateway.
@@ -63,6 +64,18 @@ def _missing(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", name: s
                            f"pip install {dist}")
 
 
+def _command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help: str,
+             func: Callable[[argparse.Namespace], int], *positional: str) -> argparse.ArgumentParser:
+    """A command taking `positional` arguments, --json and the client's options."""
+    p = sub.add_parser(name, help=help)
+    for arg in positional:
+        p.add_argument(arg)
+    p.add_argument("--json", action="store_true")
+    client_options(p)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import commands
 
@@ -107,6 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     client_options(p)
     p.set_defaults(func=commands.cancel)
+
+    for name, help in (("pause", "pause a job: no new parts are handed out, parts rendering finish"),
+                       ("resume", "resume a paused job"),
+                       ("retry", "retry a failed job's failed parts"),
+                       ("priority", "change a job's priority (higher runs first)")):
+        p = _command(sub, name, help, commands.job_action, "job")
+        if name == "priority":
+            p.add_argument("priority", type=int, help="from -1000 to 1000 (a client token: the farm's client range)")
+    _command(sub, "workers", "list the live workers (an admin token)", commands.workers)
+    _command(sub, "drain", "drain a worker: it finishes its parts and takes no more (an admin token)",
+             commands.drain, "worker")
+    _command(sub, "undrain", "let a drained worker take parts again (an admin token)", commands.drain, "worker")
 
     p = sub.add_parser("download", help="download a finished job's frames")
     p.add_argument("job")

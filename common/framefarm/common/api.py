@@ -15,7 +15,8 @@ from .http import BLOCK, Client, FarmError, ProgressReader, connection
 if TYPE_CHECKING:  # the bodies' types, generated from openapi.yaml; annotations only, nothing at run time
     from .api_types import (ClaimPartReply, CommitResultReply, DirectUpload, GetPinnedBlenderReply, GetSceneReply,
                             Job, JobRequest, Lease, LeaseRef, ListGatewaysReplyGatewaysItem, OpenResultUploadReply,
-                            OpenUploadsReply, Outcome, Registration, UploadResultReply, WorkerRequest)
+                            OpenUploadsReply, Outcome, Registration, UploadResultReply, WorkerInfo,
+                            WorkerRequest)
 
 log = logging.getLogger("framefarm.client")
 # A direct upload that breaks off is sent again whole, to a fresh upload URL.
@@ -82,6 +83,21 @@ class FarmAPI:
 
     def cancel(self, job_id: str) -> Job:
         return self.client.request("POST", f"/v1/jobs/{job_id}/cancel").json()
+
+    def act(self, job_id: str, action: str) -> Job:
+        """A job's action: "pause", "resume" or "retry" (cancel above; priority below)."""
+        return self.client.request("POST", f"/v1/jobs/{job_id}/{action}").json()
+
+    def set_priority(self, job_id: str, priority: int) -> Job:
+        return self.client.request("POST", f"/v1/jobs/{job_id}/priority", json_body={"priority": priority}).json()
+
+    # -- admin -------------------------------------------------------------------------
+    def workers(self) -> list[WorkerInfo]:
+        return self.client.request("GET", "/v1/workers").json()["workers"]
+
+    def drain(self, worker_id: str, drained: bool = True) -> WorkerInfo:
+        """Drain a worker (it finishes its parts and takes no more), or undrain it."""
+        return self.client.request("POST", f"/v1/workers/{worker_id}/{'drain' if drained else 'undrain'}").json()
 
     def download_archive(self, job_id: str, dest: Path, progress: Callable[[int], None] | None = None) -> Path:
         """Fetch the final zip: the gateway redirects to a signed link, which is

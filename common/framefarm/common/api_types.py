@@ -23,6 +23,7 @@ __all__ = [
     "JobParts",
     "JobPartListItem",
     "Job",
+    "WorkerInfo",
     "WorkerRequest",
     "Registration",
     "LeaseRef",
@@ -40,6 +41,8 @@ __all__ = [
     "OpenUploadsRequest",
     "OpenUploadsReply",
     "ListJobsReply",
+    "SetJobPriorityRequest",
+    "ListWorkersReply",
     "ClaimPartRequest",
     "ClaimPartReply",
     "HeartbeatRequest",
@@ -161,11 +164,30 @@ class Job(TypedDict):
     waiting_reason: str | None
     max_frame_seconds: NotRequired[int | None]
     format: NotRequired[str | None]
+    paused: NotRequired[bool]
     seconds_per_frame: NotRequired[float | None]
     peak_rss_bytes: NotRequired[int | None]
     download_url: NotRequired[str]
     parts_next: NotRequired[int | None]
     part_list: NotRequired[list[JobPartListItem]]
+
+
+class WorkerInfo(TypedDict):
+    id: str
+    name: str
+    blender: str
+    blender_version: str
+    device: str
+    devices: list[str]
+    slots: int
+    sandbox: str
+    state: Literal['idle', 'rendering', 'drained']
+    drained: bool
+    parts: list[str]
+    last_seen: int
+    parts_done: int
+    parts_failed: int
+    kept_away_from: list[str]
 
 
 class WorkerRequest(TypedDict):
@@ -262,6 +284,14 @@ class OpenUploadsReply(TypedDict):
 
 class ListJobsReply(TypedDict):
     jobs: list[Job]
+
+
+class SetJobPriorityRequest(TypedDict):
+    priority: int
+
+
+class ListWorkersReply(TypedDict):
+    workers: list[WorkerInfo]
 
 
 class ClaimPartRequest(TypedDict):

@@ -16,14 +16,15 @@ local function index_of(pid) return string.match(pid, ':(%d+)$') end
 
 -- A job is in its Blender version's shared queue exactly while its own queue holds
 -- parts: a requeued part goes back to its job's queue, and the job back in line at
--- its first place (its score: priority, then submission order).
+-- its first place (its score: priority, then submission order). A paused job
+-- (pause.lua) stays out of line until it is resumed.
 local function enqueue(pid, job_id)
-  local j = redis.call('HMGET', k_job(job_id), 'min_version', 'score')
+  local j = redis.call('HMGET', k_job(job_id), 'min_version', 'score', 'paused')
   local idx = index_of(pid)
   redis.call('HSET', k_part(pid), 'state', 'queued')
   redis.call('HDEL', k_part(pid), 'worker', 'token', 'deadline')
   redis.call('ZADD', k_job_queue(job_id), idx, idx)
-  redis.call('ZADD', k_queue(j[1]), j[2], job_id)
+  if j[3] ~= '1' then redis.call('ZADD', k_queue(j[1]), j[2], job_id) end
 end
 
 -- Ends a job that can no longer finish: it leaves the shared queue and its own queue

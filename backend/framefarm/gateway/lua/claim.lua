@@ -9,6 +9,8 @@ reap_expired(now, max_attempts, 100)
 if redis.call('EXISTS', k_worker(wid)) == 0 then return {'unknown_worker'} end
 redis.call('ZADD', K_WORKERS, now, wid)
 redis.call('EXPIRE', k_worker(wid), tonumber(ARGV[6]))
+-- A drained worker (drain.py) stays known, and is handed nothing.
+if redis.call('HEXISTS', k_worker(wid), 'drained') == 1 then return {'empty'} end
 -- One queue of jobs per minimum Blender version; a worker only looks at queues its
 -- Blender can open, so a 3.4 worker never gets a 4.5 scene. The head job it is not
 -- kept away from wins (at most `scan` jobs looked at per queue).

@@ -11,6 +11,9 @@ if status ~= 'running' then return {'ended', status} end
 local pk = k_part(pid)
 redis.call('ZREM', K_LEASES, pid)
 redis.call('SREM', k_wparts(wid), pid)
+if redis.call('EXISTS', k_worker(wid)) == 1 then  -- the admin's worker list (drain.py)
+  redis.call('HINCRBY', k_worker(wid), 'parts_done', 1)
+end
 redis.call('HSET', pk, 'state', 'done', 'result', ARGV[4], 'done_at', now_ms())
 redis.call('HDEL', pk, 'deadline')
 redis.call('HINCRBY', jk, 'frames_done', tonumber(redis.call('HGET', pk, 'count')))

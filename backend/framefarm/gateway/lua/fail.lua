@@ -8,6 +8,9 @@ if not holds_lease(pid, token, wid) then return {'stale'} end
 local job_id = job_of(pid)
 redis.call('ZREM', K_LEASES, pid)
 redis.call('SREM', k_wparts(wid), pid)
+if redis.call('EXISTS', k_worker(wid)) == 1 then  -- the admin's worker list (drain.py)
+  redis.call('HINCRBY', k_worker(wid), 'parts_failed', 1)
+end
 if ARGV[5] == '1' then
   redis.call('HINCRBY', k_part(pid), 'attempts', 1)
   redis.call('HSET', k_part(pid), 'state', 'failed', 'error', message)
@@ -16,5 +19,7 @@ if ARGV[5] == '1' then
 end
 if redis.call('HINCRBY', k_wfail(job_id), wid, 1) >= tonumber(ARGV[7]) then
   redis.call('SADD', k_block(job_id), wid)
+  redis.call('SADD', k_wblock(wid), job_id)
+  redis.call('EXPIRE', k_wblock(wid), 604800)  -- a week: outlives the worker's registration
 end
 return {retry_or_fail(pid, message, tonumber(ARGV[6]), true)}

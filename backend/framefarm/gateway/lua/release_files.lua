@@ -3,6 +3,12 @@
 -- (the job finished: note when each file fell idle, and index a done job's archive
 -- for retention).  Returns 1 if this call released the hold, 0 if none was held.
 local job_id, mode = ARGV[1], ARGV[2]
+-- A failed job retried (retry.lua) between clean-up reading its status and this call runs
+-- again: it keeps its files and its parts' results.
+if mode == 'ended' then
+  local status = redis.call('HGET', k_job(job_id), 'status')
+  if status == 'queued' or status == 'running' then return 0 end
+end
 if redis.call('ZREM', K_FILE_HOLDERS, job_id) == 0 then return 0 end
 local held = k_held(job_id)
 local now = now_ms()
