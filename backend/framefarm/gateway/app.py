@@ -15,6 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import (api_admin, api_client, api_public, api_worker, archive, blender_builds, cleanup, contract, errors,
                gateways, redisconn, scheduling, upgrade)
 from .background import loop
+from .dashboard import bp as dashboard
 from .config import Settings
 from .farm import Farm
 
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None, *, background: bool = False) ->
         # would otherwise pass for the proxy's word.
         n = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
-    for bp in (api_public.bp, api_client.bp, api_worker.bp, api_admin.bp, blender_builds.bp):
+    for bp in (api_public.bp, api_client.bp, api_worker.bp, api_admin.bp, blender_builds.bp, dashboard):
         app.register_blueprint(bp)
     if background:
         start_background(farm)

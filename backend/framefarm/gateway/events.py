@@ -58,6 +58,8 @@ class Notifier:
     def _fire(self, topic: str) -> None:
         with self._cond:
             self._gen[topic] += 1
+            if topic.startswith("job:"):  # `job:*`: any job changed (the dashboard's jobs list)
+                self._gen["job:*"] += 1
             self._cond.notify_all()
 
     def _run(self) -> None:
