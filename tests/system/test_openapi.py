@@ -27,7 +27,7 @@ from referencing.jsonschema import DRAFT202012
 
 from apitools import (bearer, claim, expect_error, farm_of, frames_zip, job_body, lease, register_worker, scene_bytes,
                       scene_sha, unchanged)
-from farmtools import sha256, wait_for
+from farmtools import sha256, wait_for, zip_bytes
 from framefarm.gateway import archive, blender_builds
 from framefarm.gateway.app import create_app
 
@@ -186,6 +186,27 @@ def test_a_real_flow_answers_as_the_spec_says(http, tokens, scene_sha, scene_byt
     c(http.get(f"{download.path}?expires=1&sig=x"), "GET", "/v1/download/{job_id}")
     c(http.post(f"/v1/jobs/{job['id']}/cancel", headers=client), "POST", "/v1/jobs/{job_id}/cancel")
     c(http.get("/v1/jobs/0123456789ab", headers=client), "GET", "/v1/jobs/{job_id}")
+
+    # A job with a finishing task: its frame parts, then its encode part, which fetches its inputs.
+    encoder = c(http.post("/v1/workers", json={"name": "e", "blender_version": "3.4.1", "capabilities": ["encode"]},
+                          headers=worker), "POST", "/v1/workers")["id"]
+    movie = c(http.post("/v1/jobs", json=job_body(scene_sha, finish={"kind": "encode", "options": {"video": "preview"}}),
+                        headers=client), "POST", "/v1/jobs")
+    for _ in range(2):
+        part = c(http.post(f"/v1/workers/{encoder}/claim", json={"wait": 0}, headers=worker),
+                 "POST", "/v1/workers/{wid}/claim")["part"]
+        c(http.put(f"/v1/parts/{part['id']}/result", data=frames_zip(part["frames"]),
+                   headers={**worker, **lease(part)}), "PUT", "/v1/parts/{pid}/result")
+    part = c(http.post(f"/v1/workers/{encoder}/claim", json={"wait": 0}, headers=worker),
+             "POST", "/v1/workers/{wid}/claim")["part"]
+    assert part["kind"] == "encode"
+    c(http.get(f"/v1/jobs/{movie['id']}", headers=client), "GET", "/v1/jobs/{job_id}")
+    mine = {**worker, **lease(part)}
+    c(http.get(f"/v1/parts/{part['id']}/inputs", headers=mine), "GET", "/v1/parts/{pid}/inputs")
+    for index in (0, 9):
+        c(http.get(f"/v1/parts/{part['id']}/inputs/{index}", headers=mine), "GET", "/v1/parts/{pid}/inputs/{index}")
+    c(http.put(f"/v1/parts/{part['id']}/result", data=zip_bytes({"preview.mp4": b"movie"}), headers=mine),
+      "PUT", "/v1/parts/{pid}/result")
 
     other = c(http.post("/v1/jobs", json=job_body(scene_sha), headers=client), "POST", "/v1/jobs")
     for action in ("release", "failure"):

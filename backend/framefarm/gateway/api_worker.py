@@ -14,7 +14,7 @@ import re
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from . import jobs, keys, results, scheduling, uploads, workers
+from . import finishing, jobs, keys, results, scheduling, uploads, workers
 from .auth import requires
 from .downloads import send_stored, storage_link
 from .errors import not_found
@@ -61,7 +61,8 @@ def register():
     name = _text(body, "name", 200) if "name" in body else None
     wid = workers.register(f, workers.Registration(
         name, parse_version(body["blender_version"]), _text(body, "blender", 100), _text(body, "device", 40, "CPU"),
-        body.get("devices", ["CPU"]), body.get("slots", 1), g.identity.owner, body.get("sandbox", "unknown")))
+        body.get("devices", ["CPU"]), body.get("slots", 1), g.identity.owner, body.get("sandbox", "unknown"),
+        tuple(body.get("capabilities", ()))))
     s = f.settings
     return jsonify({"id": wid, "heartbeat_s": s.heartbeat_s, "lease_s": s.lease_s,
                     "claim_wait_s": s.claim_wait_s}), 201
@@ -88,7 +89,8 @@ def claim(wid: str):
         "frames": lease.span.frames(), "token": lease.token, "worker": wid, "deadline_ms": lease.deadline_ms,
         "attempts": lease.attempts, "scene_hash": got.scene_hash, "main": got.main,
         "blender_version": got.blender_version, "max_frame_seconds": got.max_frame_seconds,
-        "format": got.output_format, "kind": got.kind, "seconds_per_frame": got.seconds_per_frame}})
+        "format": got.output_format, "kind": got.kind, "seconds_per_frame": got.seconds_per_frame,
+        "finish": got.finish, "options": got.options}})
 
 
 @bp.post("/workers/<wid>/heartbeat")
@@ -131,6 +133,26 @@ def scene_file(pid: str, sha: str):
     if not jobs.holds_file(f, part.job_id, sha):
         raise not_found(f"file {sha} in this part's scene")
     return send_stored(f.storage, keys.scene_file(sha), "application/octet-stream")
+
+
+@bp.get("/parts/<pid>/inputs")
+@requires("worker")
+def inputs(pid: str):
+    """A leased finishing part's inputs: the job's frame parts, with signed links to their
+    results where the storage signs them (finishing.py)."""
+    f = current_farm()
+    part = _leased(pid)
+    job = jobs.load(f, part.job_id, None)
+    return jsonify({"inputs": finishing.inputs(f, job, part.span.index, lambda key: storage_link(f, key))})
+
+
+@bp.get("/parts/<pid>/inputs/<index>")
+@requires("worker")
+def input_result(pid: str, index: str):
+    f = current_farm()
+    part = _leased(pid)  # `index`: a whole number from 0, as openapi.yaml let through (contract.py)
+    key = finishing.input_key(f, jobs.load(f, part.job_id, None), part.span.index, int(index))
+    return send_stored(f.storage, key, "application/zip")
 
 
 @bp.put("/parts/<pid>/result")

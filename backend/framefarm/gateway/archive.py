@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, cast
 
-from . import framestats, keys
+from . import finishing, framestats, keys
 from .farm import Farm
 from .storage import StorageError
 
@@ -52,11 +52,12 @@ def assemble(farm: Farm, job_id: str) -> bool:
     for i in range(n):
         pipe.hget(keys.part(keys.part_id(job_id, i)), "result")
     results: list[str] = pipe.execute()
+    sources = finishing.archive_results(farm, job, results)  # with a finishing task: its result too
     log.info("assembling job %s from %d parts", job_id, n)
     key = keys.archive(job_id)
     with farm.storage.writer(key) as out, \
             zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zout:
-        for result in results:
+        for result in sources:
             with ExitStack() as stack:
                 source: Path | IO[bytes] | None = farm.storage.local_path(result)
                 if source is None:
@@ -78,7 +79,7 @@ def assemble(farm: Farm, job_id: str) -> bool:
             _renew(farm, job_id, token)
     if not _finish(farm, job_id, token, key):
         raise LostLock(job_id)
-    for result in results:
+    for result in dict.fromkeys([*results, *sources]):
         farm.storage.delete(result)
     log.info("job %s done: %s", job_id, key)
     return True

@@ -15,7 +15,7 @@ from typing import Any, cast
 from framefarm.common import frameset
 from framefarm.common.blendfile import BlendFileError, read_blend_info
 
-from . import cleanup, framestats, keys, longpoll, parts, quotas, scene_files, staging, workers
+from . import cleanup, finishing, framestats, keys, longpoll, parts, quotas, scene_files, staging, workers
 from .errors import ApiError, bad_request, not_found
 from .farm import Farm
 from .longpoll import Waiters
@@ -42,6 +42,7 @@ class JobRequest:
     chunk: int | None = None  # None: chosen from the live workers
     max_frame_seconds: int | None = None  # the longest a frame may take on a worker; None: no limit
     output_format: str | None = None  # Blender's -F name overriding the scene's format; None: the scene's
+    finish: finishing.Finish | None = None  # the job's finishing task, run once every frame is in
 
     @classmethod
     def from_body(cls, body: dict[str, Any], max_frames: int) -> "JobRequest":
@@ -56,7 +57,8 @@ class JobRequest:
         if len(name) > MAX_NAME:  # a name taken from the main file is held to the same limit
             raise bad_request(f"name must be text of at most {MAX_NAME} characters", "bad_name")
         return cls(manifest, main, fr, name, body.get("priority", 0), body.get("chunk"),
-                   body.get("max_frame_seconds"), body.get("format"))
+                   body.get("max_frame_seconds"), body.get("format"),
+                   finish=finishing.Finish.from_body(body.get("finish")))
 
 
 def _check_path(path: str) -> None:
@@ -126,6 +128,8 @@ def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None,
             fields["max_frame_seconds"] = req.max_frame_seconds
         if req.output_format:
             fields["format"] = req.output_format
+        if req.finish:
+            fields.update(req.finish.fields())
         record = staging.JobRecord(job_id, owner, idem, info.version, req.priority,
                                    json.dumps(manifest, sort_keys=True), fields)
         jid, created = staging.write(farm, record, fr.step, frameset.split(fr, chunk))
@@ -156,8 +160,9 @@ def waiting_reason(farm: Farm, job: dict[str, str]) -> str | None:
     if job.get("paused") == "1":
         return "paused: no new parts are handed out until the job is resumed (parts already rendering finish)"
     need = int(job["blender_version"])
-    if workers.capable(farm, need, job["id"]):
-        return None
+    able = workers.capable(farm, need, job["id"])
+    if able:  # they can open the scene; a queued finishing part also needs its kind
+        return finishing.waiting_reason(job, able)
     live = workers.live(farm)
     if not live:
         return "waiting: no worker is online"
@@ -188,6 +193,7 @@ def view(farm: Farm, job: dict[str, str], *, parts_from: int | None = None) -> d
         "waiting_reason": waiting_reason(farm, job),
         "max_frame_seconds": int(job["max_frame_seconds"]) if "max_frame_seconds" in job else None,
         "format": job.get("format"),
+        "finish": finishing.view(farm, job),
         "paused": job.get("paused") == "1" and job["status"] in ACTIVE,
         "seconds_per_frame": stats.seconds_per_frame,
         "peak_rss_bytes": stats.peak_rss_bytes or None,

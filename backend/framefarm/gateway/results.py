@@ -24,7 +24,7 @@ from typing import IO, BinaryIO, cast
 
 from framefarm.common.frameset import PartSpan
 
-from . import framestats, keys, parts, uploads, workers
+from . import finishing, framestats, keys, parts, uploads, workers
 from .errors import ApiError, bad_request, conflict, not_found
 from .farm import Farm
 from .framestats import PartStats
@@ -51,6 +51,11 @@ class LeasedPart:
     token: str
     worker_id: str
     span: PartSpan
+    kind: str = finishing.RENDER  # or the finishing part's kind (finishing.py)
+
+    def frames(self) -> list[int] | None:
+        """The frames its result must hold, exactly; None for a finishing part, whose result is files."""
+        return self.span.frames() if self.kind == finishing.RENDER else None
 
     def lease_args(self) -> list[str]:
         """The lease as the Lua scripts check it (lua/_lib.lua holds_lease)."""
@@ -67,7 +72,8 @@ def leased(farm: Farm, pid: str, token: str, worker_id: str, owner: str) -> Leas
     if part.get("state") != "leased" or part.get("token") != token or part.get("worker") != worker_id:
         raise conflict(f"the lease on part {pid} is stale or missing (or not worker {worker_id}'s); the part is "
                        f"{part.get('state')}", "stale_lease")
-    return LeasedPart(pid, part["job"], token, worker_id, parts.span_from([part[f] for f in parts.SPAN_FIELDS]))
+    return LeasedPart(pid, part["job"], token, worker_id, parts.span_from([part[f] for f in parts.SPAN_FIELDS]),
+                      part.get("kind", finishing.RENDER))
 
 
 def frame_of(name: str) -> int | None:
@@ -132,12 +138,17 @@ def _check_ratio(name: str, unpacked: int, packed: int, bounds: Bounds) -> None:
                              f"a zip bomb, not rendered frames")
 
 
-def check_zip(path: Path | IO[bytes], frames: list[int], bounds: Bounds) -> PartStats:
+def check_zip(path: Path | IO[bytes], frames: list[int] | None, bounds: Bounds) -> PartStats:
     """Raise a 400 unless the zip holds exactly `frames`, once each, intact, and at most the
     `_meta/` entries framestats.py allows; a 413 (ResultTooLarge) when its frames would unpack
-    past `bounds`. Returns what the worker measured (framestats.NO_STATS when it sent nothing)."""
+    past `bounds`. Returns what the worker measured (framestats.NO_STATS when it sent nothing).
+    `frames` None: a finishing part's result, plain-named files (finishing.check_names)."""
     try:
         with zipfile.ZipFile(path) as zf:
+            if frames is None:  # a finishing part's files: named plainly, bounded like frames
+                finishing.check_names(zf.infolist())
+                _check_sizes(zf, zf.infolist(), bounds)
+                return framestats.NO_STATS
             seen: dict[int, str] = {}
             frame_infos, meta_infos = [], []
             for info in zf.infolist():
@@ -168,7 +179,7 @@ def check_zip(path: Path | IO[bytes], frames: list[int], bounds: Bounds) -> Part
         raise bad_request(f"the result is not a readable zip: {e}", "bad_result") from None
 
 
-def _check_stream(src: BinaryIO, frames: list[int], limit: int, bounds: Bounds) -> PartStats:
+def _check_stream(src: BinaryIO, frames: list[int] | None, limit: int, bounds: Bounds) -> PartStats:
     """Spool a result to a temporary file (zipfile must seek) and check it."""
     with tempfile.TemporaryFile(suffix=".zip") as tmp:
         uploads.drain(src, limit, copy_to=tmp)
@@ -198,10 +209,10 @@ def store_streamed(farm: Farm, part: LeasedPart) -> str:
     try:
         local = farm.storage.local_path(key)
         if local is not None:
-            stats = check_zip(local, part.span.frames(), bounds)
+            stats = check_zip(local, part.frames(), bounds)
         else:
             with farm.storage.open_read(key) as src:
-                stats = _check_stream(src, part.span.frames(), limit, bounds)
+                stats = _check_stream(src, part.frames(), limit, bounds)
     except ResultTooLarge as e:
         farm.storage.delete(key)
         raise _refused(farm, part, e) from None
@@ -225,7 +236,7 @@ def commit_uploaded(farm: Farm, part: LeasedPart, upload_id: str) -> str:
     measured: list[PartStats] = []
     try:
         farm.storage.promote(src, key, lambda fh: measured.append(
-            _check_stream(fh, part.span.frames(), limit, bounds)))
+            _check_stream(fh, part.frames(), limit, bounds)))
     except ObjectMissing:
         raise ApiError(404, "no_upload", f"no finished upload of part {part.id}'s result under this id: "
                                          "send it to its upload URL first") from None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from framefarm.common.frameset import PartSpan
 
-from . import framestats, jobs, keys, longpoll, parts, workers
+from . import finishing, framestats, jobs, keys, longpoll, parts, workers
 from .errors import ApiError
 from .farm import Farm
 from .longpoll import Waiters
@@ -46,6 +46,8 @@ class Claim:
     output_format: str | None = None  # the job's -F override of the scene's format; None: the scene's
     seconds_per_frame: float | None = None  # the job's measured mean (framestats.py); None: not yet
     kind: str = "render"
+    finish: str | None = None  # the job's finishing kind (finishing.py), on all its parts; None: none
+    options: dict | None = None  # a finishing part's options (the job's finish.options)
 
 
 class UnknownWorker(Exception):
@@ -93,4 +95,5 @@ def claim_for(farm: Farm, worker_id: str, owner: str, wait_s: float | None, wait
     job = jobs.load(farm, job_id, None)
     limit = job.get("max_frame_seconds")
     return Claim(lease, job_id, job["scene_hash"], job["main"], int(job["blender_version"]),
-                 int(limit) if limit else None, job.get("format"), framestats.JobStats.of(job).seconds_per_frame)
+                 int(limit) if limit else None, job.get("format"), framestats.JobStats.of(job).seconds_per_frame,
+                 **finishing.claim_fields(job, lease.span.index))

@@ -31,6 +31,7 @@ class Registration:
     slots: int
     owner: str
     sandbox: str = "unknown"  # how its Blender runs: 'bwrap' or 'off' ('unknown': a worker too old to say)
+    capabilities: tuple[str, ...] = ()  # the finishing kinds it runs (finishing.py): 'encode', 'merge'
 
 
 def register(farm: Farm, reg: Registration) -> str:
@@ -42,7 +43,7 @@ def register(farm: Farm, reg: Registration) -> str:
     pipe.hset(keys.worker(wid), mapping={
         "name": wid if reg.name is None else reg.name, "blender_version": reg.blender_version, "blender": reg.blender,
         "device": reg.device, "devices": ",".join(reg.devices)[:200], "slots": reg.slots, "owner": reg.owner,
-        "sandbox": reg.sandbox,
+        "sandbox": reg.sandbox, "capabilities": ",".join(reg.capabilities),
         "last_seen": now})
     pipe.expire(keys.worker(wid), int(farm.settings.worker_timeout_s))
     pipe.zadd(keys.WORKERS, {wid: now})

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the bodies' types, generated from openapi.yaml; annotations
                             Job, JobRequest, Lease, LeaseRef, ListGatewaysReplyGatewaysItem, OpenResultUploadReply,
                             OpenUploadsReply, Outcome, Registration, UploadResultReply, WorkerInfo,
                             WorkerRequest)
+    from .api_types import GetInputsReply  # a finishing part's (worker/finishing.py)
 
 log = logging.getLogger("framefarm.client")
 # A direct upload that breaks off is sent again whole, to a fresh upload URL.
@@ -142,11 +143,23 @@ class FarmAPI:
 
     def fetch_file(self, part_id: str, token: str, sha: str, dest: Path, url: str | None = None) -> None:
         """One scene file: from its signed storage URL when the scene listed one, else through a gateway."""
+        self._fetch_leased(f"/v1/parts/{part_id}/files/{sha}", token, dest, url)
+
+    def inputs(self, part_id: str, token: str) -> GetInputsReply:
+        """A finishing part's inputs: the job's frame parts (their spans, and signed links where the
+        farm's storage signs them)."""
+        return self.client.request("GET", f"/v1/parts/{part_id}/inputs", headers=self._lease(token)).json()
+
+    def fetch_input(self, part_id: str, token: str, index: int, dest: Path, url: str | None = None) -> None:
+        """One frame part's result zip, for the finishing part `part_id`."""
+        self._fetch_leased(f"/v1/parts/{part_id}/inputs/{index}", token, dest, url)
+
+    def _fetch_leased(self, path: str, token: str, dest: Path, url: str | None) -> None:
+        """A leased part's download: from its signed storage URL when there is one, else through a gateway."""
         if url:
             download_url(url, dest, tls=self.client.tls)
             return
-        resp = self.client.request("GET", f"/v1/parts/{part_id}/files/{sha}", headers=self._lease(token),
-                                   stream=True, read_timeout=300)
+        resp = self.client.request("GET", path, headers=self._lease(token), stream=True, read_timeout=300)
         try:
             _save(resp.raw, dest, None)
         finally:

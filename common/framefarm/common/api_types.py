@@ -2,7 +2,7 @@
 scripts/gen_api_types.py: do not edit; change the spec and run the script again."""
 # No `from __future__ import annotations`: TypedDict reads NotRequired only from evaluated
 # annotations, so every name is defined before it is used.
-from typing import Literal, NotRequired, TypeAlias, TypedDict
+from typing import Any, Literal, NotRequired, TypeAlias, TypedDict
 
 __all__ = [
     "Sha256",
@@ -17,11 +17,15 @@ __all__ = [
     "DirectUpload",
     "Upload",
     "FrameRange",
+    "FinishKind",
+    "FinishOptions",
+    "Finish",
     "JobRequest",
     "JobStatus",
     "JobFrames",
     "JobParts",
     "JobPartListItem",
+    "FinishState",
     "Job",
     "WorkerInfo",
     "WorkerRequest",
@@ -48,6 +52,8 @@ __all__ = [
     "HeartbeatRequest",
     "HeartbeatReply",
     "GetSceneReply",
+    "GetInputsReplyInputsItem",
+    "GetInputsReply",
     "UploadResultReply",
     "CommitResultReply",
     "OpenResultUploadRequest",
@@ -109,6 +115,20 @@ class FrameRange(TypedDict):
     end: int
 
 
+FinishKind: TypeAlias = Literal['encode', 'merge']
+
+
+class FinishOptions(TypedDict):
+    """The kind's own options, handed to the worker that runs it. "encode": `video` is "scene" (the movie the scene's FFMPEG output settings ask for) or "preview" (an H.264 MP4 at the scene's frame rate)."""
+    video: NotRequired[Literal['scene', 'preview']]
+
+
+class Finish(TypedDict):
+    kind: FinishKind
+    keep_frames: NotRequired[bool]
+    options: NotRequired[FinishOptions]
+
+
 class JobRequest(TypedDict):
     manifest: Manifest
     main: str
@@ -119,6 +139,7 @@ class JobRequest(TypedDict):
     name: NotRequired[str | None]
     max_frame_seconds: NotRequired[int | None]
     format: NotRequired[Literal['PNG', 'OPEN_EXR', 'OPEN_EXR_MULTILAYER', 'TIFF', 'JPEG', 'JP2', 'WEBP', 'BMP', 'TGA', 'RAWTGA', 'IRIS', 'HDR', 'CINEON', 'DPX', None]]
+    finish: NotRequired[None | Finish]
 
 
 JobStatus: TypeAlias = Literal['queued', 'running', 'assembling', 'done', 'failed', 'cancelled', 'expired']
@@ -148,6 +169,15 @@ class JobPartListItem(TypedDict):
     error: str | None
 
 
+class FinishState(TypedDict):
+    kind: FinishKind
+    keep_frames: bool
+    options: NotRequired[dict[str, Any]]
+    state: Literal['waiting', 'queued', 'leased', 'done', 'failed', 'cancelled']
+    attempts: NotRequired[int]
+    error: NotRequired[str | None]
+
+
 class Job(TypedDict):
     id: str
     name: str
@@ -164,6 +194,7 @@ class Job(TypedDict):
     waiting_reason: str | None
     max_frame_seconds: NotRequired[int | None]
     format: NotRequired[str | None]
+    finish: NotRequired[None | FinishState]
     paused: NotRequired[bool]
     seconds_per_frame: NotRequired[float | None]
     peak_rss_bytes: NotRequired[int | None]
@@ -198,6 +229,7 @@ class WorkerRequest(TypedDict):
     devices: NotRequired[list[str]]
     slots: NotRequired[int]
     sandbox: NotRequired[Literal['bwrap', 'off']]
+    capabilities: NotRequired[list[FinishKind]]
 
 
 class Registration(TypedDict):
@@ -236,6 +268,8 @@ class Lease(TypedDict):
     max_frame_seconds: NotRequired[int | None]
     format: NotRequired[str | None]
     kind: NotRequired[str]
+    finish: NotRequired[str | None]
+    options: NotRequired[dict[str, Any] | None]
     seconds_per_frame: NotRequired[float | None]
 
 
@@ -315,6 +349,16 @@ class GetSceneReply(TypedDict):
     main: str
     files: Manifest
     urls: NotRequired[dict[str, str]]
+
+
+class GetInputsReplyInputsItem(TypedDict):
+    index: int
+    span: PartSpan
+    url: str | None
+
+
+class GetInputsReply(TypedDict):
+    inputs: list[GetInputsReplyInputsItem]
 
 
 class UploadResultReply(TypedDict):

@@ -31,6 +31,7 @@ from framefarm.common.api_types import Lease, LeaseRef
 from framefarm.common.frameset import FrameSpecError, PartSpan
 from framefarm.common.http import FarmError
 
+from . import finishing
 from .limits import Limits
 from .render import BlenderInfo, RenderCancelled, RenderError, choose_device, process_policy, render_frames
 from .sandbox import NO_SANDBOX, Sandbox
@@ -70,6 +71,7 @@ class Agent:
         self.cores = cores or os.cpu_count() or 1
         self.workdir = workdir
         self.cache = SceneCache(workdir / "cache")
+        self.capabilities = finishing.capabilities()  # the finishing kinds it advertises (encode: ffmpeg)
         self.stop = threading.Event()
         self.stop_now = threading.Event()
         self._disk_full = threading.Event()  # set by a failure put down to a full disk
@@ -85,7 +87,8 @@ class Agent:
     def register(self) -> None:
         reply = self.api.register({
             "name": self.name, "blender_version": self.info.version, "blender": self.info.version_string,
-            "device": self.device, "devices": self.info.devices, "slots": self.slots, "sandbox": self.sandbox.name})
+            "device": self.device, "devices": self.info.devices, "slots": self.slots, "sandbox": self.sandbox.name,
+            "capabilities": self.capabilities})
         self.worker_id = reply["id"]
         self.heartbeat_s, self.lease_s = reply["heartbeat_s"], reply["lease_s"]
         self.claim_wait_s = reply["claim_wait_s"]
@@ -238,6 +241,10 @@ class Agent:
             self.held[pid] = held
         out = self.workdir / "parts" / f"{pid.replace(':', '-')}-{token}"
         try:
+            if part.get("kind", finishing.RENDER) != finishing.RENDER:  # a job's finishing task (finishing.py)
+                self.api.upload_result(pid, token, self._zip(self._finish(part, held, out), out / "result.zip"))
+                log.info("part %s done", pid)
+                return
             span = PartSpan.from_json(part.get("span"))
             log.info("part %s: frames %d-%d step %d (%d frames, attempt %d)", pid, span.start, span.end,
                      span.step, span.count, part["attempts"] + 1)
@@ -277,6 +284,13 @@ class Agent:
                 self.held.pop(pid, None)
                 self._released.notify_all()
             shutil.rmtree(out, ignore_errors=True)
+
+    def _finish(self, part: Lease, held: Held, out: Path) -> list[Path]:
+        def scene() -> tuple[Path, Path]:
+            root = self._scene(part)
+            return root, root / part["main"]
+        return finishing.run(self.api, part, out, scene=scene, blender=self.info, sandbox=self.sandbox,
+                             cancel=held.cancel)
 
     def _scene(self, part: Lease) -> Path:
         pid, token = part["id"], part["token"]

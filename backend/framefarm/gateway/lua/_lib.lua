@@ -91,3 +91,28 @@ local function holds_lease(pid, token, wid)
   local p = redis.call('HMGET', k_part(pid), 'state', 'token', 'worker')
   return p[1] == 'leased' and p[2] == token and p[3] == wid
 end
+
+-- The job's last result is in: assembly next (gateway/archive.py takes it from K_ASSEMBLY).
+local function start_assembly(job_id)
+  redis.call('HSET', k_job(job_id), 'status', 'assembling')
+  redis.call('ZADD', K_ASSEMBLY, now_ms(), job_id)
+  redis.call('PUBLISH', K_EVENTS, 'assemble')
+  return 'assembling'
+end
+
+-- Every frame part of the job is counted. A job with a finishing task (gateway/finishing.py)
+-- then gets one more part, index parts_total, spanning the job's frames and queued like any
+-- part (leases, retries, cancel: unchanged); claim.lua hands it only to a worker advertising
+-- its kind, and the job's `finishing` field says that it is queued. Without one: assembly.
+local function frames_complete(job_id)
+  local jk = k_job(job_id)
+  local j = redis.call('HMGET', jk, 'finish', 'parts_total', 'start', 'frames_total', 'step')
+  if not j[1] then return start_assembly(job_id) end
+  local pid = job_id .. ':' .. j[2]
+  redis.call('HSET', k_part(pid), 'job', job_id, 'index', j[2], 'start', j[3], 'count', j[4], 'step', j[5],
+    'attempts', 0, 'kind', j[1])
+  redis.call('HSET', jk, 'finishing', j[1])
+  enqueue(pid, job_id)
+  redis.call('PUBLISH', K_EVENTS, 'work')
+  return redis.call('HGET', jk, 'status')
+end

@@ -11,6 +11,12 @@ redis.call('ZADD', K_WORKERS, now, wid)
 redis.call('EXPIRE', k_worker(wid), tonumber(ARGV[6]))
 -- A drained worker (drain.py) stays known, and is handed nothing.
 if redis.call('HEXISTS', k_worker(wid), 'drained') == 1 then return {'empty'} end
+-- A job whose finishing part is queued (complete.lua) goes only to a worker advertising its kind.
+local caps = ',' .. (redis.call('HGET', k_worker(wid), 'capabilities') or '') .. ','
+local function can_take(jid)
+  local kind = redis.call('HGET', k_job(jid), 'finishing')
+  return not kind or string.find(caps, ',' .. kind .. ',', 1, true) ~= nil
+end
 -- One queue of jobs per minimum Blender version; a worker only looks at queues its
 -- Blender can open, so a 3.4 worker never gets a 4.5 scene. The head job it is not
 -- kept away from wins (at most `scan` jobs looked at per queue).
@@ -22,7 +28,7 @@ for _, v in ipairs(redis.call('SMEMBERS', K_QUEUES)) do
     for j = 1, #items, 2 do
       local jid, sc = items[j], tonumber(items[j + 1])
       if best_score and sc >= best_score then break end
-      if redis.call('SISMEMBER', k_block(jid), wid) == 0 then
+      if redis.call('SISMEMBER', k_block(jid), wid) == 0 and can_take(jid) then
         best_job, best_score, best_q = jid, sc, q
         break
       end

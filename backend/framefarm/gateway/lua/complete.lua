@@ -16,6 +16,11 @@ if redis.call('EXISTS', k_worker(wid)) == 1 then  -- the admin's worker list (dr
 end
 redis.call('HSET', pk, 'state', 'done', 'result', ARGV[4], 'done_at', now_ms())
 redis.call('HDEL', pk, 'deadline')
+if redis.call('HEXISTS', pk, 'kind') == 1 then  -- the finishing part (finishing.py): the job's last
+  status = start_assembly(job_id)
+  touch_job(job_id)
+  return {'ok', status}
+end
 redis.call('HINCRBY', jk, 'frames_done', tonumber(redis.call('HGET', pk, 'count')))
 local done = redis.call('HINCRBY', jk, 'parts_done', 1)
 if tonumber(ARGV[5] or '0') > 0 then
@@ -28,10 +33,7 @@ if tonumber(ARGV[5] or '0') > 0 then
   end
 end
 if done == tonumber(redis.call('HGET', jk, 'parts_total')) then
-  status = 'assembling'
-  redis.call('HSET', jk, 'status', status)
-  redis.call('ZADD', K_ASSEMBLY, now_ms(), job_id)
-  redis.call('PUBLISH', K_EVENTS, 'assemble')
+  status = frames_complete(job_id)
 end
 touch_job(job_id)
 return {'ok', status}
