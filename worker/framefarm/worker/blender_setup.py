@@ -6,6 +6,8 @@ what it needs itself and must stay valid in every Blender's Python (3.10+).
 """
 from __future__ import annotations
 
+from framefarm.worker.still_piece import _still_piece  # appended to the script for a still's piece
+
 
 def _blender_setup(params: dict) -> None:
     """Runs inside Blender, after the scene loads and before it renders.
@@ -45,6 +47,8 @@ def _blender_setup(params: dict) -> None:
         message = "; ".join(reasons)
         print("FRAMEFARM-ERROR: " + message, flush=True)
         raise RuntimeError(message)
+    if params.get("piece"):  # a piece of a split still (still_piece.py, whose source follows this one's)
+        _still_piece(scene, params["piece"])
     render.use_overwrite = True  # a frame left by an earlier try must not count as rendered
     render.use_placeholder = False  # an empty placeholder would pass for a frame
     cycles = getattr(scene, "cycles", None)
