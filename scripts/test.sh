@@ -3,7 +3,7 @@
 # Extra arguments go to pytest. CI runs this with FRAMEFARM_REQUIRE_ALL=1, where a
 # test that would skip for want of Blender, Redis or a browser fails instead.
 set -euo pipefail
-EXTRAS="[test]" EXTRA_APT_PACKAGES="xvfb xauth" source "$(dirname "$0")/setup-env.sh"
+EXTRAS="[test]" EXTRA_APT_PACKAGES="xvfb xauth chromium chromium-driver" source "$(dirname "$0")/setup-env.sh"
 
 # Current Blender for the add-on and the worker's bpy back end: the `bpy` wheel
 # (Blender 5.0 as a Python module, ~360 MB) in its own environment, so its pinned

@@ -108,7 +108,7 @@ def app_routes(app) -> dict[str, set[str]]:
     routes: dict[str, set[str]] = defaultdict(set)
     for rule in app.url_map.iter_rules():
         # The dashboard's pages (and /metrics) are not the API: openapi.yaml describes /v1.
-        if rule.endpoint != "static" and not rule.endpoint.startswith("dashboard.") and rule.endpoint != "metrics":
+        if rule.endpoint != "static" and not rule.endpoint.startswith(("dashboard.", "metrics.")):
             path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
             routes[path] |= {m.lower() for m in rule.methods} - {"head", "options"}
     return dict(routes)

@@ -13,7 +13,7 @@ from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import (api_admin, api_client, api_public, api_worker, archive, blender_builds, cleanup, contract, errors,
-               gateways, redisconn, scheduling, upgrade)
+               gateways, metrics, redisconn, scheduling, upgrade)
 from .background import loop
 from .dashboard import bp as dashboard
 from .config import Settings
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, *, background: bool = False) ->
     app.extensions["framefarm"] = farm
     app.extensions["framefarm.waiters"] = scheduling.Waiters(settings.max_waiters, settings.max_waiters_per_token)
     errors.install(app)
+    metrics.install(app)  # first: every request is timed, refused ones too
 
     @app.before_request
     def _limit_json_bodies():

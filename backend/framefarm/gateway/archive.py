@@ -13,12 +13,13 @@ import logging
 import secrets
 import shutil
 import tempfile
+import time
 import zipfile
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, cast
 
-from . import finishing, framestats, keys
+from . import finishing, framestats, keys, metrics
 from .farm import Farm
 from .storage import StorageError
 
@@ -95,7 +96,9 @@ def assemble_pending(farm: Farm) -> None:
     instead of being retried forever."""
     for job_id in cast(list[str], farm.redis.zrange(keys.ASSEMBLY, 0, 20)):
         try:
-            assemble(farm, job_id)
+            started = time.monotonic()
+            if assemble(farm, job_id):
+                metrics.assembled(time.monotonic() - started)
         except LostLock:
             log.warning("lost the assembly lock of job %s to another gateway", job_id)
         except (OSError, StorageError, zipfile.BadZipFile) as e:

@@ -76,6 +76,10 @@ class Settings:
     # An ended job's records (job, parts, manifest) are deleted this long after it ended
     # (never before its archive's retention); until then an expired job is still listed.
     record_retention_s: int = 30 * 24 * 3600
+    # GET /metrics (metrics.py): for a request with this bearer token (or an admin token), or
+    # from an address in these comma-separated networks.
+    metrics_token: str = ""
+    metrics_allow: str = "127.0.0.1/32,::1/128"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

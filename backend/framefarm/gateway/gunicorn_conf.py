@@ -10,8 +10,12 @@ Every setting can be overridden with FRAMEFARM_* variables or gunicorn flags.
 import multiprocessing
 import os
 
-from framefarm.common.logs import FORMAT
+from framefarm.gateway import metrics_files as _metrics
 from framefarm.gateway.config import Settings
+
+# Every gateway process writes its Prometheus metrics to files under one folder, summed by
+# GET /metrics in any of them (metrics.py); set before a process makes its first metric.
+_metrics.prepare_multiprocess()
 
 _settings = Settings.from_env()
 bind = _settings.bind
@@ -39,7 +43,7 @@ errorlog = "-"
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"framefarm": {"format": FORMAT}},
+    "formatters": {"framefarm": {"()": "framefarm.common.logs.formatter"}},  # FRAMEFARM_LOG_FORMAT
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "framefarm",
                             "stream": "ext://sys.stderr"}},
     "root": {"level": os.environ.get("FRAMEFARM_LOG_LEVEL", "INFO"), "handlers": ["stderr"]},
@@ -85,3 +89,11 @@ def post_worker_init(worker):
     threading.Thread(target=close_waiters, name="stop-waiters", daemon=True).start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_stop)
+
+
+def child_exit(server, worker):
+    _metrics.process_gone(worker.pid)
+
+
+def on_exit(server):
+    _metrics.remove_folder()

@@ -60,6 +60,8 @@ ARCHIVES = _const("K_ARCHIVES", "archives")                  # zset job id -> wh
 CLEANUP_LOCK = PREFIX + "lock:cleanup"
 # Ended jobs whose records clean-up deletes: zset job id -> when (ms; cleanup.remove_records).
 RECORDS_DUE = _const("K_RECORDS_DUE", "jobs:records_due")
+# Farm-wide totals the scripts keep for GET /metrics (metrics.py): lease_expiries, retries, ...
+STATS = _const("K_STATS", "stats")
 BLENDER = PREFIX + "blender"                      # hash: the pinned Blender build (blender_builds.py)
 
 # --- Redis: per object ----------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import IO, BinaryIO, cast
 
 from framefarm.common.frameset import PartSpan
 
-from . import finishing, framestats, keys, parts, uploads, workers
+from . import finishing, framestats, keys, metrics, parts, uploads, workers
 from .errors import ApiError, bad_request, conflict, not_found
 from .farm import Farm
 from .framestats import PartStats
@@ -263,6 +263,7 @@ def _count(farm: Farm, part: LeasedPart, key: str, stats: PartStats) -> str:
     if res[0] == "ended":
         farm.storage.delete(key)
         raise conflict(f"the job of part {part.id} is {res[1]}", "job_ended")
+    metrics.result_counted(part.span.count, stats)
     return res[1]
 
 

@@ -39,6 +39,7 @@ local function end_job(job_id, status, err)
   redis.call('UNLINK', k_job_queue(job_id))
   redis.call('HSET', jk, 'status', status, 'finished_at', now_ms())
   if err then redis.call('HSET', jk, 'error', err) end
+  if status == 'failed' then redis.call('HINCRBY', K_STATS, 'jobs_failed', 1) end
   touch_job(job_id)
   return true
 end
@@ -64,6 +65,7 @@ local function retry_or_fail(pid, err, max_attempts, count_attempt)
     return 'failed'
   end
   enqueue(pid, job_id)
+  if count_attempt then redis.call('HINCRBY', K_STATS, 'retries', 1) end
   touch_job(job_id)
   redis.call('PUBLISH', K_EVENTS, 'work')
   return 'requeued'
@@ -77,6 +79,7 @@ local function reap_expired(now, max_attempts, limit)
     redis.call('ZREM', K_LEASES, pid)
     local pk = k_part(pid)
     if redis.call('HGET', pk, 'state') == 'leased' then
+      redis.call('HINCRBY', K_STATS, 'lease_expiries', 1)
       local wid = redis.call('HGET', pk, 'worker')
       if wid then redis.call('SREM', k_wparts(wid), pid) end
       retry_or_fail(pid, 'lease expired: worker ' .. (wid or '?') .. ' stopped responding', max_attempts, true)

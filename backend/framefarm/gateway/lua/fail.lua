@@ -11,6 +11,7 @@ redis.call('SREM', k_wparts(wid), pid)
 if redis.call('EXISTS', k_worker(wid)) == 1 then  -- the admin's worker list (drain.py)
   redis.call('HINCRBY', k_worker(wid), 'parts_failed', 1)
 end
+redis.call('HINCRBY', K_STATS, 'part_failures', 1)
 if ARGV[5] == '1' then
   redis.call('HINCRBY', k_part(pid), 'attempts', 1)
   redis.call('HSET', k_part(pid), 'state', 'failed', 'error', message)
