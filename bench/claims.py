@@ -94,7 +94,7 @@ def time_claims(farm: Farm, wid: str, n: int) -> dict:
     reset_slowlog(farm)
     for _ in range(n):
         t0 = time.perf_counter()
-        lease = scheduling.claim_once(farm, wid, 304)
+        lease = scheduling.claim_once(farm, wid, "bench")
         rtts.append(time.perf_counter() - t0)
         assert lease is not None
         farm.scripts.release(args=[lease.part_id, lease.token, wid])

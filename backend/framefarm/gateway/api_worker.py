@@ -17,7 +17,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from . import finishing, jobs, keys, results, scheduling, uploads, workers
 from .auth import requires
 from .downloads import send_stored, storage_link
-from .errors import not_found
+from .errors import ApiError, TooMany, not_found
 from .farm import current_farm
 from .storage import StorageError
 
@@ -80,17 +80,24 @@ def unregister(wid: str):
 @bp.post("/workers/<wid>/claim")
 @requires("worker")
 def claim(wid: str):
-    got = scheduling.claim_for(current_farm(), wid, g.identity.owner, _body().get("wait"), _waiters())
+    body = _body()
+    got = scheduling.claim_for(current_farm(), wid, g.identity.owner, body.get("wait"), _waiters(),
+                               body.get("held", ()))
     if got is None:
         return "", 204
+    return jsonify({"part": _part(got, wid)})
+
+
+def _part(got: scheduling.Claim, wid: str) -> dict:
+    """A claim's part (openapi.yaml's Lease), as a claim answers it and a result's `next`."""
     lease = got.lease
-    return jsonify({"part": {
+    return {
         "id": lease.part_id, "job": got.job_id, "index": lease.span.index, "span": lease.span.to_json(),
         "frames": lease.span.frames(), "token": lease.token, "worker": wid, "deadline_ms": lease.deadline_ms,
         "attempts": lease.attempts, "scene_hash": got.scene_hash, "main": got.main,
         "blender_version": got.blender_version, "max_frame_seconds": got.max_frame_seconds,
         "format": got.output_format, "kind": got.kind, "seconds_per_frame": got.seconds_per_frame,
-        "finish": got.finish, "options": got.options}})
+        "finish": got.finish, "options": got.options}
 
 
 @bp.post("/workers/<wid>/heartbeat")
@@ -158,8 +165,31 @@ def input_result(pid: str, index: str):
 @bp.put("/parts/<pid>/result")
 @requires("worker")
 def result(pid: str):
-    job_status = results.store_streamed(current_farm(), _leased(pid))
-    return jsonify({"ok": True, "job_status": job_status})
+    part = _leased(pid)
+    return _counted(part, results.store_streamed(current_farm(), part))
+
+
+def _counted(part: results.LeasedPart, job_status: str):
+    """A counted result's answer; with `?next=S`, the worker's next claim too (waiting up to S
+    seconds, the finished part's job held), so a result and the next part take one request."""
+    out: dict = {"ok": True, "job_status": job_status}
+    wait = request.args.get("next", type=float)
+    if wait is None:
+        return jsonify(out)
+    held = [part.job_id, *(h for h in request.args.getlist("held") if h != part.job_id)]
+    headers = {}
+    try:
+        got = scheduling.claim_for(current_farm(), part.worker_id, g.identity.owner, wait, _waiters(), held)
+    except ApiError as e:
+        # The result has counted: a next claim that cannot be made (the gateway holds all the
+        # waiting claims it may, say) answers null, never an error the worker would take for
+        # its result's; a 429's Retry-After still tells it when to claim again.
+        log.info("no next claim with part %s's result: %s", part.id, e.message)
+        got = None
+        if isinstance(e, TooMany):
+            headers["Retry-After"] = str(e.retry_after_s)
+    out["next"] = _part(got, part.worker_id) if got else None
+    return jsonify(out), 200, headers
 
 
 @bp.post("/parts/<pid>/result/upload")
@@ -186,8 +216,8 @@ def result_upload(pid: str):
 def commit_result(pid: str):
     """Check a result sent to its upload URL, keep it, and count the part done."""
     f, body = current_farm(), _body()
-    job_status = results.commit_uploaded(f, _leased(pid), body["id"])
-    return jsonify({"ok": True, "job_status": job_status})
+    part = _leased(pid)
+    return _counted(part, results.commit_uploaded(f, part, body["id"]))
 
 
 @bp.post("/parts/<pid>/failure")

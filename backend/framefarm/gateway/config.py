@@ -73,6 +73,11 @@ class Settings:
     # unpacking to more than this many times its packed size (workers store frames uncompressed).
     max_frame_bytes: int = 1024**3
     max_result_ratio: int = 100
+    # Parts sized by time (parts.py): a job without a chunk starts with parts of this many
+    # frames, then, once results say how long a frame takes, gets parts of about this many
+    # seconds each (a job's own target_part_seconds wins); 0 turns it off (parts by count).
+    target_part_seconds: int = 180
+    first_part_frames: int = 1
     # An ended job's records (job, parts, manifest) are deleted this long after it ended
     # (never before its archive's retention); until then an expired job is still listed.
     record_retention_s: int = 30 * 24 * 3600

@@ -42,6 +42,7 @@ class JobRequest:
     chunk: int | None = None  # None: chosen from the live workers
     max_frame_seconds: int | None = None  # the longest a frame may take on a worker; None: no limit
     output_format: str | None = None  # Blender's -F name overriding the scene's format; None: the scene's
+    target_part_seconds: int | None = None  # parts sized to take about this long (parts.timed); None: the farm's
     finish: finishing.Finish | None = None  # the job's finishing task, run once every frame is in
 
     @classmethod
@@ -58,7 +59,8 @@ class JobRequest:
             raise bad_request(f"name must be text of at most {MAX_NAME} characters", "bad_name")
         return cls(manifest, main, fr, name, body.get("priority", 0), body.get("chunk"),
                    body.get("max_frame_seconds"), body.get("format"),
-                   finish=finishing.Finish.from_body(body.get("finish")))
+                   finish=finishing.Finish.from_body(body.get("finish")),
+                   target_part_seconds=body.get("target_part_seconds"))
 
 
 def _check_path(path: str) -> None:
@@ -118,6 +120,9 @@ def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None,
         except BlendFileError as e:
             raise bad_request(f"{main}: {e}", "not_a_blend") from None
         chunk = req.chunk
+        timed = parts.timed(farm.settings, fr.count, req.target_part_seconds) if chunk is None else None
+        if timed:  # one part, cut to time as claims take it
+            chunk = fr.count
         if chunk is None:
             chunk = max(frameset.auto_chunk(fr.count, len(workers.capable(farm, info.version))),
                         quotas.min_chunk(farm.settings, fr.count))
@@ -128,6 +133,8 @@ def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None,
             fields["max_frame_seconds"] = req.max_frame_seconds
         if req.output_format:
             fields["format"] = req.output_format
+        if timed:
+            fields.update(timed)
         if req.finish:
             fields.update(req.finish.fields())
         record = staging.JobRecord(job_id, owner, idem, info.version, req.priority,
@@ -193,6 +200,7 @@ def view(farm: Farm, job: dict[str, str], *, parts_from: int | None = None) -> d
         "waiting_reason": waiting_reason(farm, job),
         "max_frame_seconds": int(job["max_frame_seconds"]) if "max_frame_seconds" in job else None,
         "format": job.get("format"),
+        "target_part_seconds": int(job["target_ms"]) // 1000 if "target_ms" in job else None,
         "finish": finishing.view(farm, job),
         "paused": job.get("paused") == "1" and job["status"] in ACTIVE,
         "seconds_per_frame": stats.seconds_per_frame,

@@ -3,7 +3,8 @@
 The split is computed once, by `frameset.split`, and written by `jobs.create`; from
 then a part's frames are read back from its hash fields with `span_from`, into a
 `PartSpan`, by every place that needs them (the claim answer, the result check, the
-job's part list).
+job's part list). A job without a chunk has its parts sized by time as claims take them
+(`timed`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import redis
 from framefarm.common.frameset import PartSpan
 
 from . import keys
+from .config import Settings
 
 # The hash fields of a span, in PartSpan's order (claim.lua returns them in this order too).
 SPAN_FIELDS = ("index", "start", "count", "step")
@@ -46,3 +48,18 @@ def part_list(r: redis.Redis, job_id: str, start: int, stop: int, job_status: st
         pipe.hmget(keys.part(keys.part_id(job_id, i)), *SPAN_FIELDS, "state", "attempts", "error")
     return [{**span_from(p[:4]).to_json(), "state": shown_state(p[4], job_status), "attempts": int(p[5] or 0),
              "error": p[6]} for p in pipe.execute()]
+
+
+def timed(settings: Settings, frames_total: int, target_s: int | None) -> dict[str, int] | None:
+    """The job fields of parts sized by time, for a job of `frames_total` frames without a chunk
+    (None when the farm's and the job's target are off). Such a job is written as one part;
+    each claim cuts the part it pops to the frames that fill `target_ms` at the job's measured
+    time per frame (`carve` in lua/claim.lua; `first_frames` before anything is measured, never
+    fewer than `min_frames`, which keeps the job within the farm's parts limit) and queues the
+    rest as a new part. The job's `chunk` shows the first parts' size."""
+    target = settings.target_part_seconds if target_s is None else target_s
+    if target <= 0:
+        return None
+    first = max(1, settings.first_part_frames, -(-frames_total // settings.max_parts))
+    return {"target_ms": target * 1000, "first_frames": first, "chunk": first,
+            "min_frames": -(-frames_total // settings.max_parts)}

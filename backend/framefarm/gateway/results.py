@@ -65,10 +65,15 @@ class LeasedPart:
 def leased(farm: Farm, pid: str, token: str, worker_id: str, owner: str) -> LeasedPart:
     """The part, if the worker `worker_id`, registered under `owner`'s token, holds its lease
     under `token`; else 404 (no such part or worker), 403 (another token's worker) or 409."""
-    part = cast(dict[str, str], farm.redis.hgetall(keys.part(pid))) if ":" in pid else {}
+    if ":" not in pid:
+        raise not_found(f"part {pid}")
+    pipe = farm.redis.pipeline(transaction=False)  # one round trip for both
+    pipe.hgetall(keys.part(pid))
+    pipe.hget(keys.worker(worker_id), "owner")
+    part, registered_by = cast(tuple[dict[str, str], str | None], pipe.execute())
     if not part:
         raise not_found(f"part {pid}")
-    workers.load(farm, worker_id, owner)
+    workers.owned(worker_id, {"owner": registered_by} if registered_by else {}, owner)
     if part.get("state") != "leased" or part.get("token") != token or part.get("worker") != worker_id:
         raise conflict(f"the lease on part {pid} is stale or missing (or not worker {worker_id}'s); the part is "
                        f"{part.get('state')}", "stale_lease")

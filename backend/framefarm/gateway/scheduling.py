@@ -6,22 +6,29 @@ the highest-priority, oldest job from the job queues the worker's Blender can op
 leases it to that worker with a token (a growing fence number and 128 random bits) and a
 deadline on Redis's clock. Its cost does not grow
 with the number of queued parts: the shared queues hold jobs, each job its own parts.
+The same step checks that the caller's token registered the worker, prefers a job whose
+scene the worker holds loaded (`held`, among jobs of the best priority), cuts a part of a
+job sized by time to fit (see `carve` in lua/claim.lua) and answers with the job's fields,
+so a claim costs Redis one call.
 A lease that runs out is requeued by `reap` (lua/_lib.lua reap_expired).
 """
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from framefarm.common.frameset import PartSpan
 
-from . import finishing, framestats, jobs, keys, longpoll, parts, workers
+from . import finishing, framestats, keys, longpoll, parts, workers
 from .errors import ApiError
 from .farm import Farm
 from .longpoll import Waiters
 
 # How many jobs at a queue's head a claim looks past when the worker is kept away from them.
 SCAN_LIMIT = 64
+# Held jobs a claim looks at (openapi.yaml's HeldJobs).
+MAX_HELD = 16
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class Lease:
     deadline_ms: int
     span: PartSpan
     attempts: int
+    job: dict[str, str]  # the job's fields as the claim read them
 
 
 @dataclass(frozen=True)
@@ -54,24 +62,30 @@ class UnknownWorker(Exception):
     """The worker's registration expired (it was silent too long); it must register again."""
 
 
-def claim_once(farm: Farm, worker_id: str, version: int) -> Lease | None:
+def claim_once(farm: Farm, worker_id: str, owner: str, held: Sequence[str] = ()) -> Lease | None:
+    """One claim for the worker registered under `owner`'s token; None when there is no work for it."""
     s = farm.settings
     # The lease token's secret half: 128 bits from Python's CSPRNG (Lua has none).
-    res = farm.scripts.claim(args=[worker_id, version, farm.ms(s.lease_s), s.max_attempts,
-                                   SCAN_LIMIT, int(s.worker_timeout_s), secrets.token_hex(16)])
+    res = farm.scripts.claim(args=[worker_id, owner, farm.ms(s.lease_s), s.max_attempts,
+                                   SCAN_LIMIT, int(s.worker_timeout_s), secrets.token_hex(16), *held[:MAX_HELD]])
     if res[0] == "unknown_worker":
         raise UnknownWorker(worker_id)
+    if res[0] == "not_your_worker":
+        raise workers.not_yours(worker_id)
     if res[0] == "empty":
         return None
     pid, token, deadline = res[1:4]
-    return Lease(pid, token, int(deadline), parts.span_from(res[4:8]), int(res[8]))
+    fields = res[9]
+    return Lease(pid, token, int(deadline), parts.span_from(res[4:8]), int(res[8]),
+                 dict(zip(fields[0::2], fields[1::2])))
 
 
-def claim(farm: Farm, worker_id: str, version: int, wait_s: float, waiters: Waiters) -> Lease | None:
+def claim(farm: Farm, worker_id: str, owner: str, wait_s: float, waiters: Waiters,
+          held: Sequence[str] = ()) -> Lease | None:
     """Claim a part, waiting up to `wait_s` for one to be queued (a long-poll: longpoll.py,
     woken by "work" events; past the process's cap on waiting requests, 429 after one try)."""
     return longpoll.poll(farm, waiters, f"worker:{worker_id}", "work",
-                         lambda: claim_once(farm, worker_id, version), wait_s)
+                         lambda: claim_once(farm, worker_id, owner, held), wait_s)
 
 
 def reap(farm: Farm) -> int:
@@ -79,20 +93,20 @@ def reap(farm: Farm) -> int:
     return int(farm.scripts.reap(args=[farm.settings.max_attempts]))
 
 
-def claim_for(farm: Farm, worker_id: str, owner: str, wait_s: float | None, waiters: Waiters) -> Claim | None:
+def claim_for(farm: Farm, worker_id: str, owner: str, wait_s: float | None, waiters: Waiters,
+              held: Sequence[str] = ()) -> Claim | None:
     """The claim of a worker registered under `owner`'s token: a part and its job's scene, waiting
-    up to `wait_s` (the farm's `claim_wait_s` when None, and never longer) for one to be queued."""
+    up to `wait_s` (the farm's `claim_wait_s` when None, and never longer) for one to be queued;
+    among the jobs of the best priority, one of `held` (jobs whose scene it holds loaded) first."""
     cap = farm.settings.claim_wait_s
-    w = workers.load(farm, worker_id, owner)
     try:
-        lease = claim(farm, worker_id, int(w["blender_version"]), cap if wait_s is None else min(wait_s, cap),
-                      waiters)
+        lease = claim(farm, worker_id, owner, cap if wait_s is None else min(wait_s, cap), waiters, held)
     except UnknownWorker:
-        raise ApiError(404, "unknown_worker", f"worker {worker_id} expired: register again") from None
+        raise workers.unknown(worker_id) from None
     if lease is None:
         return None
     job_id = keys.job_of_part(lease.part_id)
-    job = jobs.load(farm, job_id, None)
+    job = lease.job
     limit = job.get("max_frame_seconds")
     return Claim(lease, job_id, job["scene_hash"], job["main"], int(job["blender_version"]),
                  int(limit) if limit else None, job.get("format"), framestats.JobStats.of(job).seconds_per_frame,

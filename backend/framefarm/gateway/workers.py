@@ -55,15 +55,23 @@ def unknown(wid: str) -> ApiError:
     return ApiError(404, "unknown_worker", f"worker {wid} is not registered (or expired): register again")
 
 
+def not_yours(wid: str) -> ApiError:
+    return ApiError(403, "not_your_worker", f"worker {wid} was registered with another token")
+
+
 def load(farm: Farm, wid: str, owner: str) -> dict[str, str]:
     """The worker's fields, if it is registered under this owner's token: 404 when it is not
     registered, 403 when another token registered it (a worker id is no credential by itself)."""
-    w = cast(dict[str, str], farm.redis.hgetall(keys.worker(wid)))
-    if not w:
+    return owned(wid, cast(dict[str, str], farm.redis.hgetall(keys.worker(wid))), owner)
+
+
+def owned(wid: str, fields: dict[str, str], owner: str) -> dict[str, str]:
+    """`fields`, read from worker `wid`'s record, if `owner`'s token registered it; else 404 or 403."""
+    if not fields:
         raise unknown(wid)
-    if w.get("owner") != owner:
-        raise ApiError(403, "not_your_worker", f"worker {wid} was registered with another token")
-    return w
+    if fields.get("owner") != owner:
+        raise not_yours(wid)
+    return fields
 
 
 def unregister(farm: Farm, wid: str) -> None:

@@ -126,6 +126,8 @@ def submit(args) -> int:
             raise frameset.FrameSpecError("--chunk must be 1 or more")
         if args.max_frame_time is not None and args.max_frame_time < 1:
             raise frameset.FrameSpecError("--max-frame-time must be 1 second or more")
+        if args.part_time is not None and not 10 <= args.part_time <= 86400:
+            raise frameset.FrameSpecError("--part-time must be 10 to 86400 seconds")
     except frameset.FrameSpecError as e:
         raise UsageError(str(e)) from None
     if not scene.is_file():
@@ -140,7 +142,8 @@ def submit(args) -> int:
         job, stats = submission.submit_scene(
             api, scene, frames=frames.text(), step=frames.step, chunk=args.chunk, priority=args.priority,
             name=args.name, allow_missing=args.allow_missing, on_upload=meter.upload,
-            max_frame_seconds=args.max_frame_time, output_format=args.format)
+            max_frame_seconds=args.max_frame_time, target_part_seconds=args.part_time,
+            output_format=args.format)
     finally:
         meter.close()
     print(f"submitted job {job['id']}: {job['frames']['total']} frames in {job['parts']['total']} parts "

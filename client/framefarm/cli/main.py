@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--priority", type=int, default=0, help="higher runs first (-1000..1000)")
     p.add_argument("--max-frame-time", type=int, default=None, metavar="SECONDS",
                    help="fail a part whose frame takes longer than this on a worker (default: no limit)")
+    p.add_argument("--part-time", type=int, default=None, metavar="SECONDS",
+                   help="without --chunk: size parts to take about this long each, from the measured time per "
+                        "frame (10-86400; default: the farm's, 180)")
     p.add_argument("--name", help="job name (default: the scene's file name)")
     p.add_argument("--wait", action="store_true", help="follow the job, then download and extract its frames")
     p.add_argument("--output", help="where --wait extracts the frames (default ./NAME-JOB)")

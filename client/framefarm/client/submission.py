@@ -44,7 +44,7 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
                  on_status: Callable[[str], None] | None = None,
                  on_upload: Callable[[int, int], None] | None = None,
                  idempotency_key: str | None = None,
-                 max_frame_seconds: int | None = None,
+                 max_frame_seconds: int | None = None, target_part_seconds: int | None = None,
                  output_format: str | None = None) -> tuple[Job, UploadStats]:
     """Pack `blend` with its dependencies, upload what the farm lacks, submit the job.
 
@@ -78,6 +78,8 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
             payload["chunk"] = chunk
         if max_frame_seconds is not None:
             payload["max_frame_seconds"] = max_frame_seconds
+        if target_part_seconds is not None:  # parts sized by time; without it, the farm's target
+            payload["target_part_seconds"] = target_part_seconds
         if output_format is not None:
             if output_format not in IMAGE_FORMATS:  # the gateway refuses it too; say so before uploading
                 raise FarmError(f"unknown image format {output_format!r}: use one of {', '.join(IMAGE_FORMATS)}",

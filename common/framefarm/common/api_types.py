@@ -138,6 +138,7 @@ class JobRequest(TypedDict):
     priority: NotRequired[int]
     name: NotRequired[str | None]
     max_frame_seconds: NotRequired[int | None]
+    target_part_seconds: NotRequired[int | None]
     format: NotRequired[Literal['PNG', 'OPEN_EXR', 'OPEN_EXR_MULTILAYER', 'TIFF', 'JPEG', 'JP2', 'WEBP', 'BMP', 'TGA', 'RAWTGA', 'IRIS', 'HDR', 'CINEON', 'DPX', None]]
     finish: NotRequired[None | Finish]
 
@@ -198,6 +199,7 @@ class Job(TypedDict):
     paused: NotRequired[bool]
     seconds_per_frame: NotRequired[float | None]
     peak_rss_bytes: NotRequired[int | None]
+    target_part_seconds: NotRequired[int | None]
     download_url: NotRequired[str]
     parts_next: NotRequired[int | None]
     part_list: NotRequired[list[JobPartListItem]]

@@ -23,6 +23,11 @@ if redis.call('HEXISTS', pk, 'kind') == 1 then  -- the finishing part (finishing
 end
 redis.call('HINCRBY', jk, 'frames_done', tonumber(redis.call('HGET', pk, 'count')))
 local done = redis.call('HINCRBY', jk, 'parts_done', 1)
+local leased_at = tonumber(redis.call('HGET', pk, 'leased_at') or '')
+if leased_at then  -- the lease's wall time sizes parts where the workers send no stats (claim.lua)
+  redis.call('HINCRBY', jk, 'wall_ms', math.max(0, now_ms() - leased_at))
+  redis.call('HINCRBY', jk, 'wall_frames', redis.call('HGET', pk, 'count'))
+end
 if tonumber(ARGV[5] or '0') > 0 then
   redis.call('HINCRBY', jk, 'stat_frames', ARGV[5])
   redis.call('HINCRBYFLOAT', jk, 'stat_seconds', ARGV[6])
