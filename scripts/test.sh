@@ -3,18 +3,26 @@
 # Extra arguments go to pytest. CI runs this with FRAMEFARM_REQUIRE_ALL=1, where a
 # test that would skip for want of Blender, Redis or a browser fails instead.
 set -euo pipefail
-EXTRAS="[test]" EXTRA_APT_PACKAGES="xvfb xauth chromium chromium-driver" source "$(dirname "$0")/setup-env.sh"
+EXTRAS="[test]" EXTRA_APT_PACKAGES="xvfb xauth" source "$(dirname "$0")/setup-env.sh"
 
-# Current Blender for the add-on and the worker's bpy back end: the `bpy` wheel
-# (Blender 5.0 as a Python module, ~360 MB) in its own environment, so its pinned
-# numpy and friends never mix with the farm's own packages.
-if [ -z "${FRAMEFARM_BPY_PYTHON:-}" ]; then
-  if ! .venv-bpy/bin/python -c "import bpy" >/dev/null 2>&1; then
-    echo "installing the bpy 5.0.1 wheel into .venv-bpy (once)..."
-    python3 -m venv .venv-bpy
-    .venv-bpy/bin/python -m pip install -q bpy==5.0.1 >.venv-bpy/pip.log 2>&1 \
-      || { cat .venv-bpy/pip.log; exit 1; }
+# Current Blender and the LTS releases artists use, for the add-on and the worker's bpy back
+# end: the `bpy` wheels (Blender as a Python module, ~360 MB each), each in its own
+# environment, so their pinned numpy and friends never mix with the farm's own packages.
+# A variable already set names a Python to use instead. The three install at once.
+bpy_wheel() {  # VAR VENV VERSION
+  local var=$1 venv=$2 version=$3
+  if [ -n "${!var:-}" ]; then return; fi
+  if ! "$venv/bin/python" -c "import bpy" >/dev/null 2>&1; then
+    echo "installing the bpy $version wheel into $venv (once)..."
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q "bpy==$version" >"$venv/pip.log" 2>&1 || { cat "$venv/pip.log"; return 1; }
   fi
-  export FRAMEFARM_BPY_PYTHON="$PWD/.venv-bpy/bin/python"
-fi
+}
+bpy_wheel FRAMEFARM_BPY_PYTHON .venv-bpy 5.0.1 & p50=$!
+bpy_wheel FRAMEFARM_BPY45_PYTHON .venv-bpy45 4.5.15 & p45=$!
+bpy_wheel FRAMEFARM_BPY42_PYTHON .venv-bpy42 4.2.23 & p42=$!
+wait $p50 && wait $p45 && wait $p42
+export FRAMEFARM_BPY_PYTHON="${FRAMEFARM_BPY_PYTHON:-$PWD/.venv-bpy/bin/python}"
+export FRAMEFARM_BPY45_PYTHON="${FRAMEFARM_BPY45_PYTHON:-$PWD/.venv-bpy45/bin/python}"
+export FRAMEFARM_BPY42_PYTHON="${FRAMEFARM_BPY42_PYTHON:-$PWD/.venv-bpy42/bin/python}"
 exec python -m pytest "$@"

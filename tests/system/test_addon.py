@@ -34,15 +34,24 @@ def addon_zip(tmp_path_factory) -> Path:
     return out
 
 
-def bpy_python() -> str:
-    """A Python that imports the real `bpy` wheel: $FRAMEFARM_BPY_PYTHON, else this one."""
-    candidates = [os.environ.get("FRAMEFARM_BPY_PYTHON"), sys.executable]
+# The `bpy` wheels the add-on and the worker's bpy back end are tested with, beside Debian's
+# Blender 3.4: the LTS releases artists use today and the current one. scripts/test.sh installs
+# each into its own environment and names its Python in the variable.
+BPY_WHEELS = {"5.0": ("FRAMEFARM_BPY_PYTHON", "5.0.1"), "4.5": ("FRAMEFARM_BPY45_PYTHON", "4.5.15"),
+              "4.2": ("FRAMEFARM_BPY42_PYTHON", "4.2.23")}
+
+
+def bpy_python(version: str = "5.0") -> str:
+    """A Python that imports the real `bpy` wheel of `version`: the one its variable names
+    (else, for 5.0, this one)."""
+    var, pin = BPY_WHEELS[version]
+    candidates = [os.environ.get(var)] + ([sys.executable] if version == "5.0" else [])
     for python in filter(None, candidates):
         probe = subprocess.run([python, "-c", "import bpy; print(bpy.app.version_string)"],
                                capture_output=True, text=True, timeout=60)
-        if probe.returncode == 0:
+        if probe.returncode == 0 and probe.stdout.startswith(version + "."):
             return python
-    skip_or_fail("the bpy wheel is not installed (pip install bpy==5.0.1, or set FRAMEFARM_BPY_PYTHON)")
+    skip_or_fail(f"the bpy {version} wheel is not installed (pip install bpy=={pin} into a venv, and set {var})")
 
 
 def user_env(tmp: Path) -> dict[str, str]:
@@ -67,8 +76,8 @@ def run_driver(blender: str, config: dict, tmp: Path, timeout: float = 240) -> d
     config = {**config, "out": str(tmp / f"{config['scenario']}-out.json")}
     cfg = tmp / f"{config['scenario']}-config.json"
     cfg.write_text(json.dumps(config))
-    if blender == "bpy":
-        cmd = [bpy_python(), str(DRIVER), str(cfg)]
+    if blender.startswith("bpy"):  # "bpy" (5.0) or "bpy-4.2", "bpy-4.5"
+        cmd = [bpy_python(blender.partition("-")[2] or "5.0"), str(DRIVER), str(cfg)]
     else:
         cmd = [require_blender(), "-b", "--factory-startup", "--python-exit-code", "1", "--python", str(DRIVER),
                "--", str(cfg)]
@@ -82,12 +91,11 @@ def run_driver(blender: str, config: dict, tmp: Path, timeout: float = 240) -> d
     return out
 
 
-@pytest.fixture
-def bpy_launcher(tmp_path) -> Path:
-    """The worker's bpy back end: a Blender-compatible launcher around the wheel."""
+def launcher_for(version: str, folder: Path) -> Path:
+    """The worker's bpy back end: a Blender-compatible launcher around the wheel of `version`."""
     from framefarm.worker.bpy_backend import write_launcher
 
-    return write_launcher(bpy_python(), tmp_path / "launcher" / "blender-bpy")
+    return write_launcher(bpy_python(version), folder / f"launcher-{version}" / "blender-bpy")
 
 
 def dead_gateway() -> str:
@@ -103,14 +111,15 @@ def check_artist_file(out: dict, scene: Path) -> None:
         assert out[moment] == before, f"the artist's file changed ({moment})"
 
 
-@pytest.mark.parametrize("blender,render", [("3.4", True), ("bpy", True), ("bpy", False)],
-                         ids=["blender-3.4", "bpy-5.0", "bpy-5.0-no-capable-worker"])
-def test_submit_render_notify_download(blender, render, cluster, scenes, addon_zip, tmp_path, request):
+@pytest.mark.parametrize("blender,render", [("3.4", True), ("bpy", True), ("bpy", False), ("bpy-4.2", True),
+                                            ("bpy-4.5", True)],
+                         ids=["blender-3.4", "bpy-5.0", "bpy-5.0-no-capable-worker", "bpy-4.2", "bpy-4.5"])
+def test_submit_render_notify_download(blender, render, cluster, scenes, addon_zip, tmp_path):
     scene = scenes("--frames", "1-10", "--animated")
     cluster.add_gateway()
-    cluster.add_worker()  # Debian's Blender 3.4: it cannot open what Blender 5.0 saves
-    if blender == "bpy" and render:
-        cluster.add_worker(blender=str(request.getfixturevalue("bpy_launcher")))
+    cluster.add_worker()  # Debian's Blender 3.4: it cannot open what a later Blender saves
+    if blender != "3.4" and render:  # a worker with the add-on's Blender: the scene it saves needs that version
+        cluster.add_worker(blender=str(launcher_for(blender.partition("-")[2] or "5.0", tmp_path)))
     # Registered before the add-on submits: the job's waiting reason names the live workers.
     cluster.wait_registered(len(cluster.workers))
     config = {"scenario": "e2e", "zip": str(addon_zip), "scene": str(scene), "frames": FRAMES,
@@ -124,6 +133,8 @@ def test_submit_render_notify_download(blender, render, cluster, scenes, addon_z
     assert first["finished"], first["messages"]
     job = first["submission"]["job"]
     assert job["frames"]["total"] == len(EXPECTED)
+    # Saved by the add-on's Blender: only a worker of that version or later may render it.
+    assert job["blender_version"] == (blender.partition("-")[2] or "5.0" if blender != "3.4" else "3.4")
     assert "tex.png" in first["submission"]["uploaded"]
     assert scene.name in first["submission"]["uploaded"]
     check_artist_file(out, scene)
