@@ -81,6 +81,12 @@ class Settings:
     # An ended job's records (job, parts, manifest) are deleted this long after it ended
     # (never before its archive's retention); until then an expired job is still listed.
     record_retention_s: int = 30 * 24 * 3600
+    # Webhooks (webhooks.py): each try waits this long for the receiver; a delivery is retried
+    # with back-off until this old. Loopback/private/special addresses are refused unless allowed
+    # (a client could aim a webhook at the farm's own network); `framefarm up` allows them.
+    webhook_timeout_s: float = 5.0
+    webhook_max_age_s: int = 3600
+    webhook_allow_private: bool = False
     # GET /metrics (metrics.py): for a request with this bearer token (or an admin token), or
     # from an address in these comma-separated networks.
     metrics_token: str = ""
@@ -96,7 +102,7 @@ class Settings:
                 continue
             kind: type = type(f.default)  # every setting has a default: its type reads the text
             try:
-                values[f.name] = kind(raw) if kind is not str else raw
+                values[f.name] = _flag(raw) if kind is bool else kind(raw) if kind is not str else raw
             except ValueError:
                 raise SystemExit(f"FRAMEFARM_{f.name.upper()}={raw!r} is not a valid {kind.__name__}")
         # FRAMEFARM_REDIS_URL and FRAMEFARM_STORAGE are the documented names.
@@ -119,3 +125,13 @@ class Settings:
         if host in ("", "0.0.0.0", "::", "[::]") or self.bind.startswith("unix:"):
             host = socket.gethostname()
         return f"{'https' if self.tls else 'http'}://{host}" + (f":{port}" if port.isdigit() else "")
+
+
+def _flag(raw: str) -> bool:
+    """A yes/no setting: bool("0") would be True."""
+    word = raw.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)

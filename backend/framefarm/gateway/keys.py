@@ -63,6 +63,12 @@ RECORDS_DUE = _const("K_RECORDS_DUE", "jobs:records_due")
 # Farm-wide totals the scripts keep for GET /metrics (metrics.py): lease_expiries, retries, ...
 STATS = _const("K_STATS", "stats")
 BLENDER = PREFIX + "blender"                      # hash: the pinned Blender build (blender_builds.py)
+# Webhooks (webhooks.py): farm-wide subscriptions (hash id -> target JSON); what is due to be
+# sent (zset "job:<id>" for a job that ended, "d:<job>:<target>" for one delivery -> when, ms);
+# each delivery's target and tries (hash entry -> JSON).
+WEBHOOKS = _const("K_WEBHOOKS", "webhooks")
+WEBHOOKS_DUE = _const("K_WEBHOOKS_DUE", "webhooks:due")
+WEBHOOK_ENTRIES = PREFIX + "webhooks:entries"
 
 # --- Redis: per object ----------------------------------------------------------------
 token = _key("k_token", "token:{}")               # hash of one API token, by its SHA-256

@@ -173,7 +173,9 @@ class GatewayProcess(Process):
             "framefarm.gateway.wsgi:app"], log_path, {
             "FRAMEFARM_BIND": f"127.0.0.1:{port}", "FRAMEFARM_PUBLIC_URL": self.url,
             "FRAMEFARM_REDIS_URL": redis_url, "FRAMEFARM_STORAGE": storage,
-            "FRAMEFARM_MAX_WAITERS": str(max(1, threads - 8)), **(env or {})})
+            "FRAMEFARM_MAX_WAITERS": str(max(1, threads - 8)),
+            # A farm on this machine: its webhooks may go to receivers on it or its network.
+            "FRAMEFARM_WEBHOOK_ALLOW_PRIVATE": "1", **(env or {})})
 
     def start(self) -> "GatewayProcess":
         super().start()

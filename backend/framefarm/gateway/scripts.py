@@ -51,6 +51,8 @@ class Scripts:
         self.release_files = load("release_files")
         self.doom_file = load("doom_file")
         self.expire_archive = load("expire_archive")
+        # Webhooks (webhooks.py).
+        self.take_webhooks = load("take_webhooks")
         # Data of an earlier layout (upgrade.py).
         self.upgrade_parts = load("upgrade_parts")
 

@@ -20,7 +20,8 @@ class Signer:
         self._r = r
         self._key: bytes | None = None
 
-    def _secret(self) -> bytes:
+    def secret(self) -> bytes:
+        """The farm's secret, from which other keys are derived (webhooks.owner_key)."""
         if self._key is None:
             self._r.set(keys.SECRET, secrets.token_hex(32), nx=True)
             self._key = str(self._r.get(keys.SECRET)).encode()  # the farm's client answers text
@@ -40,4 +41,4 @@ class Signer:
         return exp >= time.time() and hmac.compare_digest(self._mac(subject, exp).encode(), (sig or "").encode())
 
     def _mac(self, subject: str, expires: int) -> str:
-        return hmac.new(self._secret(), f"{subject}\n{expires}".encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self.secret(), f"{subject}\n{expires}".encode(), hashlib.sha256).hexdigest()

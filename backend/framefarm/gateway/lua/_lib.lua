@@ -31,6 +31,14 @@ end
 -- is dropped (O(1) keys, whatever its size; parts still 'queued' in their hashes read
 -- as the job's status, see parts.py); parts still leased are abandoned by their
 -- workers at the next heartbeat.
+-- A job ended (done, failed, cancelled): its webhooks are due (gateway/webhooks.py), if it
+-- or the farm has any; a farm without webhooks stores nothing.
+local function notify_ended(job_id)
+  if redis.call('HEXISTS', k_job(job_id), 'notify') == 1 or redis.call('EXISTS', K_WEBHOOKS) == 1 then
+    redis.call('ZADD', K_WEBHOOKS_DUE, 0, 'job:' .. job_id)
+  end
+end
+
 local function end_job(job_id, status, err)
   local jk = k_job(job_id)
   local cur = redis.call('HGET', jk, 'status')
@@ -40,6 +48,7 @@ local function end_job(job_id, status, err)
   redis.call('HSET', jk, 'status', status, 'finished_at', now_ms())
   if err then redis.call('HSET', jk, 'error', err) end
   if status == 'failed' then redis.call('HINCRBY', K_STATS, 'jobs_failed', 1) end
+  notify_ended(job_id)
   touch_job(job_id)
   return true
 end

@@ -8,5 +8,6 @@ if redis.call('HGET', jk, 'status') ~= 'assembling' then return 0 end
 redis.call('HSET', jk, 'status', 'done', 'archive', ARGV[3], 'finished_at', now_ms())
 redis.call('ZREM', K_ASSEMBLY, job_id)
 redis.call('DEL', lock)
+notify_ended(job_id)
 touch_job(job_id)
 return 1
