@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # bubblewrap: workers run Blender in its sandbox (docs/security.md), and the tests check it.
-APT_PACKAGES="blender bubblewrap redis-server python3-venv python3-pip ${EXTRA_APT_PACKAGES:-}"
+# ffmpeg: a worker with it encodes movies (a job's "encode" task: worker/encode.py).
+APT_PACKAGES="blender bubblewrap ffmpeg redis-server python3-venv python3-pip ${EXTRA_APT_PACKAGES:-}"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

@@ -207,6 +207,13 @@ def test_a_real_flow_answers_as_the_spec_says(http, tokens, scene_sha, scene_byt
         c(http.get(f"/v1/parts/{part['id']}/inputs/{index}", headers=mine), "GET", "/v1/parts/{pid}/inputs/{index}")
     c(http.put(f"/v1/parts/{part['id']}/result", data=zip_bytes({"preview.mp4": b"movie"}), headers=mine),
       "PUT", "/v1/parts/{pid}/result")
+    wait_for(lambda: archive.assemble_pending(farm) or farm.redis.hget(f"ff:job:{movie['id']}", "status") == "done",
+             10, "the movie job to be assembled", interval=0.02)
+    link = urlsplit(c(http.get(f"/v1/jobs/{movie['id']}", headers=client), "GET", "/v1/jobs/{job_id}")["movie_url"])
+    got = http.get(f"{link.path}?{link.query}")
+    c(got, "GET", "/v1/download/{job_id}/movie")
+    assert got.data == b"movie" and got.mimetype == "video/mp4"
+    c(http.get(f"{link.path}?expires=1&sig=x"), "GET", "/v1/download/{job_id}/movie")
 
     other = c(http.post("/v1/jobs", json=job_body(scene_sha), headers=client), "POST", "/v1/jobs")
     for action in ("release", "failure"):

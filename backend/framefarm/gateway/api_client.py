@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, g, jsonify, redirect, request
 
 from . import cleanup, job_actions, jobs, quotas, scene_files
 from .auth import requires
-from .downloads import signed_archive_link
+from .downloads import signed_archive_link, signed_movie_link
 from .errors import ApiError
 from .farm import current_farm
 
@@ -89,6 +89,8 @@ def get_job(job_id: str):
     out = jobs.view(f, job, parts_from=request.args.get("parts_from", 0, type=int) if paged else None)
     if job["status"] == "done":
         out["download_url"] = signed_archive_link(f, job)
+        if job.get("movie"):
+            out["movie_url"] = signed_movie_link(f, job)
     return jsonify(out)
 
 

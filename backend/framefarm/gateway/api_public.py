@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from . import cleanup, gateways, jobs, keys
 from .downloads import archive_name, send_stored
+from .finishing import movie_type
 from .errors import ApiError
 from .farm import current_farm
 
@@ -38,10 +39,10 @@ def openapi():
     return Response(spec, mimetype="application/yaml")
 
 
-@bp.get("/v1/download/<job_id>")
-def download(job_id: str):
+def _signed_done_job(what: str, job_id: str) -> dict[str, str]:
+    """The done job a signed link names (`what`: "archive" or "movie"); 403, 404, 409 or 410 else."""
     f = current_farm()
-    if not f.signer.verify(f"archive:{job_id}", request.args.get("expires"), request.args.get("sig")):
+    if not f.signer.verify(f"{what}:{job_id}", request.args.get("expires"), request.args.get("sig")):
         raise ApiError(403, "bad_signature", "this download link is invalid or has expired; "
                        "ask the farm for a new one")
     job = jobs.load(f, job_id, owner=None)
@@ -49,5 +50,18 @@ def download(job_id: str):
         raise cleanup.expired_error(job, f.settings)
     if job["status"] != "done":
         raise ApiError(409, "wrong_state", f"job {job_id} is {job['status']}")
-    return send_stored(f.storage, keys.archive(job_id), "application/zip", download_name=archive_name(job),
-                       conditional=True)
+    return job
+
+
+@bp.get("/v1/download/<job_id>")
+def download(job_id: str):
+    job = _signed_done_job("archive", job_id)
+    return send_stored(current_farm().storage, keys.archive(job_id), "application/zip",
+                       download_name=archive_name(job), conditional=True)
+
+
+@bp.get("/v1/download/<job_id>/movie")
+def download_movie(job_id: str):
+    job = _signed_done_job("movie", job_id)
+    return send_stored(current_farm().storage, keys.movie(job_id), movie_type(job["movie"]),
+                       download_name=job["movie"], conditional=True)

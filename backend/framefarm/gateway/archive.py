@@ -77,6 +77,7 @@ def assemble(farm: Farm, job_id: str) -> bool:
                     entry.external_attr = 0o644 << 16
                     with zin.open(info) as src, zout.open(entry, "w", force_zip64=info.file_size > 2**31) as dst:
                         shutil.copyfileobj(src, dst, COPY_BUFFER)
+                    finishing.keep_movie(farm, job, result, zin, info)  # an encode job's movie: its own link
             _renew(farm, job_id, token)
     if not _finish(farm, job_id, token, key):
         raise LostLock(job_id)

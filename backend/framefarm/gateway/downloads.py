@@ -48,6 +48,12 @@ def signed_archive_link(farm: Farm, job: dict[str, str]) -> str:
             or gateway_link(farm, "public.download", f"archive:{job['id']}", job_id=job["id"]))
 
 
+def signed_movie_link(farm: Farm, job: dict[str, str]) -> str:
+    """A signed, expiring link to a done encode job's movie (the job view's `movie_url`)."""
+    return (storage_link(farm, keys.movie(job["id"]), job["movie"])
+            or gateway_link(farm, "public.download_movie", f"movie:{job['id']}", job_id=job["id"]))
+
+
 def send_stored(storage: Storage, key: str, mimetype: str, *, download_name: str | None = None,
                 size: int | None = None, conditional: bool = False) -> Response:
     """Answer with the object under `key`; with `download_name`, as an attachment.

@@ -13,7 +13,9 @@ into the final zip, with the frames or without them as the job's `keep_frames` s
 from __future__ import annotations
 
 import json
+import posixpath
 import re
+import shutil
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -156,6 +158,29 @@ def _require_finishing(job: dict[str, str], index: int) -> None:
     if not is_finishing(job, index):
         raise conflict(f"part {index} of job {job['id']} renders frames; only a finishing part has inputs",
                        "not_finishing")
+
+
+# The movie files an encode task makes (worker/encode.py's containers), with their media types.
+_MOVIE_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".mkv": "video/x-matroska", ".webm": "video/webm",
+                ".avi": "video/x-msvideo", ".mpg": "video/mpeg", ".dvd": "video/mpeg", ".ogv": "video/ogg",
+                ".flv": "video/x-flv", ".dv": "video/dv"}
+
+
+def movie_type(name: str) -> str:
+    return _MOVIE_TYPES.get(posixpath.splitext(name)[1].lower(), "application/octet-stream")
+
+
+def keep_movie(farm: Farm, job: dict[str, str], result: str, zin: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """While archive.py copies the finishing result of an encode job into the final zip: keep its
+    movie under its own key too, for the job's `movie_url` (deleted with the archive: cleanup.py)."""
+    if kind_of(job) != "encode" or job.get("movie") or posixpath.splitext(info.filename)[1].lower() not in _MOVIE_TYPES:
+        return
+    if farm.redis.hget(keys.part(part_id(job)), "result") != result:
+        return
+    with zin.open(info) as src, farm.storage.writer(keys.movie(job["id"])) as dst:
+        shutil.copyfileobj(src, dst, 1024 * 1024)
+    farm.redis.hset(keys.job(job["id"]), "movie", info.filename)
+    job["movie"] = info.filename  # one movie per job, even if the task made two
 
 
 def archive_results(farm: Farm, job: dict[str, str], frame_results: list[str]) -> list[str]:

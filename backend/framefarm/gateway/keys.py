@@ -157,6 +157,11 @@ def archive(job_id: str) -> str:
     return f"archives/{job_id}.zip"
 
 
+def movie(job_id: str) -> str:
+    """An encode job's movie, kept beside its zip for its own link (finishing.keep_movie)."""
+    return f"archives/{job_id}-movie"
+
+
 def blender_build(sha: str, filename: str) -> str:
     return f"blender/{sha}/{filename}"
 

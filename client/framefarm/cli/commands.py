@@ -142,6 +142,7 @@ def submit(args) -> int:
         job, stats = submission.submit_scene(
             api, scene, frames=frames.text(), step=frames.step, chunk=args.chunk, priority=args.priority,
             name=args.name, allow_missing=args.allow_missing, on_upload=meter.upload,
+            movie=args.movie, keep_frames=args.keep_frames,
             max_frame_seconds=args.max_frame_time, target_part_seconds=args.part_time,
             output_format=args.format)
     finally:
@@ -193,7 +194,7 @@ def _print_job(job: Job, as_json: bool) -> None:
         return
     f = job["frames"]
     print(f"{job['id']}  {job['status']:<10} {f['done']}/{f['total']} frames  {job['name']}")
-    for key in ("error", "waiting_reason", "download_url"):
+    for key in ("error", "waiting_reason", "download_url", "movie_url"):
         if job.get(key):
             print(f"  {key.replace('_', ' ')}: {job[key]}")
 

@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="where --wait extracts the frames (default ./NAME-JOB)")
     p.add_argument("--allow-missing", action="store_true",
                    help="submit even if referenced files are missing; the farm renders without them, as Blender does")
+    p.add_argument("--movie", action="store_true",
+                   help="also make an H.264 MP4 preview of the frames at the scene's frame rate (on a worker with "
+                        "ffmpeg), beside them in the result and with its own link")
+    p.add_argument("--keep-frames", action="store_true",
+                   help="a scene set to a video output: keep its frames (lossless PNG) beside the movie the farm "
+                        "makes (default: the movie alone)")
     p.add_argument("--format", type=str.upper, choices=formats.IMAGE_FORMATS, metavar="FORMAT",
                    help="render frames in this image format instead of the scene's (Blender's -F): "
                         + ", ".join(formats.IMAGE_FORMATS))

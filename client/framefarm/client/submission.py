@@ -14,6 +14,7 @@ from typing import Any, Callable, cast
 from framefarm.common.api import FarmAPI
 from framefarm.common.api_types import Job, JobRequest
 from framefarm.common.http import FarmError
+from . import movies
 from .formats import IMAGE_FORMATS
 from .packing import pack_scene
 
@@ -43,7 +44,7 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
                  priority: int = 0, name: str | None = None, allow_missing: bool = False,
                  on_status: Callable[[str], None] | None = None,
                  on_upload: Callable[[int, int], None] | None = None,
-                 idempotency_key: str | None = None,
+                 idempotency_key: str | None = None, movie: bool = False, keep_frames: bool = False,
                  max_frame_seconds: int | None = None, target_part_seconds: int | None = None,
                  output_format: str | None = None) -> tuple[Job, UploadStats]:
     """Pack `blend` with its dependencies, upload what the farm lacks, submit the job.
@@ -72,6 +73,10 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
             say(f"uploading {by_sha[sha].name}")
             api.upload(sha, by_sha[sha], progress=sent)
             stats.uploaded_files += 1
+        # A video scene's movie is made on the farm (its frames too with `keep_frames`); `movie`: an
+        # MP4 preview of any job's frames (movies.py).
+        output_format, finish = movies.plan(video_scene=bool(movies.scene_is_video(blend)),
+                                            output_format=output_format, movie=movie, keep_frames=keep_frames)
         payload: JobRequest = {"manifest": manifest, "main": packed.main, "frames": frames, "step": step,
                    "priority": priority, "name": name or Path(blend).stem}
         if chunk is not None:
@@ -85,6 +90,8 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
                 raise FarmError(f"unknown image format {output_format!r}: use one of {', '.join(IMAGE_FORMATS)}",
                                 code="bad_format")
             payload["format"] = cast(Any, output_format)  # checked just above against the spec's enum
+        if finish is not None:
+            payload["finish"] = cast(Any, finish)  # movies.plan's: of the spec's Finish shape
         job = api.submit(payload, idempotency_key or str(uuid.uuid4()))
     return job, stats
 

@@ -201,6 +201,7 @@ class Job(TypedDict):
     peak_rss_bytes: NotRequired[int | None]
     target_part_seconds: NotRequired[int | None]
     download_url: NotRequired[str]
+    movie_url: NotRequired[str]
     parts_next: NotRequired[int | None]
     part_list: NotRequired[list[JobPartListItem]]
 
