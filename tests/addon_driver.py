@@ -154,7 +154,7 @@ def scenario_checks(addon: object) -> None:
     settings.file_format = "FFMPEG"
     polls["video"] = (bpy.ops.framefarm.submit.poll(), blocker())
     camera, scene.camera = scene.camera, None
-    polls["video_no_camera"] = (bpy.ops.framefarm.submit.poll(), blocker())  # both reasons at once
+    polls["video_no_camera"] = (bpy.ops.framefarm.submit.poll(), blocker())  # the camera's: a video is fine
     scene.camera = camera
     scene.framefarm.output_format = "PNG"  # the job's format override makes a video scene renderable
     polls["video_as_png"] = (bpy.ops.framefarm.submit.poll(), blocker())

@@ -67,6 +67,10 @@ class FRAMEFARM_PT_output(bpy.types.Panel):
         layout.prop(ff, "priority")
         layout.prop(ff, "job_name")
         layout.prop(ff, "output_format")
+        if scene.render.is_movie_format and ff.output_format == props.SCENE_FORMAT:
+            layout.prop(ff, "keep_frames")  # the farm makes the scene's movie; its frames on request
+        else:
+            layout.prop(ff, "movie")
         row = layout.row()
         row.scale_y = 1.4
         row.operator("framefarm.submit", icon="RENDER_ANIMATION")

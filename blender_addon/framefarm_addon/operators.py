@@ -47,10 +47,6 @@ def submit_blocker(context: bpy.types.Context) -> str | None:
     reasons = []
     if scene.camera is None:
         reasons.append("The scene has no active camera")
-    if scene.render.is_movie_format and props.output_format(scene) is None:
-        reasons.append(f"The output format is a video ({scene.render.image_settings.file_format}): the farm "
-                       "renders frames, choose an image format such as PNG or OpenEXR here under File Format "
-                       "or in Output Properties")
     try:
         props.frame_range(scene)
     except FrameSpecError as exc:
@@ -105,6 +101,8 @@ class FRAMEFARM_OT_submit(bpy.types.Operator):
         request = {"frames": frames.text(), "step": frames.step, "chunk": ff.chunk or None,
                    "priority": ff.priority, "name": props.job_name(scene), "blend": blend_key(),
                    "allow_missing": self.allow_missing, "format": props.output_format(scene)}
+        # A video scene's movie is made by the farm (framefarm.client.movies); these say what else comes back.
+        request.update(movie=ff.movie, keep_frames=ff.keep_frames)
         try:
             copy = save_copy()
         except (RuntimeError, OSError) as exc:

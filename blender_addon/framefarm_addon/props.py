@@ -26,11 +26,20 @@ class FramefarmSceneSettings(bpy.types.PropertyGroup):
         name="Job Name", default="", description="Shown on the farm; empty uses the file's name")
     output_format: bpy.props.EnumProperty(  # type: ignore[valid-type]
         name="File Format", default=SCENE_FORMAT,
-        description="The image format the farm renders in: the scene's own, or another (Blender's -F); "
-                    "a scene set to a video output needs an image format here",
+        description="The image format the farm renders in: the scene's own, or another (Blender's -F). A "
+                    "scene set to a video output renders lossless frames and the farm makes its movie; an "
+                    "image format here renders frames in it instead, without the movie",
         items=[(SCENE_FORMAT, "Scene's Format", "Render in the format set in Output Properties"),
                *((name, name.replace("_", " ").title().replace("Exr", "EXR"), f"Render frames as {name}")
                  for name in IMAGE_FORMATS)])
+    movie: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Movie Preview", default=False,
+        description="Also make an H.264 MP4 of the frames at the scene's frame rate (on a worker with ffmpeg), "
+                    "beside them in the result")
+    keep_frames: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Keep Frames", default=False,
+        description="A scene set to a video output: keep its frames (lossless PNG) beside the movie the farm "
+                    "makes; off, the result is the movie alone")
 
 
 def settings(scene: bpy.types.Scene) -> FramefarmSceneSettings:

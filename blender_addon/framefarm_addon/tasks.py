@@ -97,6 +97,7 @@ def submit(post: Post, settings: FarmSettings, copy: Path, request: dict[str, An
         job, stats = submit_scene(api, copy, frames=request["frames"], step=request["step"],
                                   chunk=request.get("chunk"), priority=request["priority"], name=request["name"],
                                   allow_missing=request.get("allow_missing", False),
+                                  movie=request.get("movie", False), keep_frames=request.get("keep_frames", False),
                                   output_format=request.get("format"),
                                   on_status=on_status, on_upload=on_upload, idempotency_key=str(uuid.uuid4()))
     except MissingFiles as exc:  # the artist decides: fix them, or "Submit Anyway"
