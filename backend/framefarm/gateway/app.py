@@ -12,8 +12,8 @@ import redis
 from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import (api_admin, api_client, api_public, api_worker, archive, blender_builds, cleanup, contract, errors,
-               gateways, metrics, redisconn, scheduling, upgrade)
+from . import (api_admin, api_client, api_public, api_webhooks, api_worker, archive, blender_builds, cleanup,
+               contract, errors, gateways, metrics, redisconn, scheduling, upgrade, webhooks)
 from .background import loop
 from .dashboard import bp as dashboard
 from .config import Settings
@@ -50,7 +50,8 @@ def create_app(settings: Settings | None = None, *, background: bool = False) ->
         # would otherwise pass for the proxy's word.
         n = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
-    for bp in (api_public.bp, api_client.bp, api_worker.bp, api_admin.bp, blender_builds.bp, dashboard):
+    for bp in (api_public.bp, api_client.bp, api_worker.bp, api_admin.bp, api_webhooks.bp, blender_builds.bp,
+               dashboard):
         app.register_blueprint(bp)
     if background:
         start_background(farm)
@@ -73,6 +74,7 @@ def start_background(farm: Farm) -> threading.Event:
     loop("reaper", 1.0, lambda: scheduling.reap(farm), stop)
     loop("assembler", 1.0, lambda: archive.assemble_pending(farm), stop)
     loop("cleanup", s.cleanup_period_s, lambda: cleanup.step(farm), stop)
+    loop("webhooks", 1.0, webhooks.Deliverer(farm).step, stop)
     log.info("gateway process ready (redis %s, storage %s, public url %s)",
              redisconn.redact(s.redis_url), s.storage, s.public_url or "-")
     return stop
