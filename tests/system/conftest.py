@@ -157,18 +157,29 @@ def cluster(redis_server, redis_client, tokens, tmp_path, request):
     yield from _run_cluster(Cluster(tmp_path, redis_server, tokens, _cluster_env()), request)
 
 
-@pytest.fixture
-def own_cluster(short_tmp, tmp_path, request):
-    """A cluster on a redis-server of its own, for tests that stop and restart Redis
-    (the session's shared server must stay up for every other test)."""
+def _own_cluster(short_tmp: Path, root: Path, request):
     require_blender()
     require("redis-server")
     folder = Path(tempfile.mkdtemp(prefix="redis-", dir=short_tmp))
     server = RedisServer(folder, folder / "redis.log").start()
     try:
-        yield from _run_cluster(Cluster(tmp_path, server, _make_tokens(server.client()), _cluster_env()), request)
+        yield from _run_cluster(Cluster(root, server, _make_tokens(server.client()), _cluster_env()), request)
     finally:
         server.stop()
+
+
+@pytest.fixture
+def own_cluster(short_tmp, tmp_path, request):
+    """A cluster on a redis-server of its own, for tests that stop and restart Redis
+    (the session's shared server must stay up for every other test)."""
+    yield from _own_cluster(short_tmp, tmp_path, request)
+
+
+@pytest.fixture(scope="module")
+def module_cluster(short_tmp, tmp_path_factory, request):
+    """A cluster on a redis-server of its own shared by a module's tests (one farm, started
+    once: tests/system/test_dashboard.py)."""
+    yield from _own_cluster(short_tmp, tmp_path_factory.mktemp("cluster"), request)
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import zipfile
 
 import pytest
 
 from apitools import (bearer, claim, farm_of, put_result, register_worker, scene_bytes, scene_sha, submit, upload)
-from farmtools import zip_bytes
-from framefarm.gateway import auth, keys
+from farmtools import wait_for, zip_bytes
+from framefarm.gateway import archive, auth, keys
 from framefarm.gateway.app import create_app
 from framefarm.gateway.dashboard import session
 
@@ -116,7 +117,7 @@ def test_a_client_sees_neither_another_clients_job_nor_an_admin_page(http, token
     assert http.get(f"/jobs/{mine['id']}").status_code == 200
     csrf = csrf_of(http)
     assert http.post(f"/jobs/{theirs['id']}/cancel", data={"csrf": csrf}).status_code == 404
-    assert http.get(f"/jobs/{theirs['id']}/parts/0/previews/1.jpg").status_code == 404
+    assert http.get(f"/jobs/{theirs['id']}/previews/1.jpg?part=0").status_code == 404
     assert http.get("/workers").status_code == 404
     wid = register_worker(http, tokens.worker)
     assert http.post(f"/workers/{wid}/drain", data={"csrf": csrf}).status_code == 404
@@ -160,13 +161,26 @@ def test_a_preview_is_served_from_the_parts_stored_result(http, tokens, scene_sh
                       "_meta/previews/2.jpg": b"not a jpeg", "_meta/stats.json": stats})
     assert put_result(http, tokens.worker, part, data).status_code == 200
     sign_in(http, tokens.client)
-    resp = http.get(f"/jobs/{job['id']}/parts/0/previews/1.jpg")
+    resp = http.get(f"/jobs/{job['id']}/previews/1.jpg?part=0")
     assert resp.status_code == 200 and resp.mimetype == "image/jpeg" and resp.data == JPEG
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
-    assert http.get(f"/jobs/{job['id']}/parts/0/previews/2.jpg").status_code == 404, "not a JPEG: not served"
-    assert http.get(f"/jobs/{job['id']}/parts/1/previews/1.jpg").status_code == 404
+    assert http.get(f"/jobs/{job['id']}/previews/2.jpg?part=0").status_code == 404, "not a JPEG: not served"
+    assert http.get(f"/jobs/{job['id']}/previews/1.jpg?part=1").status_code == 404
     page = http.get(f"/jobs/{job['id']}").get_data(as_text=True)
     assert 'id="last-frame"' in page and "frame 1: 2.50 s" in page and "frame 2: 5.00 s" in page
+    # Assembled: the part results are gone, the job keeps its previews and times beside its zip.
+    farm = farm_of(http)
+    wait_for(lambda: archive.assemble_pending(farm) or get_status(farm, job["id"]) == "done", 10, "the assembly")
+    assert not list(farm.storage.root.glob("parts/**/*.zip"))
+    assert http.get(f"/jobs/{job['id']}/previews/1.jpg").data == JPEG
+    page = http.get(f"/jobs/{job['id']}").get_data(as_text=True)
+    assert 'id="last-frame"' in page and "frame 2: 5.00 s" in page and 'id="download"' in page
+    with zipfile.ZipFile(farm.storage.root / keys.archive(job["id"])) as zf:
+        assert sorted(zf.namelist()) == ["0001.png", "0002.png"], "the artist's zip holds frames only"
+
+
+def get_status(farm, job_id: str) -> str:
+    return farm.redis.hget(keys.job(job_id), "status")
 
 
 def test_the_live_answers_wait_for_a_change_and_need_a_session(settings, tokens, scene_bytes):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, cast
 
 from . import finishing, framestats, keys, metrics
+from .dashboard import meta
 from .farm import Farm
 from .storage import StorageError
 
@@ -55,6 +56,7 @@ def assemble(farm: Farm, job_id: str) -> bool:
     results: list[str] = pipe.execute()
     sources = finishing.archive_results(farm, job, results)  # with a finishing task: its result too
     log.info("assembling job %s from %d parts", job_id, n)
+    kept = meta.Keeper(farm, job_id)
     key = keys.archive(job_id)
     with farm.storage.writer(key) as out, \
             zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zout:
@@ -71,7 +73,8 @@ def assemble(farm: Farm, job_id: str) -> bool:
                 zin = stack.enter_context(zipfile.ZipFile(source))
                 for info in zin.infolist():
                     if framestats.is_meta(info.filename):
-                        continue  # the worker's measurements and previews are the farm's, not the artist's
+                        kept.add(zin, info)  # the worker's measurements and previews: the dashboard's
+                        continue  # ... not the artist's
                     entry = zipfile.ZipInfo(info.filename, date_time=info.date_time)
                     entry.compress_type = zipfile.ZIP_STORED
                     entry.external_attr = 0o644 << 16
@@ -79,6 +82,7 @@ def assemble(farm: Farm, job_id: str) -> bool:
                         shutil.copyfileobj(src, dst, COPY_BUFFER)
                     finishing.keep_movie(farm, job, result, zin, info)  # an encode job's movie: its own link
             _renew(farm, job_id, token)
+    kept.write()
     if not _finish(farm, job_id, token, key):
         raise LostLock(job_id)
     for result in dict.fromkeys([*results, *sources]):

@@ -141,6 +141,7 @@ def expire_archives(farm: Farm, report: Report) -> None:
     for job_id in cast(list[str], farm.redis.zrangebyscore(keys.ARCHIVES, "-inf", cutoff, start=0, num=MAX_ARCHIVES)):
         if _expire(farm, job_id):
             farm.storage.delete(keys.archive(job_id))
+            farm.storage.delete(keys.previews(job_id))
             farm.storage.delete(keys.movie(job_id))
             report.expired.append(job_id)
         farm.redis.zrem(keys.ARCHIVES, job_id)
@@ -164,6 +165,7 @@ def remove_records(farm: Farm, report: Report) -> None:
         farm.storage.delete_prefix(keys.job_parts(job_id))
         farm.storage.delete(keys.archive(job_id))
         farm.storage.delete(keys.movie(job_id))
+        farm.storage.delete(keys.previews(job_id))
         pipe = farm.redis.pipeline(transaction=True)
         if owner:
             pipe.zrem(keys.owner_jobs(owner), job_id)

@@ -162,6 +162,11 @@ def movie(job_id: str) -> str:
     return f"archives/{job_id}-movie"
 
 
+def previews(job_id: str) -> str:
+    """A done job's frame previews and times, for the dashboard (dashboard/meta.py), kept with its archive."""
+    return f"archives/{job_id}-previews.zip"
+
+
 def blender_build(sha: str, filename: str) -> str:
     return f"blender/{sha}/{filename}"
 

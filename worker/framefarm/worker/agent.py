@@ -31,7 +31,7 @@ from framefarm.common.api_types import Lease, LeaseRef
 from framefarm.common.frameset import FrameSpecError, PartSpan
 from framefarm.common.http import FarmError
 
-from . import finishing
+from . import finishing, previews
 from .limits import Limits
 from .render import BlenderInfo, RenderCancelled, RenderError, choose_device, process_policy, render_frames
 from .sandbox import NO_SANDBOX, Sandbox
@@ -255,7 +255,7 @@ class Agent:
                                   device=self.device, processes=process_policy(span.count, per_slot),
                                   cancel=held.cancel, log_path=out / "blender.log", sandbox=self.sandbox,
                                   scene_root=scene_dir, limits=limits, output_format=part.get("format"))
-            archive = self._zip(files, out / "result.zip")
+            archive = self._zip(files, out / "result.zip", frames=True)
             self.api.upload_result(pid, token, archive)
             log.info("part %s done", pid)
         except RenderCancelled:
@@ -300,11 +300,13 @@ class Agent:
                                 lambda sha, dest: self.api.fetch_file(pid, token, sha, dest, urls.get(sha)))
 
     @staticmethod
-    def _zip(files: list[Path], dest: Path) -> Path:
+    def _zip(files: list[Path], dest: Path, frames: bool = False) -> Path:
         # Stored, not deflated: rendered images are already compressed.
         with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             for f in files:
                 zf.write(f, arcname=f.name)
+            if frames:  # a frame part (not a finishing task's output): the dashboard's thumbnails
+                previews.add(zf, files)
         return dest
 
     def _report(self, part: Lease, message: str, log_tail: str, deterministic: bool) -> None:

@@ -1,6 +1,8 @@
 """The previews and frame times a part's result carries (`_meta/`, framestats.py), read for
-the dashboard from the stored result while the job renders (results are deleted once the
-final zip is assembled, which leaves `_meta/` out).
+the dashboard from the stored result while the job renders. The final zip leaves `_meta/`
+out, and the part results are deleted once it is assembled, so the assembly hands every
+`_meta/` entry to a `Keeper`, which writes the job's previews and frame times into one small
+zip of their own (keys.previews: kept and deleted with the archive, cleanup.py).
 
 Reading means opening the result zip (spooled to a temporary file where storage is remote),
 so what one result holds is read once per gateway process and kept in a small LRU, bounded
@@ -21,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from .. import keys
 from ..farm import Farm
 from ..framestats import STATS_NAME
 from ..storage import StorageError
 
-_PREVIEW = re.compile(r"_meta/previews/(\d{1,9})\.jpg")
+_PREVIEW = re.compile(r"(?:_meta/previews/)?(\d{1,9})\.jpg")  # in a part's result; in a job's previews zip
+_STATS = (STATS_NAME, "stats.json")
 JPEG_MAGIC = b"\xff\xd8\xff"
 CACHE_BYTES = 32 * 1024 * 1024
 
@@ -57,6 +61,8 @@ class MetaCache:
                 self._items.move_to_end(result_key)
                 return got
         meta = read(farm, result_key)
+        if meta is NOTHING:  # unreadable now (gone, or storage down): ask again next time
+            return meta
         with self._lock:
             if result_key not in self._items:
                 self._items[result_key] = meta
@@ -87,11 +93,37 @@ def read(farm: Farm, result_key: str) -> PartMeta:
                     data = zf.read(info)
                     if data.startswith(JPEG_MAGIC):
                         meta.previews[int(m[1])] = data
-                elif info.filename == STATS_NAME:
+                elif info.filename in _STATS:
                     meta.seconds = _seconds(zf.read(info))
             return meta
     except (OSError, StorageError, zipfile.BadZipFile, ValueError, RuntimeError):
         return NOTHING
+
+
+class Keeper:
+    """Collects a job's previews and frame times from its part results as the assembly copies
+    them (archive.py), into the job's previews zip; written only if there was any."""
+
+    def __init__(self, farm: Farm, job_id: str) -> None:
+        self.farm, self.job_id = farm, job_id
+        self.previews: dict[str, bytes] = {}
+        self.seconds: dict[int, float] = {}
+
+    def add(self, zin: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+        m = _PREVIEW.fullmatch(info.filename)
+        if m:
+            self.previews[f"{int(m[1])}.jpg"] = zin.read(info)  # bounded: the result was checked
+        elif info.filename == STATS_NAME:
+            self.seconds.update(_seconds(zin.read(info)))
+
+    def write(self) -> None:
+        if not self.previews and not self.seconds:
+            return
+        with self.farm.storage.writer(keys.previews(self.job_id)) as out, zipfile.ZipFile(out, "w") as zf:
+            for name, data in self.previews.items():
+                zf.writestr(name, data)
+            frames = [{"frame": f, "seconds": s} for f, s in sorted(self.seconds.items())]
+            zf.writestr("stats.json", json.dumps({"frames": frames}))
 
 
 def _seconds(data: bytes) -> dict[int, float]:

@@ -66,7 +66,7 @@ def _session() -> WerkzeugResponse | None:
 def _headers(resp: Response) -> Response:
     resp.headers["Content-Security-Policy"] = CSP
     resp.headers["X-Content-Type-Options"] = "nosniff"
-    resp.headers["Referrer-Policy"] = "no-referrer"
+    resp.headers["Referrer-Policy"] = "same-origin"  # no-referrer would make the browser send Origin: null
     resp.headers["X-Frame-Options"] = "DENY"
     if request.endpoint not in ("dashboard.static", "dashboard.preview"):
         resp.headers["Cache-Control"] = "no-store"
@@ -193,17 +193,22 @@ def _job_context(farm: Farm, job: dict[str, str]) -> dict[str, Any]:
         pipe.hmget(keys.part(keys.part_id(job["id"], i)), *SPAN_FIELDS, "state", "attempts", "error", "worker",
                    "result", "log_tail")
     parts, thumbs, times = [], {}, {}
+    assembled = _meta.get(farm, keys.previews(job["id"])) if job["status"] == "done" else None
+    if assembled is not None:  # the part results are gone: the job's own previews zip has them all
+        thumbs.update({f: None for f in assembled.previews})
+        times.update(assembled.seconds)
     for p in pipe.execute():
         if p[0] is None:
             continue
         span = span_from(p[:4])
-        meta = _meta.get(farm, p[8]) if p[4] == "done" and p[8] else None
+        meta = _meta.get(farm, p[8]) if p[4] == "done" and p[8] and assembled is None else None
         if meta is not None:
             thumbs.update({f: span.index for f in meta.previews})
             times.update(meta.seconds)
+        took = [times[f] for f in span.frames() if f in times]
         parts.append({**span.to_json(), "frames": span.frames(), "state": shown_state(p[4], job["status"]),
                       "attempts": int(p[5] or 0), "error": p[6], "worker": p[7], "log_tail": p[9],
-                      "seconds": sum(meta.seconds.values()) if meta and meta.seconds else None})
+                      "seconds": sum(took) if took else None})
     shown = sorted(thumbs)[-THUMBS_SHOWN:]
     slowest = max(times.values(), default=0.0)
     strip = [{"frame": f, "seconds": s, "level": min(9, int(10 * s / slowest)) if slowest else 0}
@@ -267,13 +272,19 @@ def job_action(job_id: str, action: str):
     return redirect(url_for("dashboard.job_page", job_id=job_id), code=303)
 
 
-@bp.get("/jobs/<job_id>/parts/<int:index>/previews/<int:frame>.jpg")
-def preview(job_id: str, index: int, frame: int):
-    """A frame's preview, read from its part's stored result (404 once the result is gone)."""
+@bp.get("/jobs/<job_id>/previews/<int:frame>.jpg")
+def preview(job_id: str, frame: int):
+    """A frame's preview: from the job's previews zip once it is done, else from the stored result
+    of its part (?part=<index>)."""
     farm = _farm()
-    jobs.load(farm, job_id, _owner())
-    state, result = cast(list[str | None], farm.redis.hmget(keys.part(keys.part_id(job_id, index)), "state", "result"))
-    data = _meta.get(farm, result).previews.get(frame) if state == "done" and result else None
+    job = jobs.load(farm, job_id, _owner())
+    if job["status"] == "done":
+        data = _meta.get(farm, keys.previews(job_id)).previews.get(frame)
+    else:
+        index = request.args.get("part", -1, type=int)
+        state, result = cast(list[str | None], farm.redis.hmget(keys.part(keys.part_id(job_id, index)), "state",
+                                                                "result"))
+        data = _meta.get(farm, result).previews.get(frame) if state == "done" and result else None
     if data is None:
         raise ApiError(404, "not_found", f"no preview of frame {frame}")
     resp = Response(data, mimetype="image/jpeg")
