@@ -107,7 +107,7 @@ class Cluster:
     def add_gateway(self, processes: int = 2) -> GatewayProcess:
         gw = GatewayProcess(free_port(), self.redis.url, f"file://{self.root / 'storage'}",
                             self.root / f"gateway-{len(self.gateways)}.log", processes=processes, threads=16,
-                            env=self.env)
+                            waiters=8, env=self.env)
         self.gateways.append(gw.start())
         return gw
 

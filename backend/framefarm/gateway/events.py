@@ -1,10 +1,14 @@
 """Wake-ups for long-polls without polling Redis per waiting request.
 
 One thread per gateway process subscribes to the farm's event channel; waiting
-requests sleep on a condition until an event for their topic arrives (or their
-poll interval passes, which bounds the cost of a missed event or a Redis outage).
-Waiters take the generation *before* checking state, so an event that lands
-between the check and the wait is never lost.
+requests sleep on a condition until an event for their topic arrives. While the
+subscription stands no event is missed, so a wait sleeps until its deadline and an
+idle farm costs nothing but each waiting request's own renewal; when the subscription
+is lost (a Redis outage) and when it stands again, every topic fires, and until then
+waits wake every POLL_S (longpoll.py) to ask again. Waiters take the generation
+*before* checking state, so an event that lands between the check and the wait is
+never lost. Under gunicorn's gevent worker the thread is a greenlet and the condition
+gevent's: the same code, cooperative.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ class Notifier:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._closing = False
+        self._subscribed = False
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
@@ -46,6 +51,11 @@ class Notifier:
     def closing(self) -> bool:
         return self._closing
 
+    @property
+    def subscribed(self) -> bool:
+        """Whether events arrive now; while not, a wait cannot trust that one will wake it."""
+        return self._subscribed
+
     def generation(self, topic: str) -> int:
         with self._cond:
             return self._gen[topic]
@@ -62,19 +72,32 @@ class Notifier:
                 self._gen["job:*"] += 1
             self._cond.notify_all()
 
+    def _resync(self, subscribed: bool) -> None:
+        """The subscription came or went: events may have been missed, so every wait asks again."""
+        with self._cond:
+            self._subscribed = subscribed
+            for topic in self._gen:
+                self._gen[topic] += 1
+            self._cond.notify_all()
+
     def _run(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
             pubsub = None
             try:
-                pubsub = self._r.pubsub(ignore_subscribe_messages=True)
+                pubsub = self._r.pubsub()
                 pubsub.subscribe(keys.EVENTS)
+                # From the server's confirmation on, no event is missed.
+                if pubsub.get_message(timeout=5.0) is None:
+                    raise redis.TimeoutError("no confirmation of the subscription")
+                self._resync(True)
                 backoff = 0.5
                 while not self._stop.is_set():
                     msg = pubsub.get_message(timeout=1.0)
                     if msg and msg.get("type") == "message":
                         self._fire(msg["data"])  # the farm's client decodes replies
             except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+                self._resync(False)
                 log.warning("event subscription lost (%s); retrying in %.1fs", e, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -1,14 +1,19 @@
 """gunicorn settings for a Framefarm gateway (`gunicorn -c python:framefarm.gateway.gunicorn_conf`).
 
 Long-polls (idle workers waiting for parts, clients waiting for progress) hold a
-request open for up to ~30 s, so a sync worker per request would let a few
-hundred idle workers starve everyone else. gthread keeps each waiting request
-on a cheap thread; the gateway caps its own waiters per process below the
-thread count (FRAMEFARM_MAX_WAITERS), so clients always find a free thread.
-Every setting can be overridden with FRAMEFARM_* variables or gunicorn flags.
+request open for up to ~30 s, so a thread per waiting request would let a few
+thousand idle workers cost a gateway host thousands of threads, and cap them at the
+thread count. gevent's worker serves each request as a greenlet instead (a few KB,
+and a wait on events.py's condition costs nothing until it wakes), up to
+FRAMEFARM_GUNICORN_CONNECTIONS per process; the gateway caps its own waiters below
+that (FRAMEFARM_MAX_WAITERS), so health checks, heartbeats and clients always get in.
+FRAMEFARM_GUNICORN_WORKER_CLASS=gthread (with FRAMEFARM_GUNICORN_THREADS) is the
+thread-per-request alternative. Every setting can be overridden with FRAMEFARM_*
+variables or gunicorn flags.
 """
 import multiprocessing
 import os
+import resource
 
 from framefarm.gateway import metrics_files as _metrics
 from framefarm.gateway.config import Settings
@@ -26,10 +31,17 @@ if _settings.certfile or _settings.keyfile:
     # gunicorn then serves HTTPS only: a plain-HTTP request to this port fails its handshake.
     certfile, keyfile = _settings.certfile, _settings.keyfile
 workers = int(os.environ.get("FRAMEFARM_GUNICORN_WORKERS", min(4, multiprocessing.cpu_count() * 2)))
-worker_class = "gthread"
+worker_class = os.environ.get("FRAMEFARM_GUNICORN_WORKER_CLASS", "gevent")
 threads = int(os.environ.get("FRAMEFARM_GUNICORN_THREADS", 100))
-os.environ.setdefault("FRAMEFARM_MAX_WAITERS", str(max(1, threads - 20)))
-# With gthread this is the worker process's liveness timeout, not a request limit.
+worker_connections = int(os.environ.get("FRAMEFARM_GUNICORN_CONNECTIONS", 4000))
+os.environ.setdefault("FRAMEFARM_MAX_WAITERS", str(max(1, worker_connections - 200 if worker_class == "gevent"
+                                                       else threads - 20)))
+# Each waiting claim holds a socket: lift the soft limit on open files (1024 on many systems)
+# to the hard one, which the workers inherit.
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _hard != resource.RLIM_INFINITY and _soft < _hard:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
+# The worker process's liveness timeout, not a request limit (a gevent process reports every second).
 timeout = 60
 # On SIGTERM, requests in flight (uploads, long-polls) get this long to finish.
 graceful_timeout = 35
@@ -65,6 +77,7 @@ def post_worker_init(worker):
     gunicorn's master sends SIGQUIT for a quick stop; that one stays gunicorn's.
     This process also gets SIGTERM if the master dies, however it dies (PDEATHSIG).
     """
+    import select
     import signal
     import threading
 
@@ -83,6 +96,7 @@ def post_worker_init(worker):
             pass
 
     def close_waiters() -> None:
+        select.select([read_fd], [], [])  # under gevent, a cooperative wait (monkey-patched)
         os.read(read_fd, 1)
         notifier.close_waiters()
 

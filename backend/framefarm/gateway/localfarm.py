@@ -164,7 +164,10 @@ class GatewayProcess(Process):
     hurry_signal = None
 
     def __init__(self, port: int, redis_url: str, storage: str, log_path: Path, *, processes: int = 2,
-                 threads: int = 32, env: dict[str, str] | None = None) -> None:
+                 threads: int = 32, waiters: int | None = None, env: dict[str, str] | None = None) -> None:
+        """`waiters`: the long-polls one process may hold (FRAMEFARM_MAX_WAITERS); None: the
+        packaged config's (gunicorn_conf.py: thousands, under gevent). `threads` serve only
+        under FRAMEFARM_GUNICORN_WORKER_CLASS=gthread."""
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         super().__init__(f"gateway:{port}", [
@@ -173,7 +176,7 @@ class GatewayProcess(Process):
             "framefarm.gateway.wsgi:app"], log_path, {
             "FRAMEFARM_BIND": f"127.0.0.1:{port}", "FRAMEFARM_PUBLIC_URL": self.url,
             "FRAMEFARM_REDIS_URL": redis_url, "FRAMEFARM_STORAGE": storage,
-            "FRAMEFARM_MAX_WAITERS": str(max(1, threads - 8)),
+            **({"FRAMEFARM_MAX_WAITERS": str(waiters)} if waiters is not None else {}),
             # A farm on this machine: its webhooks may go to receivers on it or its network.
             "FRAMEFARM_WEBHOOK_ALLOW_PRIVATE": "1", **(env or {})})
 

@@ -2,10 +2,10 @@
 
 Every waiting request of a gateway process waits the same way (`poll`): it asks once, and
 while there is nothing to answer it sleeps on the process's event wake-ups (events.py) until
-its topic fires or its time runs out. A waiting request holds one of the process's request
-threads for up to half a minute, so `Waiters` caps them: per process (`max_waiters`, below
-gunicorn's thread count, so health checks, heartbeats and plain requests always find a free
-thread) and per party (`max_waiters_per_token`: a client token, or one registered worker,
+its topic fires or its time runs out. A waiting request holds one of the process's
+connections (a greenlet under gunicorn's gevent worker; a thread under gthread) for up to half
+a minute, so `Waiters` caps them: per process (`max_waiters`, below gunicorn's connections or
+threads, so health checks, heartbeats and plain requests always get in) and per party (`max_waiters_per_token`: a client token, or one registered worker,
 since one worker token is often shared by a whole farm). A request past a cap still gets
 whatever its first ask found; only its wait is refused, with 429 and Retry-After.
 """
@@ -24,10 +24,14 @@ from .farm import Farm
 T = TypeVar("T")
 log = logging.getLogger("framefarm.gateway.longpoll")
 
-# Upper bound on a wait's sleep between asks, should an event be missed.
+# Upper bound on a wait's sleep between asks while events may be missed (events.py: the
+# subscription is down); while it stands, a wait sleeps until an event or its deadline.
 POLL_S = 2.0
 # What a refused wait is told: long enough for some waits to end, short enough for news.
 RETRY_AFTER_S = 2
+# Woken waits of one process that ask at once: news wakes every wait of its topic (thousands
+# of idle workers' claims, under gevent), and each ask is a Redis call; the rest queue here.
+ASKING_AT_ONCE = 32
 
 
 class Waiters:
@@ -38,6 +42,7 @@ class Waiters:
         self._lock = threading.Lock()
         self._count: Counter[str] = Counter()
         self._total = 0
+        self.asking = threading.BoundedSemaphore(ASKING_AT_ONCE)
 
     @contextlib.contextmanager
     def admit(self, party: str) -> Iterator[None]:
@@ -87,8 +92,9 @@ def poll(farm: Farm, waiters: Waiters, party: str, topic: str, ask: Callable[[],
             left = deadline - time.monotonic()
             if left <= 0 or notifier.closing:
                 return None
-            notifier.wait(topic, gen, min(left, POLL_S))
+            notifier.wait(topic, gen, left if notifier.subscribed else min(left, POLL_S))
             gen = notifier.generation(topic)
-            got = ask()
+            with waiters.asking:
+                got = ask()
             if got is not None:
                 return got

@@ -21,6 +21,7 @@ import contextlib
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -84,6 +85,19 @@ class Storage(Protocol):
     def ping(self) -> None: ...
 
 
+def _fsync(fd: int) -> None:
+    """fsync, which under gunicorn's gevent worker (gunicorn_conf.py) runs on gevent's thread
+    pool: gevent does not make it cooperative, and the wait would stall every request of the
+    process, not only this one."""
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is not None and gevent_monkey.is_module_patched("socket"):
+        import gevent  # type: ignore[import-untyped]  # gevent ships no type hints
+
+        gevent.get_hub().threadpool.apply(os.fsync, (fd,))
+    else:
+        os.fsync(fd)
+
+
 def check_key(key: str) -> str:
     # The whole key: with match() and `$`, "files/<sha>\n" passed and named a file with a newline.
     if not _KEY.fullmatch(key) or ".." in key.split("/"):
@@ -126,7 +140,7 @@ class LocalStorage:
             with os.fdopen(fd, "wb") as fh:
                 yield fh
                 fh.flush()
-                os.fsync(fh.fileno())
+                _fsync(fh.fileno())
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

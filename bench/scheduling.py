@@ -1,0 +1,174 @@
+"""How many parts can one gateway host hand out, and does a claim slow down as the queue grows?
+
+1. **Claim+complete cycles per second** through one gateway host started as `framefarm up`
+   starts it (localfarm.GatewayProcess: gunicorn with the packaged config), with 4, 16 and 64
+   fake workers using the project's own client (common/api.py FarmAPI): each claims a part of
+   one frame and sends its result (a real zip, checked by the gateway), over and over; where
+   the client can, the result brings the next claim (`?next`). The fake workers run in their
+   own processes, on the same cores as the gateway. Printed per count: cycles/s, and the CPU
+   the gateway's processes and redis-server spent per cycle.
+2. **Claim latency at 100 and at 100,000 queued parts** through the gateway (FarmAPI.claim,
+   each part handed back at once so the queue keeps its length): the median round trip and
+   the ratio. `bench/claims.py` measures the same inside Redis, without HTTP.
+
+    python bench/scheduling.py [--seconds 10] [--workers 4,16,64] [--parts 100000]
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import multiprocessing
+import os
+import statistics
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+from benchtools import scratch
+from claims import write_job
+
+from framefarm.common.api import FarmAPI
+from framefarm.common.http import Client
+from framefarm.gateway import keys
+from framefarm.gateway.auth import create_token
+from framefarm.gateway.config import Settings
+from framefarm.gateway.farm import Farm
+from framefarm.gateway.localfarm import GatewayProcess, RedisServer, free_port
+
+PROCESSES = 4  # fake workers' processes: one Python process's GIL could not keep 64 of them busy
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of `pid` and its live children (a gunicorn master and its workers)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+    return total
+
+
+def result_zip(folder: Path, frames: list[int]) -> Path:
+    path = folder / f"{frames[0]}.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for f in frames:
+            zf.writestr(f"{f:04d}.png", b"frame %d" % f)
+    return path
+
+
+def fake_worker(url: str, token: str, until: float, folder: Path, counts: list[int]) -> None:
+    """Claim, send the result, again, until `until`; the result brings the next claim where the
+    client supports it."""
+    api = FarmAPI(Client([url], token, discover=False))
+    wid = api.register({"name": "bench", "blender_version": "3.4"})["id"]
+    with_next = "next_wait" in inspect.signature(api.upload_result).parameters
+    part = None
+    done = 0
+    while time.monotonic() < until:
+        if part is None:
+            part = api.claim(wid, 1.0)
+            if part is None:
+                continue
+        path = result_zip(folder, part["frames"])
+        if with_next:
+            reply = api.upload_result(part["id"], part["token"], path, next_wait=0)
+            part = reply.get("next")
+        else:
+            api.upload_result(part["id"], part["token"], path)
+            part = None
+        path.unlink()
+        done += 1
+    counts.append(done)
+
+
+def fake_workers(url: str, token: str, n: int, start: float, seconds: float, folder: str, out) -> None:
+    counts: list[int] = []
+    threads = [threading.Thread(target=fake_worker, args=(url, token, start + seconds, Path(folder), counts))
+               for _ in range(n)]
+    while time.monotonic() < start - 1:  # every process starts its workers together
+        time.sleep(0.05)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.put(sum(counts))
+
+
+def cycles(root: Path, gw: GatewayProcess, redis: RedisServer, farm: Farm, token: str, workers: int,
+           seconds: float) -> dict:
+    job = f"c{workers:011x}"
+    write_job(farm, job, int(workers * seconds * 400) + 1000)  # far more parts than any run takes
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    start = time.monotonic() + 3  # registrations and connections first; the clock starts after
+    per = [workers // PROCESSES + (i < workers % PROCESSES) for i in range(PROCESSES)]
+    procs = [ctx.Process(target=fake_workers, args=(gw.url, token, n, start, seconds, str(root), out))
+             for n in per if n]
+    for p in procs:
+        p.start()
+    while time.monotonic() < start:
+        time.sleep(0.01)
+    gw_cpu, redis_cpu = cpu_seconds(gw.pid), cpu_seconds(redis.pid)
+    time.sleep(seconds)
+    gw_cpu, redis_cpu = cpu_seconds(gw.pid) - gw_cpu, cpu_seconds(redis.pid) - redis_cpu
+    done = sum(out.get() for _ in procs)
+    for p in procs:
+        p.join()
+    farm.redis.delete(keys.queue(304))  # the next run starts from an empty line
+    return {"workers": workers, "cycles_per_s": done / seconds, "gateway_ms_per_cycle": 1000 * gw_cpu / max(done, 1),
+            "redis_ms_per_cycle": 1000 * redis_cpu / max(done, 1), "gateway_cores": gw_cpu / seconds}
+
+
+def claim_latency(api: FarmAPI, farm: Farm, parts: int, claims: int) -> float:
+    """The median claim round trip (ms) with `parts` queued; each part is handed back at once."""
+    write_job(farm, f"e{parts:011x}", parts)  # job ids are hex (openapi.yaml)
+    wid = api.register({"name": "latency", "blender_version": "3.4"})["id"]
+    times = []
+    for _ in range(claims):
+        t0 = time.perf_counter()
+        part = api.claim(wid, 0)
+        times.append(time.perf_counter() - t0)
+        assert part is not None
+        api.release(part["id"], part["token"])
+    farm.redis.delete(keys.queue(304))
+    return statistics.median(times) * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--workers", default="4,16,64")
+    ap.add_argument("--parts", type=int, default=100_000)
+    ap.add_argument("--claims", type=int, default=300)
+    args = ap.parse_args()
+    with scratch("ffbench-sched-") as (root, procs):
+        redis = RedisServer(root / "redis", root / "redis.log").start()
+        procs.append(redis)
+        storage = f"file://{root / 'storage'}"
+        farm = Farm.from_settings(Settings(redis_url=redis.url, storage=storage))
+        token = create_token(farm.redis, "worker")
+        gw = GatewayProcess(free_port(), redis.url, storage, root / "gateway.log")
+        procs.append(gw.start())
+        runs = [cycles(root, gw, redis, farm, token, int(n), args.seconds) for n in args.workers.split(",")]
+        api = FarmAPI(Client([gw.url], token, discover=False))
+        small, big = (claim_latency(api, farm, n, args.claims) for n in (100, args.parts))
+        print(f"claim+complete cycles through one gateway host ({os.cpu_count()} cores, fake workers included):")
+        for r in runs:
+            print(f"  {r['workers']:>3} workers: {r['cycles_per_s']:7.0f} cycles/s, gateway "
+                  f"{r['gateway_ms_per_cycle']:.2f} ms CPU per cycle ({r['gateway_cores']:.2f} cores), redis "
+                  f"{r['redis_ms_per_cycle']:.3f} ms per cycle")
+        print(f"claim latency through the gateway (median of {args.claims}): 100 parts {small:.2f} ms, "
+              f"{args.parts} parts {big:.2f} ms, ratio {big / small:.2f}")
+        print(json.dumps({"cycles": runs, "claim_ms": {"100": small, str(args.parts): big}}))
+
+
+if __name__ == "__main__":
+    main()
