@@ -54,11 +54,11 @@ def create_app(settings: Settings | None = None, *, background: bool = False) ->
                dashboard):
         app.register_blueprint(bp)
     if background:
-        start_background(farm)
+        start_background(farm, app)
     return app
 
 
-def start_background(farm: Farm) -> threading.Event:
+def start_background(farm: Farm, app: Flask) -> threading.Event:
     stop = threading.Event()
     s = farm.settings
     farm.notifier.start()
@@ -74,7 +74,7 @@ def start_background(farm: Farm) -> threading.Event:
     loop("reaper", 1.0, lambda: scheduling.reap(farm), stop)
     loop("assembler", 1.0, lambda: archive.assemble_pending(farm), stop)
     loop("cleanup", s.cleanup_period_s, lambda: cleanup.step(farm), stop)
-    loop("webhooks", 1.0, webhooks.Deliverer(farm).step, stop)
+    loop("webhooks", 1.0, webhooks.Deliverer(farm, app).step, stop)
     log.info("gateway process ready (redis %s, storage %s, public url %s)",
              redisconn.redact(s.redis_url), s.storage, s.public_url or "-")
     return stop

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import BinaryIO, Iterator
 
-from flask import Response, send_file, stream_with_context, url_for
+from flask import Response, current_app, has_request_context, send_file, stream_with_context, url_for
 
 from . import keys
 from .farm import Farm
@@ -39,7 +39,11 @@ def gateway_link(farm: Farm, endpoint: str, subject: str, **values: str) -> str:
     """A signed, expiring link to a gateway route that checks `subject`'s signature."""
     expires, sig = farm.signer.sign(subject, farm.settings.link_ttl_s)
     # A path on the configured host (config.Settings.link_base), never on the request's Host header.
-    return farm.settings.link_base + url_for(endpoint, _external=False, expires=expires, sig=sig, **values)
+    if has_request_context():
+        return farm.settings.link_base + url_for(endpoint, _external=False, expires=expires, sig=sig, **values)
+    # Outside a request (a webhook's payload, built in the background): the app's routes alone.
+    adapter = current_app.url_map.bind("", url_scheme="")
+    return farm.settings.link_base + adapter.build(endpoint, {"expires": expires, "sig": sig, **values})
 
 
 def signed_archive_link(farm: Farm, job: dict[str, str]) -> str:

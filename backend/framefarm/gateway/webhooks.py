@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from flask import Flask
+
 from . import keys
 from .downloads import signed_archive_link
 from .errors import bad_request
@@ -245,8 +247,8 @@ def post(target: Target, body: bytes, headers: dict[str, str], timeout: float, a
 class Deliverer:
     """One per gateway process: takes due entries and posts them from a small pool."""
 
-    def __init__(self, farm: Farm) -> None:
-        self.farm = farm
+    def __init__(self, farm: Farm, app: Flask) -> None:
+        self.farm, self.app = farm, app  # the app: its routes make a payload's links
         self._pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="webhook")
         self._busy = 0
         self._hosts: set[str] = set()  # receivers' hosts with a post in flight
@@ -314,7 +316,8 @@ class Deliverer:
 
     def _deliver(self, entry: str, host: str) -> None:
         try:
-            self._try(entry)
+            with self.app.app_context():
+                self._try(entry)
         except Exception:  # a bug here must not kill the pool thread's later work
             log.exception("webhook %s", entry)
         finally:
