@@ -10,8 +10,8 @@ Two kinds, one answer:
   per Blender version, leased parts, jobs by status, workers online / rendering / idle /
   drained, the farm-wide totals the Lua scripts keep (lease expiries, retries, failed parts,
   failed jobs: keys.STATS), and `framefarm_queued_work_seconds`, the estimated render time of
-  every frame not rendered yet of the jobs with queued parts: the number an autoscaler wants
-  (packaging/kubernetes/ scales workers on it, to zero when it is 0).
+  every frame not rendered yet of the jobs with parts queued or rendering: the number an
+  autoscaler wants (packaging/kubernetes/ scales workers on it, to zero when it is 0).
 
 Who may read it: a request with FRAMEFARM_METRICS_TOKEN as its bearer token, or an admin
 token, or one from an address in FRAMEFARM_METRICS_ALLOW (CIDRs; loopback by default);
@@ -54,7 +54,8 @@ class _Events:
         self.uploaded = Counter("framefarm_uploaded_bytes", "Bytes of request bodies received.")
         self.downloaded = Counter("framefarm_downloaded_bytes", "Bytes of answers sent (known lengths).")
         self.frames = Counter("framefarm_frames_rendered", "Frames counted in results.")
-        self.frame_seconds = Histogram("framefarm_frame_render_seconds", "Render time of one frame, as workers measured it.",
+        self.frame_seconds = Histogram("framefarm_frame_render_seconds",
+                                       "Render time of one frame, as workers measured it.",
                                        buckets=(.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600))
         self.assembly = Histogram("framefarm_assembly_seconds", "Time to assemble a job's final zip.",
                                   buckets=(.1, .5, 1, 2, 5, 10, 30, 60, 120, 300, 900))
@@ -173,32 +174,18 @@ class FarmCollector:
         r = self.farm.redis
         queued = GaugeMetricFamily("framefarm_queued_parts", "Parts waiting for a worker, by the Blender version "
                                    "their scenes need.", labels=["blender_version"])
-        work = GaugeMetricFamily("framefarm_queued_work_seconds", "Estimated render seconds of the frames not "
-                                 "rendered yet of every job with queued parts (the autoscaling signal).")
-        frames_left = GaugeMetricFamily("framefarm_queued_frames", "Frames not rendered yet of the jobs with queued "
-                                        "parts.")
-        total_work, total_frames = 0.0, 0
+        waiting: set[str] = set()  # jobs with queued parts (a paused job is in no queue: no worker may take it)
         for version in sorted(cast(set[str], r.smembers(keys.QUEUES))):
             job_ids = cast(list[str], r.zrange(keys.queue(version), 0, -1))
             pipe = r.pipeline()
             for jid in job_ids:
                 pipe.zcard(keys.job_queue(jid))
-                pipe.hgetall(keys.job(jid))
-            found = pipe.execute()
-            parts = 0
-            for i in range(len(job_ids)):
-                parts += int(found[2 * i])
-                job = cast(dict[str, str], found[2 * i + 1])
-                left = max(0, int(job.get("frames_total", 0)) - int(job.get("frames_done", 0)))
-                spf = JobStats.of(job).seconds_per_frame
-                total_frames += left
-                total_work += left * (UNMEASURED_FRAME_S if spf is None else spf)
-            queued.add_metric([f"{int(version) // 100}.{int(version) % 100}"], parts)
-        work.add_metric([], total_work)
-        frames_left.add_metric([], total_frames)
+            queued.add_metric([f"{int(version) // 100}.{int(version) % 100}"], sum(pipe.execute()))
+            waiting.update(job_ids)
         yield queued
-        yield work
-        yield frames_left
+        # ... and the jobs being rendered now, so workers are not scaled away under their parts.
+        waiting.update(keys.job_of_part(pid) for pid in cast(list[str], r.zrange(keys.LEASES, 0, -1)))
+        yield from self._work(sorted(waiting))
         leased = GaugeMetricFamily("framefarm_leased_parts", "Parts leased to workers now (rendering).")
         leased.add_metric([], r.zcard(keys.LEASES))
         yield leased
@@ -212,6 +199,27 @@ class FarmCollector:
             c = CounterMetricFamily(f"framefarm_{name}", about)
             c.add_metric([], float(totals.get(name, 0)))
             yield c
+
+    def _work(self, job_ids: list[str]) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        pipe = self.farm.redis.pipeline()
+        for jid in job_ids:
+            pipe.hgetall(keys.job(jid))
+        total_work, total_frames = 0.0, 0
+        for job in cast(list[dict[str, str]], pipe.execute()):
+            left = max(0, int(job.get("frames_total", 0)) - int(job.get("frames_done", 0)))
+            spf = JobStats.of(job).seconds_per_frame
+            total_frames += left
+            total_work += left * (UNMEASURED_FRAME_S if spf is None else spf)
+        work = GaugeMetricFamily("framefarm_queued_work_seconds", "Estimated render seconds of the frames not "
+                                 "rendered yet of the jobs with parts queued or rendering (the autoscaling signal).")
+        work.add_metric([], total_work)
+        frames = GaugeMetricFamily("framefarm_queued_frames", "Frames not rendered yet of the jobs with parts queued "
+                                   "or rendering.")
+        frames.add_metric([], total_frames)
+        yield work
+        yield frames
 
     def _jobs(self) -> Any:
         from prometheus_client.core import GaugeMetricFamily
