@@ -30,9 +30,10 @@ def _blender_setup(params: dict) -> None:
         reasons.append(f"the scene was saved by Blender {saved[0]}.{saved[1]}, newer than this worker's "
                        f"Blender {bpy.app.version_string}")
     if render.is_movie_format:  # after the job's -F, which comes first on the command line
-        reasons.append(f"the scene's output format is {render.image_settings.file_format}, a video; the farm "
-                       "renders frames as images, so choose an image format such as PNG or OpenEXR in Output "
-                       "Properties, or submit with --format PNG")
+        reasons.append(f"the scene's output format is {render.image_settings.file_format}, a video, and this job "
+                       "asks for frames only: submit it with framefarm submit or the add-on, which render its "
+                       "frames as PNG and make the movie on the farm, or choose an image format such as PNG "
+                       "or OpenEXR in Output Properties, or submit with --format PNG")
     # Blender's own check, in its words: with no active camera it takes the view layer's first
     # camera object, and a sequencer edit of picture strips renders without any camera.
     edit = scene.sequence_editor
