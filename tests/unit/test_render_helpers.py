@@ -52,6 +52,16 @@ def test_explicit_device_must_exist() -> None:
                                                      (250, 0, 1)])
 def test_process_policy(frames: int, cores: int, expected: int) -> None:
     assert process_policy(frames, cores) == expected
+    assert process_policy(frames, cores, None) == expected  # nothing measured yet: by frame count
+
+
+@pytest.mark.parametrize("frames, seconds, cores, expected", [
+    (60, 0.15, 16, 1),  # 9 s of quick frames: one process, whatever the frame count
+    (250, 0.1, 16, 3), (24, 0.5, 16, 1), (34, 0.5, 16, 2), (100, 60.0, 16, 4), (100, 60.0, 2, 2),
+    (1, 600.0, 16, 1)])
+def test_process_policy_weighs_the_measured_time_per_frame(frames: int, seconds: float, cores: int,
+                                                            expected: int) -> None:
+    assert process_policy(frames, cores, seconds) == expected
 
 
 # -- a part's span, and its slices among Blender processes --------------------------------------

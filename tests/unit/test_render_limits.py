@@ -42,6 +42,25 @@ def test_the_frame_clock_follows_blenders_lines():
     assert clock.overdue(2) == "frame 12 took longer than 2 s (the job's max_frame_seconds)"
 
 
+def test_the_frame_clock_measures_each_frame_and_the_scene_load():
+    clock = FrameClock([1, 2])
+    clock.started = time.monotonic() - 3
+    clock.line("Fra:1 Mem:12.00M (Peak 12.00M) | Time:00:00.10 | Syncing Plane")  # loaded: 3 s after start
+    assert 2.9 < clock.load_seconds < 3.5
+    clock.memory(300 << 20)
+    clock.memory(200 << 20)
+    clock.loaded = time.monotonic() - 0.5
+    clock.line("Saved: '/out/0001.png'")
+    clock.since = time.monotonic() - 0.25
+    clock.line("Fra:2 Mem:12.00M (Peak 12.00M) | Time:00:00.10 | Syncing Plane")
+    clock.line("Saved: '/out/0002.png'")
+    first, second = clock.stats
+    assert (first.frame, first.peak_rss_bytes, second.frame) == (1, 300 << 20, 2)
+    assert 0.45 < first.seconds < 1 and 0.2 < second.seconds < 0.5  # a frame's time, never the load's
+    assert second.peak_rss_bytes == 200 << 20  # the level when frame 2 began, no later measurement
+    assert first.as_json() == {"frame": 1, "seconds": round(first.seconds, 4), "peak_rss_bytes": 300 << 20}
+
+
 def test_memory_of_a_process_tree():
     own = tree_rss(os.getpid())
     assert own > 1 << 20

@@ -126,8 +126,13 @@ class FarmAPI:
         """The Blender build the farm publishes for its workers: version, sha256, size, url."""
         return self.client.request("GET", "/v1/blender").json()
 
-    def claim(self, worker_id: str, wait: float) -> Lease | None:
-        resp = self.client.request("POST", f"/v1/workers/{worker_id}/claim", json_body={"wait": wait},
+    def claim(self, worker_id: str, wait: float, held: list[str] | None = None) -> Lease | None:
+        """A part to render, waiting up to `wait` s; `held`: jobs whose scenes this worker
+        holds loaded in a warm Blender, which the farm prefers among jobs of the best priority."""
+        body: dict[str, Any] = {"wait": wait}
+        if held:
+            body["held"] = held[:16]
+        resp = self.client.request("POST", f"/v1/workers/{worker_id}/claim", json_body=body,
                                    read_timeout=wait + 30)
         if resp.status == 204:
             return None
@@ -165,10 +170,17 @@ class FarmAPI:
         finally:
             resp.close()
 
-    def upload_result(self, part_id: str, token: str, path: Path) -> UploadResultReply | CommitResultReply:
+    def upload_result(self, part_id: str, token: str, path: Path, *, next_wait: float | None = None,
+                      held: list[str] | None = None) -> UploadResultReply | CommitResultReply:
         """The part's frames: to an upload URL and then committed where the farm hands one out,
-        else streamed through a gateway. Either way the farm checks them before they count."""
+        else streamed through a gateway. Either way the farm checks them before they count.
+        With `next_wait`, the same request claims the worker's next part (waiting up to that
+        long; `held` as for a claim): the answer's `next`, a part or None. A gateway that
+        predates it answers without `next`, which reads as None."""
         size = os.stat(path).st_size
+        params: dict[str, Any] | None = None
+        if next_wait is not None:
+            params = {"next": next_wait, "held": (held or [])[:16] or None}
 
         def ask() -> OpenResultUploadReply | None:
             reply: OpenResultUploadReply = self.client.request(
@@ -178,10 +190,11 @@ class FarmAPI:
         target = _send_direct(ask, path, tls=self.client.tls)
         if target:
             return self.client.request("POST", f"/v1/parts/{part_id}/result", headers=self._lease(token),
-                                       json_body={"id": target["id"]}, read_timeout=600).json()
+                                       json_body={"id": target["id"]}, params=params, read_timeout=600).json()
         with open(path, "rb") as fh:
-            return self.client.request("PUT", f"/v1/parts/{part_id}/result", body=fh, read_timeout=600, headers={
-                **self._lease(token), "Content-Type": "application/zip", "Content-Length": str(size)}).json()
+            return self.client.request("PUT", f"/v1/parts/{part_id}/result", body=fh, read_timeout=600, params=params,
+                                       headers={**self._lease(token), "Content-Type": "application/zip",
+                                                "Content-Length": str(size)}).json()
 
     def report_failure(self, part_id: str, token: str, message: str, log_tail: str, deterministic: bool) -> Outcome:
         return self.client.request("POST", f"/v1/parts/{part_id}/failure", headers=self._lease(token), json_body={

@@ -10,6 +10,14 @@ failed it backs off with jitter and tries again until `retry_for` runs out.
 Connecting has its own short timeout, so a dead host is left within two
 seconds of its first failed call.
 
+Connections are kept alive: each gateway has a small pool of idle connections, so a
+worker's claim, heartbeat and result, or a client's polls, do not open a TCP (and TLS)
+connection per request. A pooled connection the gateway has meanwhile closed (its
+keep-alive timeout, a restart) is noticed before it is used, or when the request on it
+fails before any answer, and the request then goes once more on a fresh connection to the
+same gateway: only a fresh connection's failure counts against the gateway, so failover
+is exactly as before.
+
 HTTPS gateways are checked against the system's CAs plus, where the farm runs its own CA,
 the bundle given as `ca_bundle` (--ca-bundle, FRAMEFARM_CA_BUNDLE). A certificate that
 fails that check is not a gateway being down: when every gateway fails it, the request
@@ -23,6 +31,7 @@ import http.client
 import json
 import logging
 import random
+import select
 import ssl
 import threading
 import time
@@ -36,6 +45,11 @@ USER_AGENT = "framefarm-client/0.1"
 RETRY_STATUSES = {502, 503, 504}
 DOWN_FOR_S = 10.0
 BLOCK = 1024 * 1024
+# Idle connections kept per gateway (a worker's slots and heartbeat, a client's threads), and
+# how long one may sit idle: gateways close theirs sooner (gunicorn's keepalive is 5 s), which
+# the check before reuse notices; the bound only keeps a long-idle process from holding sockets.
+POOL_SIZE = 8
+POOL_IDLE_S = 60.0
 
 
 class FarmError(Exception):
@@ -65,6 +79,63 @@ class Response:
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
+
+
+def backoff(round_no: int, floor: float = 0.0, cap: float = 5.0) -> float:
+    """Seconds to wait before try `round_no` + 1 (1, 2, ...): doubling from 0.25 s up to
+    `cap`, jittered so that many processes refused at once do not come back at once;
+    never under `floor` (a Retry-After), which gets the jitter on top of it."""
+    if floor > 0:
+        return floor * random.uniform(1.0, 1.25)
+    return min(cap, 0.25 * 2 ** round_no) * random.uniform(0.5, 1.0)
+
+
+class _Pool:
+    """Idle keep-alive connections, per gateway URL; any thread may take or give one."""
+
+    def __init__(self) -> None:
+        self._idle: dict[str, list[tuple[http.client.HTTPConnection, float]]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, url: str) -> http.client.HTTPConnection | None:
+        """An idle connection to `url` still open at the other end, or None."""
+        while True:
+            with self._lock:
+                idle = self._idle.get(url)
+                if not idle:
+                    return None
+                conn, since = idle.pop()
+            if time.monotonic() - since < POOL_IDLE_S and _still_open(conn):
+                return conn
+            conn.close()
+
+    def give(self, url: str, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(url, [])
+            if len(idle) < POOL_SIZE:
+                idle.append((conn, time.monotonic()))
+                return
+        conn.close()
+
+    def drop(self, url: str) -> None:
+        """Close every idle connection to `url` (a gateway that just failed)."""
+        with self._lock:
+            idle = self._idle.pop(url, [])
+        for conn, _ in idle:
+            conn.close()
+
+
+def _still_open(conn: http.client.HTTPConnection) -> bool:
+    """Whether an idle connection can carry a request: readable while idle means the
+    gateway closed it (or sent something unasked), so it cannot."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
 
 
 class CertificateError(FarmError):
@@ -137,6 +208,7 @@ class Client:
         self._lock = threading.Lock()
         self.tls = tls_context(ca_bundle)
         self._refused: set[str] = set()  # http URLs a gateway announced over https, logged once each
+        self._pool = _Pool()
 
     # -- gateway list ------------------------------------------------------------------
     @property
@@ -160,6 +232,7 @@ class Client:
             if self._preferred == url:
                 live = [u for u in self._known if self._down.get(u, 0) <= time.monotonic()]
                 self._preferred = live[0] if live else url
+        self._pool.drop(url)  # its other idle connections would fail the same way, one by one
 
     def _mark_up(self, url: str) -> None:
         with self._lock:
@@ -214,7 +287,8 @@ class Client:
             body = json.dumps(json_body).encode()
             hdrs["Content-Type"] = "application/json"
         if params:
-            path += "?" + urlencode({k: v for k, v in params.items() if v is not None})
+            # doseq: a list is the parameter repeated (?held=a&held=b), as openapi.yaml's form style.
+            path += "?" + urlencode({k: v for k, v in params.items() if v is not None}, doseq=True)
         # A file is rewound for each gateway tried; bytes are simply sent again.
         rewind = cast(BinaryIO, body) if hasattr(body, "seek") else None
         start_pos = rewind.tell() if rewind is not None else None
@@ -255,7 +329,7 @@ class Client:
                 raise CertificateError("cannot verify the gateway's TLS certificate: " + untrusted[0])
             round_no += 1
             # Retry-After is a floor: asking sooner is answered the same way.
-            pause = max(wait_hint, min(5.0, 0.25 * 2 ** round_no) * random.uniform(0.5, 1.0))
+            pause = backoff(round_no, wait_hint)
             if time.monotonic() + pause > deadline:
                 raise FarmUnavailable(f"no gateway answered ({last})")
             log.info("no gateway answered (%s); retrying in %.1fs", last, pause)
@@ -264,12 +338,26 @@ class Client:
 
     def _send(self, base: str, method: str, path: str, body, headers: dict[str, str], timeout: float,
               stream: bool) -> Response:
-        parts = urlsplit(base)
+        # A body read from a file cannot be sent twice here (the caller rewinds it per gateway),
+        # so it goes on a fresh connection; bytes and empty bodies may use a pooled one.
+        pooled = None if hasattr(body, "read") else self._pool.take(base)
+        if pooled is not None:
+            try:
+                return self._exchange(base, pooled, method, path, body, headers, timeout, stream)
+            except (ConnectionError, http.client.BadStatusLine, http.client.CannotSendRequest):
+                pass  # closed by the gateway as we sent: not the gateway's failure, try a fresh connection
         conn = connection(base, self.connect_timeout, self.tls)
+        conn.connect()
+        return self._exchange(base, conn, method, path, body, headers, timeout, stream)
+
+    def _exchange(self, base: str, conn: http.client.HTTPConnection, method: str, path: str, body,
+                  headers: dict[str, str], timeout: float, stream: bool) -> Response:
+        """One request and its answer on `conn`, which goes back to the pool when the answer
+        was read whole and the gateway keeps the connection open; else it is closed."""
         try:
-            conn.connect()
+            assert conn.sock is not None
             conn.sock.settimeout(timeout)
-            conn.request(method, parts.path + path, body=body, headers=headers)
+            conn.request(method, urlsplit(base).path + path, body=body, headers=headers)
             raw = conn.getresponse()
             hdrs = {k.lower(): v for k, v in raw.getheaders()}
             if stream and 200 <= raw.status < 400:
@@ -278,7 +366,10 @@ class Client:
         except BaseException:
             conn.close()
             raise
-        conn.close()
+        if raw.will_close:
+            conn.close()
+        else:
+            self._pool.give(base, conn)
         return Response(raw.status, hdrs, data)
 
 

@@ -15,6 +15,7 @@ leaves the leases to expire.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import shutil
@@ -29,13 +30,15 @@ from typing import Callable
 from framefarm.common.api import FarmAPI
 from framefarm.common.api_types import Lease, LeaseRef
 from framefarm.common.frameset import FrameSpecError, PartSpan
-from framefarm.common.http import FarmError
+from framefarm.common.http import FarmError, backoff
 
 from . import finishing, previews
 from .limits import Limits
-from .render import BlenderInfo, RenderCancelled, RenderError, choose_device, process_policy, render_frames
+from .render import (BlenderInfo, RenderCancelled, RenderError, RenderStats, choose_device, process_policy,
+                     render_frames)
 from .sandbox import NO_SANDBOX, Sandbox
 from .scene_cache import CacheError, SceneCache
+from .warm import WarmSettings, WarmSlot
 
 log = logging.getLogger("framefarm.worker")
 
@@ -51,6 +54,17 @@ UNREGISTER_S = 1.5
 LOW_DISK_BYTES = 16 * 1024 * 1024
 _DISK_FULL = ("No space left on device", "Disk quota exceeded")
 DISK_FULL_PAUSE_S = 60.0
+# A claim answered "nothing" sooner than this share of its wait was not a long-poll the
+# gateway held (it could not hold another, or was told not to wait): claiming again at
+# once would turn idle workers into a tight loop, so the slot backs off (jittered,
+# doubling up to EMPTY_BACKOFF_MAX_S) until a claim waits again or brings a part. A
+# long-poll that ran its course is followed by the next one at once: that is what picks
+# up a part queued on an idle farm within moments.
+EARLY_EMPTY_SHARE = 0.5
+EARLY_EMPTY_MIN_S = 1.0  # a farm whose claims do not wait at all (claim_wait_s 0) is no exception
+EMPTY_BACKOFF_MAX_S = 10.0
+# The jobs whose scenes warm slots hold, sent with each claim (the farm prefers their parts).
+MAX_HELD = 16
 
 
 @dataclass
@@ -63,7 +77,8 @@ class Held:
 class Agent:
     def __init__(self, api: FarmAPI, info: BlenderInfo, *, workdir: Path, device: str = "auto",
                  slots: int = 1, name: str | None = None, cores: int | None = None,
-                 sandbox: Sandbox = NO_SANDBOX, max_memory: int | None = None) -> None:
+                 sandbox: Sandbox = NO_SANDBOX, max_memory: int | None = None,
+                 warm: WarmSettings | None = WarmSettings()) -> None:
         self.api, self.info, self.slots = api, info, slots
         self.sandbox, self.max_memory = sandbox, max_memory
         self.device = choose_device(device, info)
@@ -72,6 +87,9 @@ class Agent:
         self.workdir = workdir
         self.cache = SceneCache(workdir / "cache")
         self.capabilities = finishing.capabilities()  # the finishing kinds it advertises (encode: ffmpeg)
+        # One WarmSlot per slot (None: the cold path, `framefarm worker --no-warm`).
+        self.warm: list[WarmSlot] | None = None if warm is None else [
+            WarmSlot(info, workdir / "warm" / f"slot-{i}", sandbox=sandbox, settings=warm) for i in range(slots)]
         self.stop = threading.Event()
         self.stop_now = threading.Event()
         self._disk_full = threading.Event()  # set by a failure put down to a full disk
@@ -100,7 +118,7 @@ class Agent:
         if not self._register_unless_stopped():
             return
         threads = [threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)]
-        threads += [threading.Thread(target=self._slot_loop, name=f"slot-{i}", daemon=True)
+        threads += [threading.Thread(target=self._slot_loop, args=(i,), name=f"slot-{i}", daemon=True)
                     for i in range(self.slots)]
         for t in threads:
             t.start()
@@ -155,6 +173,8 @@ class Agent:
         if self.stop_now.is_set():
             deadline = min(deadline, time.monotonic() + NOW_S)
             log.warning("stopping now: handing back what the farm takes within %.0f s", NOW_S)
+        for slot in self.warm or []:
+            slot.kill_if_idle()  # a busy one is stopped by its slot, its part being cancelled
         with self._lock:
             left = [held for held in self.held.values() if not held.handed_back]
         _bounded([functools.partial(self._hand_back, held) for held in left], deadline - UNREGISTER_S)
@@ -197,26 +217,45 @@ class Agent:
             log.warning("registering again failed: %s", e.message)
 
     # -- parts -------------------------------------------------------------------------
-    def _slot_loop(self) -> None:
+    def _slot_loop(self, slot: int = 0) -> None:
+        empty = 0  # claims in a row answered "nothing" without waiting
+        part: Lease | None = None  # the next part, when the last result's answer brought one
         while not self.stop.is_set():
-            if self._disk_full.is_set():
-                self._wait_for_disk()
-                continue
-            try:
-                part = self.api.claim(self.worker_id, self.claim_wait_s)
-            except FarmError as e:
-                if e.code == "unknown_worker":
-                    self._reregister()
-                else:
-                    log.warning("claim failed: %s", e.message)
-                    self.stop.wait(2.0)
-                continue
             if part is None:
-                continue
+                if self._disk_full.is_set():
+                    self._wait_for_disk()
+                    continue
+                asked = time.monotonic()
+                try:
+                    part = self.api.claim(self.worker_id, self.claim_wait_s, held=self._held_jobs())
+                except FarmError as e:
+                    if e.code == "unknown_worker":
+                        self._reregister()
+                    else:
+                        # The client already waited out Retry-After (429/503) until its retry window
+                        # ran out; this pause is on top, jittered so a farm's workers spread out.
+                        log.warning("claim failed: %s", e.message)
+                        self.stop.wait(backoff(3, 2.0))
+                    continue
+                if part is None:
+                    if time.monotonic() - asked < max(EARLY_EMPTY_MIN_S, EARLY_EMPTY_SHARE * self.claim_wait_s):
+                        empty += 1
+                        self.stop.wait(backoff(empty, cap=EMPTY_BACKOFF_MAX_S))
+                    else:
+                        empty = 0
+                    continue
+                empty = 0
             if self.stop.is_set():
                 self._release(part)
                 return
-            self.process(part)
+            part = self.process(part, slot)
+        if part is not None:
+            self._release(part)
+
+    def _held_jobs(self) -> list[str]:
+        """The jobs whose scenes this worker's warm slots hold loaded (interface 2)."""
+        held = [job for job in (slot.job for slot in self.warm or []) if job]
+        return list(dict.fromkeys(held))[:MAX_HELD]
 
     def _wait_for_disk(self) -> None:
         """After a full disk, claim nothing for DISK_FULL_PAUSE_S, or until LOW_DISK_BYTES more
@@ -234,7 +273,9 @@ class Agent:
                 break
         self._disk_full.clear()
 
-    def process(self, part: Lease) -> None:
+    def process(self, part: Lease, slot: int = 0) -> Lease | None:
+        """Render `part` and send its result; the worker's next part when the result's answer
+        brought one (the result and the next claim in one request), else None."""
         pid, token = part["id"], part["token"]
         held = Held(part)
         with self._lock:
@@ -244,20 +285,33 @@ class Agent:
             if part.get("kind", finishing.RENDER) != finishing.RENDER:  # a job's finishing task (finishing.py)
                 self.api.upload_result(pid, token, self._zip(self._finish(part, held, out), out / "result.zip"))
                 log.info("part %s done", pid)
-                return
+                return None
             span = PartSpan.from_json(part.get("span"))
             log.info("part %s: frames %d-%d step %d (%d frames, attempt %d)", pid, span.start, span.end,
                      span.step, span.count, part["attempts"] + 1)
             scene_dir = self._scene(part)
             per_slot = max(1, self.cores // self.slots)
             limits = Limits(part.get("max_frame_seconds"), self.max_memory)
-            files = render_frames(self.info, scene_dir / part["main"], span, out / "frames",
-                                  device=self.device, processes=process_policy(span.count, per_slot),
-                                  cancel=held.cancel, log_path=out / "blender.log", sandbox=self.sandbox,
-                                  scene_root=scene_dir, limits=limits, output_format=part.get("format"))
-            archive = self._zip(files, out / "result.zip", frames=True)
-            self.api.upload_result(pid, token, archive)
+            processes = process_policy(span.count, per_slot, part.get("seconds_per_frame"))
+            stats = RenderStats()
+            if self.warm is not None:
+                files = self.warm[slot].render(part["job"], scene_dir / part["main"], span, out / "frames",
+                                               device=self.device, processes=processes, scene_root=scene_dir,
+                                               cancel=held.cancel, log_path=out / "blender.log", limits=limits,
+                                               output_format=part.get("format"), stats=stats)
+            else:
+                files = render_frames(self.info, scene_dir / part["main"], span, out / "frames",
+                                      device=self.device, processes=processes,
+                                      cancel=held.cancel, log_path=out / "blender.log", sandbox=self.sandbox,
+                                      scene_root=scene_dir, limits=limits, output_format=part.get("format"),
+                                      stats=stats)
+            archive = self._zip(files, out / "result.zip", stats)
+            # No wait for the next part here: the result is counted first, and a claim's long-poll
+            # inside the upload would, if the connection broke, send the counted result again.
+            reply = self.api.upload_result(pid, token, archive, next_wait=None if self.stop.is_set() else 0,
+                                           held=self._held_jobs())
             log.info("part %s done", pid)
+            return reply.get("next")
         except RenderCancelled:
             if self.stop.is_set():
                 self._hand_back(held)
@@ -284,6 +338,7 @@ class Agent:
                 self.held.pop(pid, None)
                 self._released.notify_all()
             shutil.rmtree(out, ignore_errors=True)
+        return None
 
     def _finish(self, part: Lease, held: Held, out: Path) -> list[Path]:
         def scene() -> tuple[Path, Path]:
@@ -300,12 +355,16 @@ class Agent:
                                 lambda sha, dest: self.api.fetch_file(pid, token, sha, dest, urls.get(sha)))
 
     @staticmethod
-    def _zip(files: list[Path], dest: Path, frames: bool = False) -> Path:
+    def _zip(files: list[Path], dest: Path, stats: RenderStats | None = None) -> Path:
         # Stored, not deflated: rendered images are already compressed.
         with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             for f in files:
                 zf.write(f, arcname=f.name)
-            if frames:  # a frame part (not a finishing task's output): the dashboard's thumbnails
+            if stats is not None and stats.frames:
+                # What each frame cost, for the farm's part sizing and ETA (interface 1); small,
+                # so deflated. A gateway that predates it refuses the entry (400 bad_result).
+                zf.writestr("_meta/stats.json", json.dumps(stats.as_json()), compress_type=zipfile.ZIP_DEFLATED)
+            if stats is not None:  # a frame part (not a finishing task's output): the dashboard's thumbnails
                 previews.add(zf, files)
         return dest
 

@@ -32,6 +32,14 @@ def add_worker(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("--max-blender-memory", type=_size, default=None, metavar="SIZE",
                    help="stop Blender and fail its part when it uses more memory than this, e.g. 8GiB "
                         "(default: no limit)")
+    p.add_argument("--no-warm", dest="warm", action="store_false",
+                   help="start Blender afresh for every part (the scene loads once per part) instead of "
+                        "keeping each slot's Blender, with the job's scene loaded, between parts of a job")
+    p.add_argument("--warm-parts", type=int, default=50, metavar="N",
+                   help="replace a warm Blender after it rendered this many parts (default 50)")
+    p.add_argument("--warm-max-memory", type=_size, default=None, metavar="SIZE",
+                   help="replace a warm Blender whose memory exceeds this after a part (default: twice what "
+                        "it held after its first part)")
     client_options(p)
     p.set_defaults(func=worker, default_log_level="INFO")
 
@@ -71,9 +79,12 @@ def worker(args: argparse.Namespace) -> int:
     from .blender_fetch import BlenderFetchError, fetch_pinned
     from .render import RenderError
     from .sandbox import SandboxError, choose
+    from .warm import WarmSettings
 
     if args.slots < 1:
         raise UsageError("--slots must be 1 or more")
+    if args.warm_parts < 1:
+        raise UsageError("--warm-parts must be 1 or more")
     api = config.from_args(args).api()
     workdir = Path(args.workdir) if args.workdir else home.home() / "worker"
     try:
@@ -82,7 +93,8 @@ def worker(args: argparse.Namespace) -> int:
             blender = str(fetch_pinned(api, workdir / "blender"))
         info, sandbox = _probe(blender, choose(args.sandbox), args.sandbox)
         agent = Agent(api, info, workdir=workdir, device=args.device, slots=args.slots, name=args.name,
-                      sandbox=sandbox, max_memory=args.max_blender_memory)
+                      sandbox=sandbox, max_memory=args.max_blender_memory,
+                      warm=WarmSettings(args.warm_parts, args.warm_max_memory) if args.warm else None)
     except RenderError as e:
         print(f"framefarm worker: {e.message}", file=sys.stderr)
         return 1

@@ -64,25 +64,64 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
+@dataclass
+class FrameStat:
+    """What one frame cost: `_meta/stats.json`'s entries (docs/architecture.md)."""
+
+    frame: int
+    seconds: float
+    peak_rss_bytes: int
+
+    def as_json(self) -> dict:
+        return {"frame": self.frame, "seconds": round(self.seconds, 4), "peak_rss_bytes": self.peak_rss_bytes}
+
+
 class FrameClock:
-    """Which frame a Blender process is on and since when, from its output lines."""
+    """Which frame a Blender process is on and since when, from its output lines; and,
+    for the part's stats, each saved frame's time and the peak memory while it rendered."""
 
     def __init__(self, frames: list[int]) -> None:
         self.frames = frames
         self.saved = 0
         self.frame: int | None = None  # from Blender's last `Fra:` line
         self.since = time.monotonic()
+        self.started = self.since
+        self.loaded: float | None = None  # when Blender first said `Fra:`: the scene was loaded
+        self.peak = 0  # the process tree's resident memory, highest since the last saved frame
+        self.rss = 0
+        self.stats: list[FrameStat] = []
 
     def line(self, text: str) -> None:
         """Called with every line Blender prints (from its reader thread)."""
         if text.startswith("Saved: '"):  # a frame; a compositor File Output prints its path unquoted
+            frame, now = self.current(), time.monotonic()
+            # A frame's time starts when the previous one was saved, or when loading ended.
+            began = self.since if self.saved or self.loaded is None else self.loaded
+            if self.stats and self.stats[-1].frame == frame:  # a second view of the same frame
+                self.stats[-1].seconds += now - began
+                self.stats[-1].peak_rss_bytes = max(self.stats[-1].peak_rss_bytes, self.peak)
+            else:
+                self.stats.append(FrameStat(frame, now - began, self.peak))
             self.saved += 1
             self.frame = None
-            self.since = time.monotonic()
+            self.since = now
+            self.peak = self.rss
             return
         match = _FRAME_LINE.match(text)
         if match:
             self.frame = int(match[1])
+            if self.loaded is None:
+                self.loaded = time.monotonic()
+
+    def memory(self, used: int) -> None:
+        """The process tree's resident memory now (the watching thread polls it)."""
+        self.rss = used
+        self.peak = max(self.peak, used)
+
+    @property
+    def load_seconds(self) -> float:
+        """From the process's start to its first frame line: loading the scene (0 when unseen)."""
+        return 0.0 if self.loaded is None else self.loaded - self.started
 
     def current(self) -> int:
         if self.frame is not None:
@@ -113,11 +152,12 @@ def tree_rss(root: int) -> int:
     return total
 
 
-def over_memory(root: int, limit: int | None) -> str | None:
-    """The reason to stop Blender when its process tree holds more than `limit` bytes."""
+def over_memory(root: int, limit: int | None, used: int | None = None) -> str | None:
+    """The reason to stop Blender when its process tree holds more than `limit` bytes
+    (`used`: its resident memory when just measured)."""
     if limit is None:
         return None
-    used = tree_rss(root)
+    used = tree_rss(root) if used is None else used
     if used <= limit:
         return None
     return (f"Blender used more than {format_size(limit)} of memory ({format_size(used)} when stopped; "

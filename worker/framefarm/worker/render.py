@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -20,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -28,7 +29,7 @@ from framefarm.common.frameset import FrameRange, PartSpan
 from framefarm.common.procs import die_with_parent
 from framefarm.worker.blender_setup import _blender_setup
 from framefarm.worker.frames_check import FrameCheckError, check_frame
-from framefarm.worker.limits import NO_LIMITS, FrameClock, Limits, over_memory
+from framefarm.worker.limits import NO_LIMITS, FrameClock, FrameStat, Limits, over_memory, tree_rss
 from framefarm.worker.sandbox import NO_SANDBOX, Sandbox, clean_env
 
 # Best first: OptiX is the fastest path on NVIDIA cards, CPU always works.
@@ -148,48 +149,85 @@ def choose_device(requested: str, info: BlenderInfo) -> str:
     return wanted
 
 
-def process_policy(frame_count: int, cores: int) -> int:
+# A Blender process more on a part pays one more start-up and scene load (about a second
+# here, far more for a heavy scene) and its memory; it pays back only when each process has
+# at least this many seconds of rendering to overlap (bench/processes.py: 24 frames of 0.1 s,
+# 2.4 s of work, lost 19 % with two processes; 34 frames of 0.5 s, 17 s, gained 16 %).
+MIN_WORK_PER_PROCESS_S = 8.0
+
+
+def process_policy(frame_count: int, cores: int, seconds_per_frame: float | None = None) -> int:
     """How many Blender processes share one part.
 
     Each Blender spends about a second starting and loading the scene, and small
     frames leave cores idle during that time and between frames; a few processes
-    working on contiguous slices overlap those gaps. Short parts do not repay
-    the extra start-ups and memory, so: 1 below 8 frames, 2 below 32, else 4,
-    never more than the cores available.
+    working on contiguous slices overlap those gaps. Where the farm has measured the
+    job's time per frame (the claim's `seconds_per_frame`), the part gets one process
+    per MIN_WORK_PER_PROCESS_S of rendering, up to 4: quick frames stay in one process
+    however many there are. Until then it goes by frame count: 1 below 8 frames, 2
+    below 32, else 4. Never more than the cores available.
     """
-    wanted = 1 if frame_count < 8 else 2 if frame_count < 32 else 4
+    if seconds_per_frame is not None and seconds_per_frame > 0:
+        wanted = min(4, frame_count, max(1, int(frame_count * seconds_per_frame // MIN_WORK_PER_PROCESS_S)))
+    else:
+        wanted = 1 if frame_count < 8 else 2 if frame_count < 32 else 4
     return max(1, min(wanted, cores))
 
 
+@dataclass
+class RenderStats:
+    """What a render measured, for the part's `_meta/stats.json`: each frame's time and
+    peak memory, and the seconds spent loading the scene (0 when a warm Blender had it)."""
+
+    frames: list[FrameStat] = field(default_factory=list)
+    load_seconds: float = 0.0
+
+    def as_json(self) -> dict:
+        return {"frames": [stat.as_json() for stat in sorted(self.frames, key=lambda stat: stat.frame)],
+                "load_seconds": round(self.load_seconds, 4)}
+
+
 class _Blender:
-    """One running Blender process: its output goes to the shared log and a tail."""
+    """One running Blender process: its output goes to the shared log and a tail.
+
+    With a `control` marker (a warm Blender, warm.py) its stdin is a pipe the worker writes
+    requests to, and its output lines that start with the marker are its answers: they go
+    to `answers`, not to the log."""
 
     def __init__(self, cmd: list[str], expect: Path, label: str, log: IO[str] | None,
-                 log_lock: threading.Lock, clock: FrameClock, sandboxed: bool) -> None:
-        self.expect, self.clock, self.sandboxed = expect, clock, sandboxed
+                 log_lock: threading.Lock, clock: FrameClock, sandboxed: bool, control: str | None = None) -> None:
+        self.expect, self.clock, self.sandboxed, self.control = expect, clock, sandboxed, control
+        self.log = log
         self.stopped_for = ""  # why the worker stopped it: a limit it ran past
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        self.answers: queue.Queue[dict] = queue.Queue()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if control else subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, errors="replace", env=clean_env(),
                                      start_new_session=True,  # its own group, killed as one
                                      preexec_fn=die_with_parent(signal.SIGKILL))
-        self._reader = threading.Thread(target=self._read, args=(label, log, log_lock),
+        self._reader = threading.Thread(target=self._read, args=(label, log_lock),
                                         name=f"blender-log{label.strip()}", daemon=True)
         self._reader.start()
 
-    def _read(self, label: str, log: IO[str] | None, lock: threading.Lock) -> None:
+    def _read(self, label: str, lock: threading.Lock) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             line = line.rstrip("\r\n")
+            if self.control and line.startswith(self.control):
+                with contextlib.suppress(ValueError):
+                    self.answers.put(json.loads(line[len(self.control):]))
+                continue
             self.tail.append(line)
             self.clock.line(line)
+            log = self.log  # a warm Blender's log changes with each part
             if log is not None:
                 try:
                     with lock:
                         log.write(f"{label}{line}\n")
                         log.flush()
                 except OSError:  # a full disk: keep reading, or Blender would block on a full pipe
-                    log = None
+                    self.log = None
 
     def signal(self, sig: int) -> None:
         if self.proc.poll() is None:
@@ -204,7 +242,8 @@ def render_frames(info: BlenderInfo, scene: Path, frames: PartSpan | FrameRange,
                   device: str = "CPU", processes: int = 1, threads: int | None = None,
                   cancel: threading.Event | None = None, log_path: Path | None = None,
                   sandbox: Sandbox = NO_SANDBOX, scene_root: Path | None = None,
-                  limits: Limits = NO_LIMITS, output_format: str | None = None) -> list[Path]:
+                  limits: Limits = NO_LIMITS, output_format: str | None = None,
+                  stats: RenderStats | None = None) -> list[Path]:
     """Render `frames` (a part's span, or a whole range) of `scene` into `out_dir`
     as 0001.png-style files and return the checked frame files in frame order.
 
@@ -212,7 +251,8 @@ def render_frames(info: BlenderInfo, scene: Path, frames: PartSpan | FrameRange,
     In `sandbox`, Blender sees `scene_root` (the scene's folder; the .blend's own folder
     when None) read-only and writes only to `out_dir`. Raises RenderError (Blender failed,
     ran past `limits`, or a frame is missing or broken) or RenderCancelled (`cancel` was
-    set; Blender is stopped before this returns).
+    set; Blender is stopped before this returns). `stats`, when given, receives each
+    frame's time and peak memory and the time the scene took to load.
     """
     span = as_span(frames)
     device = choose_device(device, info)
@@ -235,7 +275,11 @@ def render_frames(info: BlenderInfo, scene: Path, frames: PartSpan | FrameRange,
             raise RenderCancelled(f"render of frames {span.start}-{span.end} cancelled")
         if isinstance(outcome, _Blender):
             raise _failure(outcome)
-        return _verify(runs, out_dir)
+        files = _verify(runs, out_dir)
+        if stats is not None:
+            stats.frames += [stat for run in runs for stat in run.clock.stats]
+            stats.load_seconds = max(run.clock.load_seconds for run in runs)  # they load side by side
+        return files
 
 
 def as_span(frames: PartSpan | FrameRange) -> PartSpan:
@@ -298,16 +342,17 @@ def _start(info: BlenderInfo, scene: Path, pieces: list[PartSpan], folders: _Fol
     return runs
 
 
-def blender_command(blender: str, scene: Path, out_dir: Path, setup: Path, frames: PartSpan,
+def blender_command(blender: str, scene: Path, out_dir: Path, setup: Path, frames: PartSpan | None,
                     device: str, threads: int | None, output_format: str | None = None) -> list[str]:
     """The command line; Blender applies its options in order, so the output path and
     format come before the setup script (which reads them back) and everything before -a.
-    `output_format` (a name of Blender's -F, checked by the gateway) overrides the scene's."""
+    `output_format` (a name of Blender's -F, checked by the gateway) overrides the scene's.
+    Without `frames` Blender renders nothing itself: the script does (a warm Blender)."""
+    animation = ["-s", str(frames.start), "-e", str(frames.end), "-j", str(frames.step), "-a"] if frames else []
     return [blender, "-b", "--factory-startup", "--disable-autoexec", str(scene),
             "-o", f"{out_dir}/####", *(["-F", output_format] if output_format else []), "-x", "1",
             *(["-t", str(threads)] if threads else []),
-            "--python-exit-code", "2", "--python", str(setup),
-            "-s", str(frames.start), "-e", str(frames.end), "-j", str(frames.step), "-a",
+            "--python-exit-code", "2", "--python", str(setup), *animation,
             "--", "--cycles-device", device]
 
 
@@ -344,7 +389,9 @@ def _over_limit(runs: list[_Blender], limits: Limits) -> _Blender | None:
     """The first Blender still running past a limit, marked with the reason to stop it."""
     for run in runs:
         if run.proc.poll() is None:
-            why = run.clock.overdue(limits.max_frame_s) or over_memory(run.proc.pid, limits.max_memory)
+            used = tree_rss(run.proc.pid)
+            run.clock.memory(used)
+            why = run.clock.overdue(limits.max_frame_s) or over_memory(run.proc.pid, limits.max_memory, used)
             if why:
                 run.stopped_for = why
                 return run
