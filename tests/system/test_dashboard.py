@@ -15,12 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from dashtools import XSS
 from farmtools import framefarm_cli, require, require_module, wait_for
 from framefarm.gateway import keys
 from framefarm.gateway.localfarm import free_port
-
-XSS = "<img src=x onerror=alert(1)>"
-
 
 @pytest.fixture(scope="module")
 def farm(module_cluster, scenes):

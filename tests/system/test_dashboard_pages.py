@@ -1,7 +1,7 @@
 """The dashboard over HTTP (Flask's test client on a real Redis): sign-in and its cookie, the
-refusals a hostile page or client would meet, escaping, the first page's size, previews read
-from a part's stored result. The same pages in a real browser, on a live farm:
-test_dashboard.py.
+pages' CSP and size, actions, previews read from a part's stored result and kept after the
+assembly, the live long-polls. Attacks: security/test_attack_dashboard.py; the same pages in a
+real browser, on a live farm: test_dashboard.py.
 """
 from __future__ import annotations
 
@@ -11,27 +11,15 @@ import zipfile
 
 import pytest
 
-from apitools import (bearer, claim, farm_of, put_result, register_worker, scene_bytes, scene_sha, submit, upload)
+from apitools import claim, farm_of, put_result, register_worker, scene_bytes, scene_sha, submit, upload
+from dashtools import XSS, csrf_of, sign_in
 from farmtools import wait_for, zip_bytes
-from framefarm.gateway import archive, auth, keys
+from framefarm.gateway import archive, keys
 from framefarm.gateway.app import create_app
-from framefarm.gateway.dashboard import session
 
 __all__ = ["scene_bytes", "scene_sha"]  # fixtures, imported for pytest
 
-XSS = "<img src=x onerror=alert(1)>"
 JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 60 + b"\xff\xd9"  # what the check here looks at: the magic
-
-
-def sign_in(http, token: str):
-    resp = http.post("/signin", data={"token": token})
-    assert resp.status_code == 303, resp.get_data(as_text=True)
-    return resp
-
-
-def csrf_of(http) -> str:
-    page = http.get("/").get_data(as_text=True)
-    return re.search(r'<meta name="csrf-token" content="([0-9a-f]+)">', page)[1]
 
 
 def test_signing_in_sets_a_strict_httponly_cookie_that_holds_no_token(http, tokens):
@@ -43,25 +31,6 @@ def test_signing_in_sets_a_strict_httponly_cookie_that_holds_no_token(http, toke
     assert page.status_code == 200 and tokens.client not in page.get_data(as_text=True)
     secure = http.post("/signin", data={"token": tokens.client}, base_url="https://farm.example")
     assert "Secure" in secure.headers["Set-Cookie"]
-
-
-def test_a_worker_token_or_an_unknown_one_cannot_sign_in(http, tokens):
-    for token, status in ((tokens.worker, 403), ("ff_c_nope", 401), ("", 401)):
-        resp = http.post("/signin", data={"token": token})
-        assert resp.status_code == status and "Set-Cookie" not in resp.headers
-        assert resp.mimetype == "text/html"
-
-
-def test_a_forged_or_revoked_session_is_no_session(http, tokens, redis_client):
-    value = session.sign_in(farm_of(http), tokens.client)[1]
-    digest, expires, sig = value.split(".")
-    for forged in (f"{digest}.{int(expires) + 100}.{sig}", f"{auth.digest(tokens.admin)}.{expires}.{sig}", "x.y.z"):
-        http.set_cookie(session.COOKIE, forged)
-        assert http.get("/").status_code == 303, forged
-    http.set_cookie(session.COOKIE, value)
-    assert http.get("/").status_code == 200
-    auth.revoke_token(redis_client, tokens.client)
-    assert http.get("/").status_code == 303, "a revoked token ends its sessions"
 
 
 def test_every_page_has_a_csp_without_inline_scripts_and_no_inline_script(http, tokens, scene_sha):
@@ -87,56 +56,6 @@ def test_the_first_page_with_its_script_and_style_is_under_200_kb(http, tokens, 
     assert len(assets) == 2
     total = len(page) + sum(len(http.get(a).data) for a in assets)
     assert total < 200 * 1024, total
-
-
-def test_a_job_named_like_markup_renders_as_text(http, tokens, scene_sha):
-    job = submit(http, tokens.client, scene_sha, name=XSS)
-    farm = farm_of(http)
-    wid = register_worker(http, tokens.worker)
-    part = claim(http, tokens.worker, wid)
-    http.post(f"/v1/parts/{part['id']}/failure", headers={**bearer(tokens.worker), "X-Lease-Token": part["token"],
-                                                          "X-Worker-Id": wid},
-              json={"message": f"Blender said {XSS}", "log_tail": "</pre><script>alert(2)</script>"})
-    sign_in(http, tokens.client)
-    for path in ("/", f"/jobs/{job['id']}"):
-        html = http.get(path).get_data(as_text=True)
-        assert XSS not in html and "<script>alert" not in html
-        assert "&lt;img src=x onerror=alert(1)&gt;" in html
-    assert "&lt;/pre&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in http.get(f"/jobs/{job['id']}").get_data(as_text=True)
-    assert farm.redis.hget(keys.job(job["id"]), "name") == XSS  # kept as sent; escaped where shown
-
-
-def test_a_client_sees_neither_another_clients_job_nor_an_admin_page(http, tokens, scene_sha, scene_bytes):
-    mine = submit(http, tokens.client, scene_sha, name="mine")
-    upload(http, tokens.client2, scene_bytes)
-    theirs = submit(http, tokens.client2, scene_sha, name="theirs")
-    sign_in(http, tokens.client)
-    listing = http.get("/").get_data(as_text=True)
-    assert "mine" in listing and "theirs" not in listing
-    assert http.get(f"/jobs/{theirs['id']}").status_code == 404
-    assert http.get(f"/jobs/{mine['id']}").status_code == 200
-    csrf = csrf_of(http)
-    assert http.post(f"/jobs/{theirs['id']}/cancel", data={"csrf": csrf}).status_code == 404
-    assert http.get(f"/jobs/{theirs['id']}/previews/1.jpg?part=0").status_code == 404
-    assert http.get("/workers").status_code == 404
-    wid = register_worker(http, tokens.worker)
-    assert http.post(f"/workers/{wid}/drain", data={"csrf": csrf}).status_code == 404
-    assert not farm_of(http).redis.hexists(keys.worker(wid), "drained")
-    assert farm_of(http).redis.hget(keys.job(theirs["id"]), "status") == "queued"
-
-
-def test_a_cross_site_post_is_refused(http, tokens, scene_sha):
-    job = submit(http, tokens.client, scene_sha)
-    sign_in(http, tokens.client)
-    csrf = csrf_of(http)
-    for data, headers in (({}, {}), ({"csrf": "0" * 64}, {}),
-                          ({"csrf": csrf}, {"Origin": "https://evil.example"})):
-        resp = http.post(f"/jobs/{job['id']}/cancel", data=data, headers=headers)
-        assert resp.status_code == 403, (data, headers)
-    assert farm_of(http).redis.hget(keys.job(job["id"]), "status") == "queued"
-    resp = http.post(f"/jobs/{job['id']}/cancel", data={"csrf": csrf}, headers={"Origin": "http://localhost"})
-    assert resp.status_code == 303
-    assert farm_of(http).redis.hget(keys.job(job["id"]), "status") == "cancelled"
 
 
 @pytest.mark.parametrize("action, field, value", [

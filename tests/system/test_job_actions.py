@@ -4,31 +4,21 @@
 Each action moves the job out of, into or within its Blender version's queue, so what a
 worker's claim gets is the proof: a paused job hands out nothing while its leased parts
 still count; a resumed one is back at its own place; a higher priority goes first; a
-retried job renders its failed parts again. The hostile side: another client's job is 404
-for every action, a priority past the client range 422, an action on a job in the wrong
-state 409, and none of those refusals changes anything.
+retried job renders its failed parts again; an action on a job in the wrong state is 409 and
+changes nothing. Attacks (another client's job, a priority past the client range, another
+role's token): security/test_attack_job_actions.py.
 """
 from __future__ import annotations
 
 import json
 
-import pytest
-
 from apitools import (bearer, claim, expect_error, fail_part, farm_of, get_job, put_result, register_worker,
                       scene_bytes, scene_sha, submit, unchanged)
+from dashtools import act, ok
 from farmtools import framefarm_cli
 from framefarm.gateway import cleanup, keys
 
 __all__ = ["scene_bytes", "scene_sha"]  # fixtures, imported for pytest
-
-
-def act(http, token: str, job_id: str, action: str, **body):
-    return http.post(f"/v1/jobs/{job_id}/{action}", json=body or None, headers=bearer(token))
-
-
-def ok(resp) -> dict:
-    assert resp.status_code == 200, resp.get_json()
-    return resp.get_json()
 
 
 def test_a_paused_job_hands_out_nothing_while_its_leased_parts_still_count(http, tokens, scene_sha):
@@ -136,31 +126,6 @@ def test_a_retry_whose_scene_files_were_deleted_is_refused(http, tokens, scene_s
     assert "submit the scene again" in err["message"]
 
 
-def test_another_clients_job_is_not_found_for_every_action(http, tokens, scene_sha):
-    job = submit(http, tokens.client, scene_sha)
-    for action, body in (("pause", {}), ("resume", {}), ("retry", {}), ("priority", {"priority": 1})):
-        with unchanged(http):
-            expect_error(act(http, tokens.client2, job["id"], action, **body), 404, "not_found")
-            expect_error(act(http, tokens.worker, job["id"], action, **body), 403, "forbidden")
-            expect_error(http.post(f"/v1/jobs/{job['id']}/{action}", json=body or None), 401, "unauthorized")
-    assert ok(act(http, tokens.admin, job["id"], "pause"))["paused"] is True, "an admin acts on any job"
-
-
-@pytest.mark.parametrize("body, status, code", [
-    ({"priority": 1000}, 422, "priority_not_allowed"),
-    ({"priority": -1000}, 422, "priority_not_allowed"),
-    ({"priority": 1001}, 400, "bad_priority"),
-    ({"priority": "high"}, 400, "bad_priority"),
-    ({"priority": 2.5}, 400, "bad_priority"),
-    ({}, 400, None),
-])
-def test_a_priority_outside_what_the_token_may_use_is_refused(http, tokens, scene_sha, body, status, code):
-    job = submit(http, tokens.client, scene_sha)
-    with unchanged(http):
-        expect_error(http.post(f"/v1/jobs/{job['id']}/priority", json=body, headers=bearer(tokens.client)),
-                     status, code)
-
-
 def test_an_admin_may_use_any_priority(http, tokens, scene_sha):
     job = submit(http, tokens.client, scene_sha)
     assert ok(act(http, tokens.admin, job["id"], "priority", priority=1000))["priority"] == 1000
@@ -180,17 +145,6 @@ def test_a_drained_worker_finishes_its_part_and_takes_no_more(http, tokens, scen
     assert listed[other]["state"] == "rendering"
     assert ok(http.post(f"/v1/workers/{wid}/undrain", headers=bearer(tokens.admin)))["state"] == "idle"
     assert claim(http, tokens.worker, wid) is not None
-
-
-def test_only_an_admin_sees_or_drains_workers(http, tokens):
-    wid = register_worker(http, tokens.worker)
-    for token in (tokens.client, tokens.worker):
-        with unchanged(http):
-            expect_error(http.get("/v1/workers", headers=bearer(token)), 403, "forbidden")
-            expect_error(http.post(f"/v1/workers/{wid}/drain", headers=bearer(token)), 403, "forbidden")
-    with unchanged(http):
-        expect_error(http.post("/v1/workers/w-000000000000/drain", headers=bearer(tokens.admin)), 404,
-                     "unknown_worker")
 
 
 def test_a_worker_kept_away_from_a_job_lists_it(http, tokens, scene_sha):

@@ -192,7 +192,9 @@ def _job_context(farm: Farm, job: dict[str, str]) -> dict[str, Any]:
     for i in range(start, stop):
         pipe.hmget(keys.part(keys.part_id(job["id"], i)), *SPAN_FIELDS, "state", "attempts", "error", "worker",
                    "result", "log_tail")
-    parts, thumbs, times = [], {}, {}
+    parts: list[dict[str, Any]] = []
+    thumbs: dict[int, int | None] = {}  # frame -> its part (None: from the job's previews zip)
+    times: dict[int, float] = {}
     assembled = _meta.get(farm, keys.previews(job["id"])) if job["status"] == "done" else None
     if assembled is not None:  # the part results are gone: the job's own previews zip has them all
         thumbs.update({f: None for f in assembled.previews})
