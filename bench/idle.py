@@ -25,7 +25,7 @@ from claims import write_job
 from scheduling import cpu_seconds, result_zip
 
 from framefarm.common.api import FarmAPI
-from framefarm.common.http import Client
+from framefarm.common.http import Client, FarmError
 from framefarm.gateway import keys
 from framefarm.gateway.auth import create_token
 from framefarm.gateway.config import Settings
@@ -34,13 +34,24 @@ from framefarm.gateway.localfarm import GatewayProcess, RedisServer, free_port
 
 PROCESSES = 4
 WAIT_S = 20.0  # what a worker asks for; the gateway's claim_wait_s caps it (20 s by default)
+RAMP_S = 40.0
 
 
 def idle_worker(url: str, token: str, folder: Path, stop: threading.Event, claimed) -> None:
+    """Claim, waiting, over and over; register again when the farm forgot this worker (as the
+    agent does: a registration not renewed by a claim within the worker timeout expires)."""
     api = FarmAPI(Client([url], token, discover=False))
-    wid = api.register({"name": "idle", "blender_version": "3.4"})["id"]
+    wid = None
     while not stop.is_set():
-        part = api.claim(wid, WAIT_S)
+        try:
+            if wid is None:
+                wid = api.register({"name": "idle", "blender_version": "3.4"})["id"]
+            part = api.claim(wid, WAIT_S)
+        except FarmError as e:
+            if e.code != "unknown_worker":
+                raise
+            wid = None
+            continue
         if part is not None:
             claimed.put((part["job"], time.time()))
             api.upload_result(part["id"], part["token"], result_zip(folder, part["frames"]))
@@ -52,6 +63,7 @@ def idle_workers(url: str, token: str, n: int, folder: str, claimed, until: floa
         Path(folder, str(i)).mkdir(parents=True, exist_ok=True)
         threading.Thread(target=idle_worker, args=(url, token, Path(folder, str(i)), stop, claimed),
                          daemon=True).start()
+        time.sleep(RAMP_S / n)  # a farm's workers start over a while, not in one instant
     time.sleep(max(0.0, until - time.time()))
     stop.set()
 
@@ -83,8 +95,9 @@ def main() -> None:
         t0 = time.time()
         while farm.redis.zcard(keys.WORKERS) < n:
             time.sleep(0.5)
-            if time.time() - t0 > 120:
-                raise SystemExit(f"only {farm.redis.zcard(keys.WORKERS)} of {n} workers registered in 120 s")
+            if time.time() - t0 > RAMP_S + 120:
+                print((root / "gateway.log").read_text(errors="replace")[-3000:])
+                raise SystemExit(f"only {farm.redis.zcard(keys.WORKERS)} of {n} workers registered")
         time.sleep(WAIT_S + 2)  # every worker's first claim answered 204 once, now all waiting again
         gw_cpu, redis_cpu = cpu_seconds(gw.pid), cpu_seconds(redis.pid)
         time.sleep(args.seconds)
