@@ -62,12 +62,15 @@ class UnknownWorker(Exception):
     """The worker's registration expired (it was silent too long); it must register again."""
 
 
-def claim_once(farm: Farm, worker_id: str, owner: str, held: Sequence[str] = ()) -> Lease | None:
-    """One claim for the worker registered under `owner`'s token; None when there is no work for it."""
+def claim_once(farm: Farm, worker_id: str, owner: str, held: Sequence[str] = (), wait_s: float = 0) -> Lease | None:
+    """One claim for the worker registered under `owner`'s token; None when there is no work for it.
+    The worker's registration is kept for the worker timeout past the claim's wait (`wait_s`): a
+    waiting claim asks Redis again only when news comes (longpoll.py), and a worker waiting on
+    one is alive."""
     s = farm.settings
     # The lease token's secret half: 128 bits from Python's CSPRNG (Lua has none).
-    res = farm.scripts.claim(args=[worker_id, owner, farm.ms(s.lease_s), s.max_attempts,
-                                   SCAN_LIMIT, int(s.worker_timeout_s), secrets.token_hex(16), *held[:MAX_HELD]])
+    res = farm.scripts.claim(args=[worker_id, owner, farm.ms(s.lease_s), s.max_attempts, SCAN_LIMIT,
+                                   int(s.worker_timeout_s + wait_s), secrets.token_hex(16), *held[:MAX_HELD]])
     if res[0] == "unknown_worker":
         raise UnknownWorker(worker_id)
     if res[0] == "not_your_worker":
@@ -85,7 +88,7 @@ def claim(farm: Farm, worker_id: str, owner: str, wait_s: float, waiters: Waiter
     """Claim a part, waiting up to `wait_s` for one to be queued (a long-poll: longpoll.py,
     woken by "work" events; past the process's cap on waiting requests, 429 after one try)."""
     return longpoll.poll(farm, waiters, f"worker:{worker_id}", "work",
-                         lambda: claim_once(farm, worker_id, owner, held), wait_s)
+                         lambda: claim_once(farm, worker_id, owner, held, wait_s), wait_s)
 
 
 def reap(farm: Farm) -> int:
