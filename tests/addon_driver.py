@@ -202,11 +202,37 @@ def scenario_missing(addon: object) -> None:
     step("submitted anyway")
 
 
+def scenario_still(addon: object) -> None:
+    """Still mode: what cannot be split is said before submitting; then the current frame, in
+    pieces, comes back as one image."""
+    configure(addon, CONFIG["gateways"], CONFIG["token"])
+    bpy.ops.wm.open_mainfile(filepath=CONFIG["scene"])
+    scene = bpy.context.scene
+    scene.frame_current = CONFIG["frame"]
+    scene.framefarm.mode, scene.framefarm.pieces = "STILL", CONFIG["pieces"]
+    scene.render.engine = "BLENDER_EEVEE"
+    OUT["eevee_blocker"] = blocker()
+    scene.render.engine = "CYCLES"
+    scene.cycles.use_denoising = True
+    OUT["denoise_blocker"] = blocker()
+    scene.cycles.use_denoising = False
+    OUT["blocker"] = blocker()
+    st = addon.state.current
+    OUT["submitted"] = submit_and_wait(addon, 120)
+    job_id = (st.last_submission.get("job") or {}).get("id")
+    if job_id:
+        OUT["notified"] = wait(addon, lambda: st.notification.get("job_id") == job_id, CONFIG["timeout"])
+        OUT["notification"] = dict(st.notification)
+        OUT["download"] = sorted(bpy.ops.framefarm.download(job_id=job_id, directory=CONFIG["download_dir"],
+                                                            wait=True))
+    step("still")
+
+
 def main() -> None:
     try:
         addon = install()
         {"e2e": scenario_e2e, "checks": scenario_checks, "reopen": scenario_reopen,
-         "missing": scenario_missing}[CONFIG["scenario"]](addon)
+         "missing": scenario_missing, "still": scenario_still}[CONFIG["scenario"]](addon)
     except Exception:
         OUT["exception"] = traceback.format_exc()
         traceback.print_exc()

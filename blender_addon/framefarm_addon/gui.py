@@ -45,13 +45,9 @@ class FRAMEFARM_PT_output(bpy.types.Panel):
     bl_context = "output"
     bl_options = {"DEFAULT_CLOSED"}
 
-    def draw(self, context: bpy.types.Context) -> None:
-        layout, scene = self.layout, context.scene
-        if layout is None or scene is None:
-            return
-        layout.use_property_split = True
-        layout.use_property_decorate = False
-        ff = props.settings(scene)
+    @staticmethod
+    def draw_range(layout: bpy.types.UILayout, scene: bpy.types.Scene, ff: props.FramefarmSceneSettings) -> None:
+        """An animation's frames and parts."""
         layout.prop(ff, "use_scene_range")
         col = layout.column(align=True)
         if ff.use_scene_range:
@@ -64,6 +60,20 @@ class FRAMEFARM_PT_output(bpy.types.Panel):
             col.prop(ff, "frame_end", text="End")
             col.prop(ff, "frame_step", text="Step")
         layout.prop(ff, "chunk")
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout, scene = self.layout, context.scene
+        if layout is None or scene is None:
+            return
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        ff = props.settings(scene)
+        layout.row().prop(ff, "mode", expand=True)
+        if props.is_still(scene):
+            layout.prop(scene, "frame_current", text="Frame")
+            layout.prop(ff, "pieces")
+        else:
+            self.draw_range(layout, scene, ff)
         layout.prop(ff, "priority")
         layout.prop(ff, "job_name")
         layout.prop(ff, "output_format")
@@ -73,7 +83,7 @@ class FRAMEFARM_PT_output(bpy.types.Panel):
             layout.prop(ff, "movie")
         row = layout.row()
         row.scale_y = 1.4
-        row.operator("framefarm.submit", icon="RENDER_ANIMATION")
+        row.operator("framefarm.submit", icon="RENDER_STILL" if props.is_still(scene) else "RENDER_ANIMATION")
         blocker = operators.submit_blocker(context)
         cur = state.current
         if blocker and not cur.submitting:

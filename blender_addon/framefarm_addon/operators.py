@@ -47,10 +47,13 @@ def submit_blocker(context: bpy.types.Context) -> str | None:
     reasons = []
     if scene.camera is None:
         reasons.append("The scene has no active camera")
-    try:
-        props.frame_range(scene)
-    except FrameSpecError as exc:
-        reasons.append(f"The frames cannot be rendered: {exc}")
+    if props.is_still(scene):
+        reasons += props.still_blockers(scene)
+    else:
+        try:
+            props.frame_range(scene)
+        except FrameSpecError as exc:
+            reasons.append(f"The frames cannot be rendered: {exc}")
     return "; ".join(reasons) or None
 
 
@@ -96,13 +99,18 @@ class FRAMEFARM_OT_submit(bpy.types.Operator):
         scene = context.scene
         if scene is None:
             return {"CANCELLED"}
-        frames = props.frame_range(scene)
         ff = props.settings(scene)
-        request = {"frames": frames.text(), "step": frames.step, "chunk": ff.chunk or None,
-                   "priority": ff.priority, "name": props.job_name(scene), "blend": blend_key(),
+        request = {"priority": ff.priority, "name": props.job_name(scene), "blend": blend_key(),
                    "allow_missing": self.allow_missing, "format": props.output_format(scene)}
         # A video scene's movie is made by the farm (framefarm.client.movies); these say what else comes back.
         request.update(movie=ff.movie, keep_frames=ff.keep_frames)
+        if props.is_still(scene):  # the current frame, split into pieces
+            request.update(frames=str(scene.frame_current), step=1, chunk=None, still=True, pieces=ff.pieces or None)
+            what = f"frame {scene.frame_current} as a still"
+        else:
+            frames = props.frame_range(scene)
+            request.update(frames=frames.text(), step=frames.step, chunk=ff.chunk or None)
+            what = f"{frames.count} frames"
         try:
             copy = save_copy()
         except (RuntimeError, OSError) as exc:
@@ -112,7 +120,7 @@ class FRAMEFARM_OT_submit(bpy.types.Operator):
         cur.submitting, cur.progress_text, cur.progress_fraction = True, "Packing the scene", None
         cur.missing_files = []
         taskrunner.start("submit", tasks.submit, farm, copy, request)
-        self.report({"INFO"}, f"Framefarm: submitting {request['name']} ({frames.count} frames) in the background")
+        self.report({"INFO"}, f"Framefarm: submitting {request['name']} ({what}) in the background")
         if self.wait:
             taskrunner.drain_until(lambda: not cur.submitting, WAIT_TIMEOUT_S)
             job = cur.last_submission.get("job")

@@ -8,9 +8,19 @@ from ._vendor.framefarm.client.formats import IMAGE_FORMATS
 from ._vendor.framefarm.common.frameset import FrameRange
 
 SCENE_FORMAT = "SCENE"  # the enum's "no override" item: render in the scene's own format
+STILL = "STILL"  # the mode that splits the current frame into pieces (docs/stills.md)
+MAX_PIECES = 64  # the farm's limit (openapi.yaml's JobRequest.pieces)
 
 
 class FramefarmSceneSettings(bpy.types.PropertyGroup):
+    mode: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Mode", default="ANIMATION",
+        items=[("ANIMATION", "Animation", "Render a range of frames, each on one worker"),
+               (STILL, "Still", "Render the current frame split into pieces that several workers render at "
+                               "once, merged into one image as F12 would give (Cycles)")])
+    pieces: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Pieces", default=0, min=0, max=MAX_PIECES,
+        description="How many pieces (bands of rows) the still is split into; 0: one per worker on the farm")
     use_scene_range: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Scene Range", default=True,
         description="Render the scene's frame range and step; off to choose another range for the farm")
@@ -52,6 +62,25 @@ def frame_range(scene: bpy.types.Scene) -> FrameRange:
     if ff.use_scene_range:
         return FrameRange(scene.frame_start, scene.frame_end, scene.frame_step)
     return FrameRange(ff.frame_start, ff.frame_end, ff.frame_step)
+
+
+def is_still(scene: bpy.types.Scene) -> bool:
+    return settings(scene).mode == STILL
+
+
+def still_blockers(scene: bpy.types.Scene) -> list[str]:
+    """Why the farm would refuse to split this scene's still (worker/still_piece.py says the
+    same when a piece starts), so the artist hears it before anything is uploaded."""
+    reasons = []
+    if scene.render.engine != "CYCLES":
+        reasons.append("Still mode splits Cycles renders only: switch the render engine to Cycles, or render "
+                       "the frame as a one-frame animation")
+    cycles = getattr(scene, "cycles", None)
+    if scene.render.engine == "CYCLES" and cycles is not None and cycles.use_denoising:
+        reasons.append("Still mode cannot denoise the merged frame yet: turn Denoise off in Sampling > Render")
+    if scene.render.use_border:
+        reasons.append("Still mode renders the whole frame: turn Render Region off")
+    return reasons
 
 
 def output_format(scene: bpy.types.Scene) -> str | None:

@@ -98,7 +98,8 @@ def submit(post: Post, settings: FarmSettings, copy: Path, request: dict[str, An
                                   chunk=request.get("chunk"), priority=request["priority"], name=request["name"],
                                   allow_missing=request.get("allow_missing", False),
                                   movie=request.get("movie", False), keep_frames=request.get("keep_frames", False),
-                                  output_format=request.get("format"),
+                                  output_format=request.get("format"), still=request.get("still", False),
+                                  pieces=request.get("pieces"),
                                   on_status=on_status, on_upload=on_upload, idempotency_key=str(uuid.uuid4()))
     except MissingFiles as exc:  # the artist decides: fix them, or "Submit Anyway"
         post("submit_failed", message=f"The scene references {len(exc.files)} file(s) that do not exist",

@@ -224,3 +224,26 @@ def test_missing_texture_lists_it_then_submit_anyway_renders(cluster, addon_zip,
     assert job["format"] == "JPEG"
     assert out["notified"], out["log"]
     assert out["notification"]["status"] == "done", out["notification"]
+
+
+def test_still_mode_splits_the_current_frame_and_brings_back_one_image(cluster, addon_zip, tmp_path):
+    """Issue 13 in the add-on: Still mode says what cannot be split before anything is sent, then
+    the current frame goes to the farm in pieces and comes back as one image, notified as any job."""
+    from farmtools import make_scene
+
+    scene = make_scene(tmp_path / "scene" / "scene.blend", "--frames", "1-3", "--size", "64")
+    cluster.add_gateway()
+    cluster.add_worker(slots=2)
+    config = {"scenario": "still", "zip": str(addon_zip), "scene": str(scene), "gateways": cluster.urls[0],
+              "token": cluster.tokens.client, "timeout": 150, "frame": 2, "pieces": 2,
+              "download_dir": str(tmp_path / "still")}
+    out = run_driver("3.4", config, tmp_path)
+    assert "Still mode splits Cycles renders only" in out["eevee_blocker"]
+    assert "cannot denoise the merged frame" in out["denoise_blocker"]
+    assert out["blocker"] is None
+    job = out["submitted"]["submission"]["job"]
+    assert job["still"] == {"frame": 2, "pieces": 2, "pieces_done": 0} and job["parts"]["total"] == 2
+    assert out["notified"] and out["notification"]["status"] == "done", out["log"]
+    assert out["download"] == ["FINISHED"]
+    assert [p.name for p in (tmp_path / "still").iterdir()] == ["0002.png"]
+    assert Image.open(tmp_path / "still" / "0002.png").size == (64, 64)

@@ -15,7 +15,7 @@ from typing import Any, cast
 from framefarm.common import frameset
 from framefarm.common.blendfile import BlendFileError, read_blend_info
 
-from . import cleanup, finishing, framestats, keys, longpoll, parts, quotas, scene_files, staging, workers
+from . import cleanup, finishing, framestats, keys, longpoll, parts, quotas, scene_files, staging, stills, workers
 from .errors import ApiError, bad_request, not_found
 from .farm import Farm
 from .longpoll import Waiters
@@ -44,6 +44,7 @@ class JobRequest:
     output_format: str | None = None  # Blender's -F name overriding the scene's format; None: the scene's
     target_part_seconds: int | None = None  # parts sized to take about this long (parts.timed); None: the farm's
     finish: finishing.Finish | None = None  # the job's finishing task, run once every frame is in
+    still: stills.Still | None = None  # one frame split into pieces (stills.py); None: frames as parts
 
     @classmethod
     def from_body(cls, body: dict[str, Any], max_frames: int) -> "JobRequest":
@@ -59,7 +60,7 @@ class JobRequest:
             raise bad_request(f"name must be text of at most {MAX_NAME} characters", "bad_name")
         return cls(manifest, main, fr, name, body.get("priority", 0), body.get("chunk"),
                    body.get("max_frame_seconds"), body.get("format"),
-                   finish=finishing.Finish.from_body(body.get("finish")),
+                   finish=finishing.Finish.from_body(body.get("finish")), still=stills.Still.from_body(body, fr),
                    target_part_seconds=body.get("target_part_seconds"))
 
 
@@ -119,7 +120,10 @@ def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None,
                 info = read_blend_info(fh)
         except BlendFileError as e:
             raise bad_request(f"{main}: {e}", "not_a_blend") from None
-        chunk = req.chunk
+        chunk, spans, finish = req.chunk, None, req.finish
+        if req.still is not None:  # one frame, a part per piece, merged by the finishing task
+            pieces = req.still.count(len(workers.capable(farm, info.version)))
+            chunk, spans, finish = 1, req.still.spans(pieces), req.still.finish(pieces, req.output_format)
         timed = parts.timed(farm.settings, fr.count, req.target_part_seconds) if chunk is None else None
         if timed:  # one part, cut to time as claims take it
             chunk = fr.count
@@ -135,11 +139,13 @@ def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None,
             fields["format"] = req.output_format
         if timed:
             fields.update(timed)
-        if req.finish:
-            fields.update(req.finish.fields())
+        if finish:
+            fields.update(finish.fields())
+        if spans is not None:
+            fields["still_pieces"] = len(spans)
         record = staging.JobRecord(job_id, owner, idem, info.version, req.priority,
                                    json.dumps(manifest, sort_keys=True), fields)
-        jid, created = staging.write(farm, record, fr.step, frameset.split(fr, chunk))
+        jid, created = staging.write(farm, record, fr.step, spans or frameset.split(fr, chunk))
         hold.keep = slot.keep = created  # a repeated request's files and slot are the first job's
     return jid, created
 
@@ -205,7 +211,10 @@ def view(farm: Farm, job: dict[str, str], *, parts_from: int | None = None) -> d
         "paused": job.get("paused") == "1" and job["status"] in ACTIVE,
         "seconds_per_frame": stats.seconds_per_frame,
         "peak_rss_bytes": stats.peak_rss_bytes or None,
+        "still": stills.view(job),
     }
+    if out["still"] is not None:  # every piece renders the frame: it is done once merged
+        out["frames"]["done"] = 1 if job["status"] == "done" else 0
     if parts_from is not None:
         total = int(job["parts_total"])
         stop = min(total, parts_from + farm.settings.part_page_size)

@@ -24,7 +24,7 @@ from typing import IO, BinaryIO, cast
 
 from framefarm.common.frameset import PartSpan
 
-from . import finishing, framestats, keys, metrics, parts, uploads, workers
+from . import finishing, framestats, keys, metrics, parts, stills, uploads, workers
 from .errors import ApiError, bad_request, conflict, not_found
 from .farm import Farm
 from .framestats import PartStats
@@ -143,11 +143,12 @@ def _check_ratio(name: str, unpacked: int, packed: int, bounds: Bounds) -> None:
                              f"a zip bomb, not rendered frames")
 
 
-def check_zip(path: Path | IO[bytes], frames: list[int] | None, bounds: Bounds) -> PartStats:
+def check_zip(path: Path | IO[bytes], frames: list[int] | None, bounds: Bounds, piece: bool = False) -> PartStats:
     """Raise a 400 unless the zip holds exactly `frames`, once each, intact, and at most the
     `_meta/` entries framestats.py allows; a 413 (ResultTooLarge) when its frames would unpack
     past `bounds`. Returns what the worker measured (framestats.NO_STATS when it sent nothing).
-    `frames` None: a finishing part's result, plain-named files (finishing.check_names)."""
+    `frames` None: a finishing part's result, plain-named files (finishing.check_names). A
+    still's `piece`: its frame must be OpenEXR too (stills.check_piece)."""
     try:
         with zipfile.ZipFile(path) as zf:
             if frames is None:  # a finishing part's files: named plainly, bounded like frames
@@ -176,6 +177,8 @@ def check_zip(path: Path | IO[bytes], frames: list[int] | None, bounds: Bounds) 
                                   f"unexpected {extra})", "bad_result")
             framestats.check_names(meta_infos, frames)
             _check_sizes(zf, frame_infos, bounds)
+            if piece:
+                stills.check_piece(zf, frame_infos)
             return framestats.read(zf, meta_infos, frames)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError, RuntimeError,
             OSError, zlib.error, lzma.LZMAError) as e:
@@ -184,12 +187,13 @@ def check_zip(path: Path | IO[bytes], frames: list[int] | None, bounds: Bounds) 
         raise bad_request(f"the result is not a readable zip: {e}", "bad_result") from None
 
 
-def _check_stream(src: BinaryIO, frames: list[int] | None, limit: int, bounds: Bounds) -> PartStats:
+def _check_stream(src: BinaryIO, frames: list[int] | None, limit: int, bounds: Bounds,
+                  piece: bool = False) -> PartStats:
     """Spool a result to a temporary file (zipfile must seek) and check it."""
     with tempfile.TemporaryFile(suffix=".zip") as tmp:
         uploads.drain(src, limit, copy_to=tmp)
         tmp.seek(0)
-        return check_zip(tmp, frames, bounds)
+        return check_zip(tmp, frames, bounds, piece)
 
 
 def _refused(farm: Farm, part: LeasedPart, e: ResultTooLarge) -> ApiError:
@@ -212,12 +216,13 @@ def store_streamed(farm: Farm, part: LeasedPart) -> str:
     uploads.stream_to(farm.storage, key, limit)
     bounds = Bounds.of(farm, part.span.count)
     try:
+        piece = stills.is_piece(farm, part.job_id, part.kind)
         local = farm.storage.local_path(key)
         if local is not None:
-            stats = check_zip(local, part.frames(), bounds)
+            stats = check_zip(local, part.frames(), bounds, piece)
         else:
             with farm.storage.open_read(key) as src:
-                stats = _check_stream(src, part.frames(), limit, bounds)
+                stats = _check_stream(src, part.frames(), limit, bounds, piece)
     except ResultTooLarge as e:
         farm.storage.delete(key)
         raise _refused(farm, part, e) from None
@@ -239,9 +244,10 @@ def commit_uploaded(farm: Farm, part: LeasedPart, upload_id: str) -> str:
     limit = farm.settings.max_upload_bytes
     bounds = Bounds.of(farm, part.span.count)
     measured: list[PartStats] = []
+    piece = stills.is_piece(farm, part.job_id, part.kind)
     try:
         farm.storage.promote(src, key, lambda fh: measured.append(
-            _check_stream(fh, part.frames(), limit, bounds)))
+            _check_stream(fh, part.frames(), limit, bounds, piece)))
     except ObjectMissing:
         raise ApiError(404, "no_upload", f"no finished upload of part {part.id}'s result under this id: "
                                          "send it to its upload URL first") from None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from framefarm.common.frameset import PartSpan
 
-from . import finishing, framestats, keys, longpoll, parts, workers
+from . import finishing, framestats, keys, longpoll, parts, stills, workers
 from .errors import ApiError
 from .farm import Farm
 from .longpoll import Waiters
@@ -56,6 +56,7 @@ class Claim:
     kind: str = "render"
     finish: str | None = None  # the job's finishing kind (finishing.py), on all its parts; None: none
     options: dict | None = None  # a finishing part's options (the job's finish.options)
+    piece: dict | None = None  # which piece of a split still the part renders (stills.py); None: frames
 
 
 class UnknownWorker(Exception):
@@ -113,4 +114,4 @@ def claim_for(farm: Farm, worker_id: str, owner: str, wait_s: float | None, wait
     limit = job.get("max_frame_seconds")
     return Claim(lease, job_id, job["scene_hash"], job["main"], int(job["blender_version"]),
                  int(limit) if limit else None, job.get("format"), framestats.JobStats.of(job).seconds_per_frame,
-                 **finishing.claim_fields(job, lease.span.index))
+                 **finishing.claim_fields(job, lease.span.index), piece=stills.claim_piece(job, lease.span.index))

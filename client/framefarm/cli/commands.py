@@ -14,7 +14,7 @@ from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progre
                            TextColumn, TimeRemainingColumn, TransferSpeedColumn)
 from rich.text import Text
 
-from framefarm.client import config, submission
+from framefarm.client import config, stills, submission
 from framefarm.common.api import FarmAPI, extract_frames
 from framefarm.common.api_types import Job
 from framefarm.common import frameset
@@ -81,6 +81,9 @@ class Meter:
     def job(self, job: Job) -> None:
         f = job["frames"]
         status = job["status"] + (f" ({job['waiting_reason']})" if job.get("waiting_reason") else "")
+        still = job.get("still")
+        if still:  # one frame: its pieces say how far it got
+            status += f", {still['pieces_done']}/{still['pieces']} pieces"
         self._update(completed=f["done"], total=f["total"], description=status)
         if not self.live:
             line = f"{f['done']}/{f['total']} frames  {status}"
@@ -121,7 +124,7 @@ def duration(seconds: float) -> str:
 def submit(args) -> int:
     scene = Path(args.scene)
     try:
-        frames = frameset.parse_frames(args.frames, args.step)
+        frames = frameset.parse_frames(_frames_text(args, scene), args.step)
         if args.chunk is not None and args.chunk < 1:
             raise frameset.FrameSpecError("--chunk must be 1 or more")
         if args.max_frame_time is not None and args.max_frame_time < 1:
@@ -144,7 +147,8 @@ def submit(args) -> int:
             name=args.name, allow_missing=args.allow_missing, on_upload=meter.upload,
             movie=args.movie, keep_frames=args.keep_frames,
             max_frame_seconds=args.max_frame_time, target_part_seconds=args.part_time,
-            output_format=args.format)
+            output_format=args.format, still=args.still is not None,
+            pieces=args.pieces)
     finally:
         meter.close()
     print(f"submitted job {job['id']}: {job['frames']['total']} frames in {job['parts']['total']} parts "
@@ -153,6 +157,24 @@ def submit(args) -> int:
         _print_job(job, args.json)
         return 0
     return _wait_and_fetch(api, job, Path(args.output) if args.output else None, args.json)
+
+
+def _frames_text(args, scene: Path) -> str:
+    """The frames to render: --frames, or a still's frame (--still FRAME, else the scene's current one)."""
+    if args.still is None:
+        if args.pieces is not None:
+            raise UsageError("--pieces splits a still: use it with --still")
+        if args.frames is None:
+            raise UsageError("--frames is required (or --still for one frame split across workers)")
+        return args.frames
+    if args.still and args.frames is not None:
+        raise UsageError("give the still's frame once: --still FRAME, or --frames FRAME with --still")
+    if args.still or args.frames is not None:
+        return args.still or args.frames
+    try:
+        return str(stills.current_frame(scene))
+    except stills.NoCurrentFrame as e:
+        raise UsageError(f"{scene}: cannot read its current frame ({e}); give it, as in --still 12") from None
 
 
 def _follow(api: FarmAPI, job_id: str, as_json: bool) -> Job:

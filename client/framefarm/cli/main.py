@@ -85,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("submit", help="submit a scene; with --wait, follow it and download the frames")
     p.add_argument("scene", help="the .blend file to render")
-    p.add_argument("--frames", required=True, help="frame range A-B, or a single frame")
+    p.add_argument("--frames", help="frame range A-B, or a single frame (required unless --still)")
+    p.add_argument("--still", nargs="?", const="", metavar="FRAME",
+                   help="render one frame (default: the scene's current frame) split into pieces that several "
+                        "workers render at once, merged into one image in the scene's format")
+    p.add_argument("--pieces", type=int, metavar="N",
+                   help="with --still: split the frame into N pieces (1-64; default: one per live worker)")
     p.add_argument("--step", type=int, default=1, help="render every Nth frame")
     p.add_argument("--chunk", type=int, default=None, help="frames per part (default: chosen by the farm)")
     p.add_argument("--priority", type=int, default=0, help="higher runs first (-1000..1000)")

@@ -46,11 +46,14 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
                  on_upload: Callable[[int, int], None] | None = None,
                  idempotency_key: str | None = None, movie: bool = False, keep_frames: bool = False,
                  max_frame_seconds: int | None = None, target_part_seconds: int | None = None,
-                 output_format: str | None = None) -> tuple[Job, UploadStats]:
+                 output_format: str | None = None, still: bool = False,
+                 pieces: int | None = None) -> tuple[Job, UploadStats]:
     """Pack `blend` with its dependencies, upload what the farm lacks, submit the job.
 
     Raises MissingFiles unless `allow_missing`: then the job renders without them, as
-    Blender does here. `output_format` (a name of Blender's -F) overrides the scene's."""
+    Blender does here. `output_format` (a name of Blender's -F) overrides the scene's.
+    `still`: `frames` is one frame, split into `pieces` (None: the farm's choice) that
+    several workers render, merged into one image (docs/stills.md)."""
     say = on_status or (lambda _msg: None)
     with tempfile.TemporaryDirectory(prefix="framefarm-pack-") as work:
         say(f"tracing the dependencies of {blend.name}")
@@ -83,6 +86,10 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
             payload["chunk"] = chunk
         if max_frame_seconds is not None:
             payload["max_frame_seconds"] = max_frame_seconds
+        if still:
+            payload["still"] = True
+        if pieces is not None:
+            payload["pieces"] = pieces
         if target_part_seconds is not None:  # parts sized by time; without it, the farm's target
             payload["target_part_seconds"] = target_part_seconds
         if output_format is not None:

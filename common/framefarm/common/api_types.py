@@ -24,6 +24,7 @@ __all__ = [
     "JobStatus",
     "JobFrames",
     "JobParts",
+    "JobStill2",
     "JobPartListItem",
     "FinishState",
     "Job",
@@ -31,6 +32,7 @@ __all__ = [
     "WorkerRequest",
     "Registration",
     "LeaseRef",
+    "LeasePiece2",
     "PartSpan",
     "Lease",
     "NextLease",
@@ -141,6 +143,8 @@ class JobRequest(TypedDict):
     target_part_seconds: NotRequired[int | None]
     format: NotRequired[Literal['PNG', 'OPEN_EXR', 'OPEN_EXR_MULTILAYER', 'TIFF', 'JPEG', 'JP2', 'WEBP', 'BMP', 'TGA', 'RAWTGA', 'IRIS', 'HDR', 'CINEON', 'DPX', None]]
     finish: NotRequired[None | Finish]
+    still: NotRequired[bool]
+    pieces: NotRequired[int | None]
 
 
 JobStatus: TypeAlias = Literal['queued', 'running', 'assembling', 'done', 'failed', 'cancelled', 'expired']
@@ -158,6 +162,12 @@ class JobParts(TypedDict):
     total: int
     done: int
     chunk: int
+
+
+class JobStill2(TypedDict):
+    frame: int
+    pieces: int
+    pieces_done: int
 
 
 class JobPartListItem(TypedDict):
@@ -196,6 +206,7 @@ class Job(TypedDict):
     max_frame_seconds: NotRequired[int | None]
     format: NotRequired[str | None]
     finish: NotRequired[None | FinishState]
+    still: NotRequired[None | JobStill2]
     paused: NotRequired[bool]
     seconds_per_frame: NotRequired[float | None]
     peak_rss_bytes: NotRequired[int | None]
@@ -247,6 +258,12 @@ class LeaseRef(TypedDict):
     token: str
 
 
+class LeasePiece2(TypedDict):
+    index: int
+    of: int
+    frame: int
+
+
 class PartSpan(TypedDict):
     """A part's frames, as one value: start, start+step, ... (count of them)."""
     index: int
@@ -273,6 +290,7 @@ class Lease(TypedDict):
     kind: NotRequired[str]
     finish: NotRequired[str | None]
     options: NotRequired[dict[str, Any] | None]
+    piece: NotRequired[None | LeasePiece2]
     seconds_per_frame: NotRequired[float | None]
 
 

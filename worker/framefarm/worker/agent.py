@@ -294,7 +294,7 @@ class Agent:
             limits = Limits(part.get("max_frame_seconds"), self.max_memory)
             processes = process_policy(span.count, per_slot, part.get("seconds_per_frame"))
             stats = RenderStats()
-            if self.warm is not None:
+            if self.warm is not None and not part.get("piece"):  # a still's piece renders cold: still_piece.py
                 files = self.warm[slot].render(part["job"], scene_dir / part["main"], span, out / "frames",
                                                device=self.device, processes=processes, scene_root=scene_dir,
                                                cancel=held.cancel, log_path=out / "blender.log", limits=limits,
@@ -304,7 +304,7 @@ class Agent:
                                       device=self.device, processes=processes,
                                       cancel=held.cancel, log_path=out / "blender.log", sandbox=self.sandbox,
                                       scene_root=scene_dir, limits=limits, output_format=part.get("format"),
-                                      stats=stats)
+                                      stats=stats, still_piece=part.get("piece"))
             archive = self._zip(files, out / "result.zip", stats)
             # No wait for the next part here: the result is counted first, and a claim's long-poll
             # inside the upload would, if the connection broke, send the counted result again.

@@ -39,7 +39,7 @@ log = logging.getLogger("framefarm.worker")
 
 RENDER = "render"  # the kind of every frame part
 # kind -> the module that runs it (S adds "merge").
-KINDS: dict[FinishKind, str] = {"encode": "framefarm.worker.encode"}
+KINDS: dict[FinishKind, str] = {"encode": "framefarm.worker.encode", "merge": "framefarm.worker.still_merge"}
 COPY_BLOCK = 1024 * 1024
 
 

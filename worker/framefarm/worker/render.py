@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -31,6 +32,7 @@ from framefarm.worker.blender_setup import _blender_setup
 from framefarm.worker.frames_check import FrameCheckError, check_frame
 from framefarm.worker.limits import NO_LIMITS, FrameClock, FrameStat, Limits, over_memory, tree_rss
 from framefarm.worker.sandbox import NO_SANDBOX, Sandbox, clean_env
+from framefarm.worker.still_piece import setup_source as still_piece_source
 
 # Best first: OptiX is the fastest path on NVIDIA cards, CPU always works.
 GPU_PREFERENCE = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
@@ -243,7 +245,7 @@ def render_frames(info: BlenderInfo, scene: Path, frames: PartSpan | FrameRange,
                   cancel: threading.Event | None = None, log_path: Path | None = None,
                   sandbox: Sandbox = NO_SANDBOX, scene_root: Path | None = None,
                   limits: Limits = NO_LIMITS, output_format: str | None = None,
-                  stats: RenderStats | None = None) -> list[Path]:
+                  stats: RenderStats | None = None, still_piece: Mapping[str, object] | None = None) -> list[Path]:
     """Render `frames` (a part's span, or a whole range) of `scene` into `out_dir`
     as 0001.png-style files and return the checked frame files in frame order.
 
@@ -252,7 +254,8 @@ def render_frames(info: BlenderInfo, scene: Path, frames: PartSpan | FrameRange,
     when None) read-only and writes only to `out_dir`. Raises RenderError (Blender failed,
     ran past `limits`, or a frame is missing or broken) or RenderCancelled (`cancel` was
     set; Blender is stopped before this returns). `stats`, when given, receives each
-    frame's time and peak memory and the time the scene took to load.
+    frame's time and peak memory and the time the scene took to load. `still_piece`
+    ({"index", "of", "frame"}) renders that band of a split still (still_piece.py).
     """
     span = as_span(frames)
     device = choose_device(device, info)
@@ -269,7 +272,7 @@ def render_frames(info: BlenderInfo, scene: Path, frames: PartSpan | FrameRange,
     with tempfile.TemporaryDirectory(prefix="framefarm-render-") as tmp, \
             (log_path.open("a", encoding="utf-8") if log_path else contextlib.nullcontext()) as log:
         folders = _Folders(scene_root.resolve() if scene_root else scene.parent, out_dir, Path(tmp))
-        runs = _start(info, scene, pieces, folders, device, per_process, log, sandbox, output_format)
+        runs = _start(info, scene, pieces, folders, device, per_process, log, sandbox, output_format, still_piece)
         outcome = _wait(runs, cancel, limits)
         if outcome == "cancelled":
             raise RenderCancelled(f"render of frames {span.start}-{span.end} cancelled")
@@ -315,14 +318,15 @@ class _Folders:
 
 def _start(info: BlenderInfo, scene: Path, pieces: list[PartSpan], folders: _Folders, device: str,
            threads: int | None, log: IO[str] | None, sandbox: Sandbox,
-           output_format: str | None = None) -> list[_Blender]:
+           output_format: str | None = None, still_piece: Mapping[str, object] | None = None) -> list[_Blender]:
     lock, runs = threading.Lock(), []
-    setup_source = inspect.getsource(_blender_setup)
+    setup_source = inspect.getsource(_blender_setup) + (still_piece_source() if still_piece else "")
     tmp = folders.tmp
     try:
         for index, piece in enumerate(pieces):
             expect = tmp / f"expected-{index}.json"
-            params = {"frames": piece.frames(), "expect": str(expect), "device": device, "has_oidn": info.has_oidn}
+            params = {"frames": piece.frames(), "expect": str(expect), "device": device, "has_oidn": info.has_oidn,
+                      "piece": still_piece}
             setup = tmp / f"setup-{index}.py"
             setup.write_text(f"{setup_source}\n_blender_setup({params!r})\n", encoding="utf-8")
             cmd = sandbox.command(blender_command(info.path, scene, folders.out, setup, piece, device, threads,
