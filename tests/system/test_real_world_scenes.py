@@ -100,6 +100,14 @@ def test_corrupt_blend_is_one_line_and_exit_status_2(tmp_path):
     assert "No DNA1 block" in farm.stderr
 
 
+def on_farm(farm: Cluster, *args: str) -> subprocess.CompletedProcess:
+    """`framefarm submit ARGS` against the module's farm; a run past its time fails with the farm's logs."""
+    try:
+        return framefarm_cli("submit", *args, env=farm.client_env(), timeout=240)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"framefarm submit {' '.join(args)} took over 240 s\n{farm.logs()}")
+
+
 def same_pixels(a: Path, b: Path) -> None:
     """Two renders of one frame agree: same size, no channel more than 2 of 255 apart (Cycles with
     the same samples and seed renders the same image wherever it runs)."""
@@ -125,7 +133,7 @@ def test_the_farm_renders_the_frame_blender_renders(farm, base, tmp_path, case):
     blender, made = blender_f1(scene, tmp_path / "blender")
     assert made == ["0001.png"], blender.stdout[-2000:]
     out = tmp_path / "farm"
-    run = framefarm_cli("submit", str(scene), "--frames", "1", "--wait", "--output", str(out), env=farm.client_env())
+    run = on_farm(farm, str(scene), "--frames", "1", "--wait", "--output", str(out))
     assert run.returncode == 0, run.stderr[-3000:] + farm.logs()
     no_traceback(run.stdout, run.stderr)
     check_frames(out, [1], (64, 64))
@@ -152,8 +160,7 @@ def test_a_video_output_with_sound_makes_the_movie_blender_makes(farm, base, tmp
     scene = variant(base, "video-audio", folder / "scene.blend", "--sound", str(tone(folder / "audio" / "tone.wav")))
     blender = plain_blender_movie(scene, tmp_path / "blender")
     out = tmp_path / "farm"
-    run = framefarm_cli("submit", str(scene), "--frames", "1-4", "--wait", "--json", "--output", str(out),
-                        env=farm.client_env())
+    run = on_farm(farm, str(scene), "--frames", "1-4", "--wait", "--json", "--output", str(out))
     assert run.returncode == 0, run.stderr[-3000:] + farm.logs()
     no_traceback(run.stdout, run.stderr)
     job = json.loads(run.stdout)
@@ -184,8 +191,7 @@ def test_missing_texture_and_cache_are_listed_and_allow_missing_renders_as_blend
         '  //textures/tex.png (used by image "Checker" in scene.blend)',
         "fix them, or submit with --allow-missing to render without them, as Blender does"]
     out = tmp_path / "farm"
-    run = framefarm_cli("submit", str(scene), "--frames", "1", "--allow-missing", "--wait", "--output", str(out),
-                         env=farm.client_env())
+    run = on_farm(farm, str(scene), "--frames", "1", "--allow-missing", "--wait", "--output", str(out))
     assert run.returncode == 0, run.stderr + farm.logs()
     no_traceback(run.stdout, run.stderr)
     check_frames(out, [1], (48, 48))
@@ -199,25 +205,22 @@ def test_a_video_output_as_frames_with_format_and_no_camera_fails_with_blenders_
     blender, made = blender_f1(both, tmp_path / "blender")
     assert "Error: Cannot render, no camera" in blender.stdout
     assert made == ["0001-0250.mp4"] and (tmp_path / "blender" / made[0]).stat().st_size < 1024
-    env = farm.client_env()
     # --format PNG: the video scene renders its frames, as Blender's -F PNG would, and no movie.
     out = tmp_path / "frames"
-    run = framefarm_cli("submit", str(video), "--frames", "1-3", "--format", "png", "--wait", "--json",
-                        "--output", str(out), env=env)
+    run = on_farm(farm, str(video), "--frames", "1-3", "--format", "png", "--wait", "--json", "--output", str(out))
     assert run.returncode == 0, run.stderr + farm.logs()
     job = json.loads(run.stdout)
     assert job["format"] == "PNG" and job["finish"] is None
     check_frames(out, [1, 2, 3], (48, 48))
     exr = tmp_path / "exr"
-    run = framefarm_cli("submit", str(video), "--frames", "2", "--format", "OPEN_EXR", "--wait",
-                        "--output", str(exr), env=env)
+    run = on_farm(farm, str(video), "--frames", "2", "--format", "OPEN_EXR", "--wait", "--output", str(exr))
     assert run.returncode == 0, run.stderr + farm.logs()
     assert sorted(p.name for p in exr.iterdir()) == ["0002.exr"]
     # No camera and a video output: the farm would make the movie, so Blender's reason is the only
     # one, in its words, as plain Blender says it (the worker's own check lists every reason at
     # once where there are more: test_bpy_backend.py, test_addon.py).
     for extra in ([], ["--format", "PNG"]):
-        run = framefarm_cli("submit", str(both), "--frames", "1", "--wait", "--json", *extra, env=env)
+        run = on_farm(farm, str(both), "--frames", "1", "--wait", "--json", *extra)
         assert run.returncode == 1
         assert json.loads(run.stdout)["error"] == "Cannot render, no camera"
         no_traceback(run.stdout, run.stderr, farm.logs())
