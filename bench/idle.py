@@ -22,15 +22,11 @@ from pathlib import Path
 
 from benchtools import scratch
 from claims import write_job
-from scheduling import cpu_seconds, result_zip
+from scheduling import cpu_seconds, gateway_host, result_zip
 
 from framefarm.common.api import FarmAPI
 from framefarm.common.http import Client, FarmError
 from framefarm.gateway import keys
-from framefarm.gateway.auth import create_token
-from framefarm.gateway.config import Settings
-from framefarm.gateway.farm import Farm
-from framefarm.gateway.localfarm import GatewayProcess, RedisServer, free_port
 
 PROCESSES = 4
 WAIT_S = 20.0  # what a worker asks for; the gateway's claim_wait_s caps it (20 s by default)
@@ -75,14 +71,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=10)
     args = ap.parse_args()
     with scratch("ffbench-idle-") as (root, procs):
-        redis = RedisServer(root / "redis", root / "redis.log").start()
-        procs.append(redis)
-        storage = f"file://{root / 'storage'}"
-        farm = Farm.from_settings(Settings(redis_url=redis.url, storage=storage))
-        token = create_token(farm.redis, "worker")
-        gw = GatewayProcess(free_port(), redis.url, storage, root / "gateway.log",
-                            env={"FRAMEFARM_MAX_WORKERS_PER_TOKEN": str(args.workers + 100)})
-        procs.append(gw.start())
+        redis, farm, token, gw = gateway_host(root, procs,
+                                              {"FRAMEFARM_MAX_WORKERS_PER_TOKEN": str(args.workers + 100)})
         ctx = multiprocessing.get_context("fork")
         claimed = ctx.Queue()
         until = time.time() + args.seconds + args.jobs * 8 + 120

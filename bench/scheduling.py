@@ -142,6 +142,20 @@ def claim_latency(api: FarmAPI, farm: Farm, parts: int, claims: int) -> float:
     return statistics.median(times) * 1000
 
 
+def gateway_host(root: Path, procs: list, env: dict[str, str] | None = None
+                 ) -> tuple[RedisServer, Farm, str, GatewayProcess]:
+    """A private redis-server and one gateway host as `framefarm up` starts it (its processes in
+    `procs`), the farm's Redis as a gateway sees it, and a worker token."""
+    redis = RedisServer(root / "redis", root / "redis.log").start()
+    procs.append(redis)
+    storage = f"file://{root / 'storage'}"
+    farm = Farm.from_settings(Settings(redis_url=redis.url, storage=storage))
+    token = create_token(farm.redis, "worker")
+    gw = GatewayProcess(free_port(), redis.url, storage, root / "gateway.log", env=env)
+    procs.append(gw.start())
+    return redis, farm, token, gw
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=10)
@@ -150,13 +164,7 @@ def main() -> None:
     ap.add_argument("--claims", type=int, default=300)
     args = ap.parse_args()
     with scratch("ffbench-sched-") as (root, procs):
-        redis = RedisServer(root / "redis", root / "redis.log").start()
-        procs.append(redis)
-        storage = f"file://{root / 'storage'}"
-        farm = Farm.from_settings(Settings(redis_url=redis.url, storage=storage))
-        token = create_token(farm.redis, "worker")
-        gw = GatewayProcess(free_port(), redis.url, storage, root / "gateway.log")
-        procs.append(gw.start())
+        redis, farm, token, gw = gateway_host(root, procs)
         runs = [cycles(root, gw, redis, farm, token, int(n), args.seconds) for n in args.workers.split(",")]
         api = FarmAPI(Client([gw.url], token, discover=False))
         small, big = (claim_latency(api, farm, n, args.claims) for n in (100, args.parts))
