@@ -13,10 +13,12 @@ from .scripts import Scripts
 from .signing import Signer
 from .storage import Storage, open_storage
 
-# redis-py 8 caps a client's pool at 100 connections. A gunicorn process has up to
-# FRAMEFARM_GUNICORN_THREADS request threads (100 by default) plus its background
-# threads and event subscription, each holding a connection at peak; at the cap,
-# requests fail with "Too many connections" (503) under load.
+# redis-py 8 caps a client's pool at 100 connections. A gunicorn process serves up to
+# FRAMEFARM_GUNICORN_CONNECTIONS requests at once under gevent (4000; under gthread,
+# FRAMEFARM_GUNICORN_THREADS) plus its background loops and event subscription; a
+# request holds a connection only while it talks to Redis (a waiting claim holds none,
+# and at most 32 woken waits of a process ask at once: longpoll.py). At the cap,
+# requests fail with "Too many connections" (503).
 MAX_REDIS_CONNECTIONS = 1000
 
 
