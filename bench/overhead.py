@@ -1,31 +1,42 @@
-"""How much slower is the farm than plain Blender on the same machine?
+"""How much slower is the farm than plain Blender on the same machine, with Blender started
+afresh for every part (cold) and kept warm between parts (the worker's default)?
 
-Renders the same scene and frames twice per round, side by side: once with
-plain `blender -b scene.blend -o out/#### -s 1 -e N -a`, once with
-`framefarm submit --wait` on a local farm (private redis-server, gunicorn
-gateway, `framefarm worker` processes) -- upload, splitting, rendering,
-checking, assembling, downloading and extracting included. Rounds alternate the
-two so that a noisy machine hurts both alike; the ratio of the medians is printed.
+For each scenario, the same scene and frames are rendered, side by side in each round:
+- plain: `blender -b scene.blend -o out/#### -s 1 -e N -a`, one process;
+- cold: `framefarm submit --wait` on a local farm (private redis-server, gunicorn gateway)
+  with one `framefarm worker --no-warm`;
+- warm: the same with one `framefarm worker` (warm Blender, the default);
+upload, splitting, rendering, checking, assembling, downloading and extracting included. The
+worker of each kind is started and registered before its clock starts, and stopped after.
+Rounds alternate the kinds so that a noisy machine hurts all alike; ratios of the medians are
+printed.
 
-    python bench/overhead.py [--frames 100] [--size 256] [--samples 32] [--rounds 2] [--workers 1]
+Scenarios: `quick`, 60 frames of about 0.15 s (scripts/make_scene.py, 128 px); `slow-load`,
+40 frames of a scene that takes seconds to load (bench/heavy_scene.py: a finely subdivided grid).
+
+    python bench/overhead.py [--scenarios quick,slow-load] [--rounds 2] [--frames 60] [--size 128]
+        [--samples 64] [--slow-frames 40] [--grid 800]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchtools import scratch
+from benchtools import REPO, scratch
 from farmtools import make_scene, wait_for  # the tests' helpers, on the path through benchtools
 
-from framefarm.gateway.localfarm import GatewayProcess, RedisServer, WorkerProcess, free_port
-from framefarm.gateway.auth import create_token
 from framefarm.gateway import keys
+from framefarm.gateway.auth import create_token
+from framefarm.gateway.localfarm import GatewayProcess, RedisServer, WorkerProcess, free_port
+
+KINDS = ("plain", "cold", "warm")
 
 
 def plain(scene: Path, frames: int, out: Path) -> float:
@@ -37,51 +48,82 @@ def plain(scene: Path, frames: int, out: Path) -> float:
     return elapsed
 
 
-def farm(scene: Path, frames: int, out: Path, env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "framefarm.cli", "submit", str(scene), "--frames", f"1-{frames}",
-                    "--wait", "--output", str(out)], check=True, capture_output=True, env={**os.environ, **env})
-    elapsed = time.perf_counter() - start
-    assert len(list(out.iterdir())) == frames
-    return elapsed
+class Farm:
+    """One redis-server and gateway; a worker of the kind asked for, per run."""
+
+    def __init__(self, root: Path, procs: list) -> None:
+        self.root, self.procs = root, procs
+        self.redis = RedisServer(root / "redis", root / "redis.log").start()
+        procs.append(self.redis)
+        r = self.redis.client()
+        self.worker_token, client_token = create_token(r, "worker"), create_token(r, "client")
+        self.gateway = GatewayProcess(free_port(), self.redis.url, f"file://{root / 'storage'}",
+                                      root / "gateway.log")
+        procs.append(self.gateway.start())
+        self.env = {"FRAMEFARM_GATEWAYS": self.gateway.url, "FRAMEFARM_TOKEN": client_token,
+                    "FRAMEFARM_HOME": str(root / "home")}
+        self.runs = 0
+
+    def render(self, kind: str, scene: Path, frames: int, out: Path) -> float:
+        self.runs += 1
+        r = self.redis.client()
+        worker = WorkerProcess(f"bench-{kind}-{self.runs}", [self.gateway.url], self.worker_token,
+                               self.root / f"w-{self.runs}", self.root / f"w-{self.runs}.log", device="CPU",
+                               extra=["--no-warm"] if kind == "cold" else []).start()
+        try:
+            wait_for(lambda: r.zcard(keys.WORKERS) == 1, 60, "the worker to register")
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "framefarm.cli", "submit", str(scene), "--frames", f"1-{frames}",
+                            "--wait", "--output", str(out)], check=True, capture_output=True,
+                           env={**os.environ, **self.env})
+            elapsed = time.perf_counter() - start
+        finally:
+            worker.stop()
+            wait_for(lambda: r.zcard(keys.WORKERS) == 0, 30, "the worker to unregister")
+        assert len(list(out.iterdir())) == frames
+        return elapsed
+
+
+def scenario_scene(name: str, root: Path, args: argparse.Namespace) -> tuple[Path, int]:
+    if name == "quick":
+        scene = make_scene(root / "quick" / "shot.blend", "--animated", "--frames", f"1-{args.frames}",
+                           "--size", str(args.size), "--samples", str(args.samples),
+                           "--texture", str(root / "quick" / "textures" / "tex.png"))
+        return scene, args.frames
+    scene = make_scene(root / "heavy" / "heavy.blend", "--grid", str(args.grid), "--frames", f"1-{args.slow_frames}",
+                       script=REPO / "bench" / "heavy_scene.py")
+    return scene, args.slow_frames
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--frames", type=int, default=100)
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--samples", type=int, default=32)
+    ap.add_argument("--scenarios", default="quick,slow-load")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--samples", type=int, default=64)
+    ap.add_argument("--slow-frames", type=int, default=40)
+    ap.add_argument("--grid", type=int, default=800)
     args = ap.parse_args()
     with scratch("ffbench-") as (root, procs):
-        scene = make_scene(root / "scene" / "shot.blend", "--animated", "--frames", f"1-{args.frames}",
-                           "--size", str(args.size), "--samples", str(args.samples),
-                           "--texture", str(root / "scene" / "textures" / "tex.png"))
-        redis_server = RedisServer(root / "redis", root / "redis.log").start()
-        procs.append(redis_server)
-        r = redis_server.client()
-        worker_token, client_token = create_token(r, "worker"), create_token(r, "client")
-        gw = GatewayProcess(free_port(), redis_server.url, f"file://{root / 'storage'}", root / "gateway.log")
-        procs.append(gw.start())
-        for i in range(args.workers):
-            procs.append(WorkerProcess(f"bench-{i}", [gw.url], worker_token, root / f"w{i}", root / f"w{i}.log",
-                                       device="CPU").start())
-        wait_for(lambda: r.zcard(keys.WORKERS) == args.workers, 60, "the workers to register")
-        env = {"FRAMEFARM_GATEWAYS": gw.url, "FRAMEFARM_TOKEN": client_token, "FRAMEFARM_HOME": str(root / "home")}
-        times: dict[str, list[float]] = {"plain": [], "farm": []}
-        for n in range(args.rounds):
-            for kind in ("plain", "farm"):
-                out = root / f"out-{kind}-{n}"
-                t = plain(scene, args.frames, out) if kind == "plain" else farm(scene, args.frames, out, env)
-                times[kind].append(t)
-                print(f"round {n + 1}: {kind:<5} {t:7.2f} s", flush=True)
-        p, f = statistics.median(times["plain"]), statistics.median(times["farm"])
-        print(json.dumps({"frames": args.frames, "size": args.size, "samples": args.samples,
-                          "workers": args.workers, "cpus": os.cpu_count(), "plain_s": times["plain"],
-                          "farm_s": times["farm"]}))
-        print(f"plain Blender {p:.2f} s, farm {f:.2f} s: farm/plain = {f / p:.3f} "
-              f"({(f / p - 1) * 100:+.1f}%)")
+        farm = Farm(root, procs)
+        results = {}
+        for name in args.scenarios.split(","):
+            scene, frames = scenario_scene(name, root, args)
+            times: dict[str, list[float]] = {kind: [] for kind in KINDS}
+            for n in range(args.rounds):
+                for kind in KINDS:
+                    out = root / f"out-{name}-{kind}-{n}"
+                    t = plain(scene, frames, out) if kind == "plain" else farm.render(kind, scene, frames, out)
+                    times[kind].append(t)
+                    print(f"{name} round {n + 1}: {kind:<5} {t:7.2f} s", flush=True)
+            med = {kind: statistics.median(times[kind]) for kind in KINDS}
+            results[name] = {"frames": frames, "times": times, "medians": med}
+            print(f"{name}: plain {med['plain']:.2f} s, cold farm {med['cold']:.2f} s, warm farm {med['warm']:.2f} s;"
+                  f" cold/plain = {med['cold'] / med['plain']:.3f}, warm/plain = {med['warm'] / med['plain']:.3f},"
+                  f" warm/cold = {med['warm'] / med['cold']:.3f}", flush=True)
+        print(json.dumps({"cpus": os.cpu_count(), "machine": platform.platform(), "args": vars(args),
+                          "results": results}))
 
 
 if __name__ == "__main__":

@@ -71,6 +71,29 @@ def test_warm_frames_are_the_pixels_of_cold_frames(info, sandbox, scenes, tmp_pa
     assert not list((tmp_path / "slot" / "out").iterdir()), "frames left behind in the slot's folder"
 
 
+def test_a_slot_grows_and_shrinks_with_the_processes_its_parts_get(info, sandbox, scenes, tmp_path):
+    """The farm's first part of a job is a single frame (one process); a longer part after it
+    gets a second process beside the first, which stays loaded; a part given one process
+    again stops the spare one. Threads are shared as the cold path shares them: same pixels."""
+    scene = scenes("--animated", "--frames", "1-20", "--size", "64", "--samples", "8")
+    cold = render_frames(info, scene, PartSpan(0, 1, 7, 1), tmp_path / "cold", sandbox=sandbox)
+    slot = WarmSlot(info, tmp_path / "slot", sandbox=sandbox)
+    try:
+        warm = slot.render("job", scene, PartSpan(0, 1, 1, 1), tmp_path / "w0", processes=1)
+        (first,) = pids(slot)
+        stats = RenderStats()
+        warm += slot.render("job", scene, PartSpan(1, 2, 4, 1), tmp_path / "w1", processes=2, stats=stats)
+        assert pids(slot)[0] == first and len(pids(slot)) == 2
+        assert stats.load_seconds > 0, "a process started for this part loaded the scene for it"
+        second = pids(slot)[1]
+        warm += slot.render("job", scene, PartSpan(2, 6, 2, 1), tmp_path / "w2", processes=1)
+        assert pids(slot) == [first]
+        wait_for(lambda: not pid_running(second), 10, "the spare Blender to exit")
+    finally:
+        slot.close()
+    same_pixels(cold, warm)
+
+
 def test_another_jobs_part_gets_a_fresh_blender_with_its_own_scene(info, sandbox, scenes, tmp_path):
     """A slot never renders one job's frames with another job's scene loaded."""
     first = scenes("--animated", "--size", "48", "--samples", "2")

@@ -5,8 +5,8 @@ with `--python` after loading the scene; like the setup it imports what it needs
 must stay valid in every Blender's Python (3.10+), Debian's 3.4 and the bpy 5.0 module alike.
 
 Protocol, one JSON object per line. The worker writes requests to Blender's stdin:
-`{"frames": [...], "start": S, "end": E, "step": J, "expect": PATH}` renders those frames,
-as `blender -s S -e E -j J -a` would, with the scene's own settings (persistent data is kept
+`{"frames": [...], "start": S, "end": E, "step": J, "expect": PATH, "threads": T}` renders
+those frames, as `blender -t T -s S -e E -j J -a` would (T null: the scene's own threads), with the scene's own settings (persistent data is kept
 between parts where the scene turns it on: this is one session). Blender answers on stdout,
 each answer a line that starts with the process's marker, a random word the worker chose
 and passed in the script, which the scene cannot learn and so cannot print: `{"ready": true}`
@@ -50,6 +50,8 @@ def _blender_warm(params: dict) -> None:
         answer({"frame": scene.frame_current, "seconds": time.perf_counter() - began["at"]})
 
     setup = {"device": params["device"], "has_oidn": params["has_oidn"]}
+    render = bpy.context.scene.render
+    own_threads = (render.threads_mode, render.threads)  # the scene's, for a process alone
     _blender_setup({**setup, "frames": [], "expect": params["expect"]})
     bpy.app.handlers.render_pre.append(frame_started)
     bpy.app.handlers.render_write.append(frame_written)
@@ -71,6 +73,11 @@ def _blender_warm(params: dict) -> None:
         scene = bpy.context.scene
         # Blender's -s/-e/-j set exactly these before -a renders.
         scene.frame_start, scene.frame_end, scene.frame_step = request["start"], request["end"], request["step"]
+        # Blender's -t, as a cold process sharing the cores gets it; alone, the scene's own setting.
+        if request.get("threads"):
+            scene.render.threads_mode, scene.render.threads = "FIXED", request["threads"]
+        else:
+            scene.render.threads_mode, scene.render.threads = own_threads
         _blender_setup({**setup, "frames": request["frames"], "expect": request["expect"]})
         bpy.ops.render.render(animation=True)
         answer({"done": True})

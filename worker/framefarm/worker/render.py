@@ -168,6 +168,13 @@ def process_policy(frame_count: int, cores: int, seconds_per_frame: float | None
     per MIN_WORK_PER_PROCESS_S of rendering, up to 4: quick frames stay in one process
     however many there are. Until then it goes by frame count: 1 below 8 frames, 2
     below 32, else 4. Never more than the cores available.
+
+    A warm slot (warm.py) follows the same count part by part, keeping the processes it
+    already has loaded: a job's first part, a single frame the farm times, gets one process,
+    and the longer parts after it a second one beside it (started, and its scene loaded, once
+    for the job), since per process the same work must repay the same start-up. Measured with
+    bench/overhead.py (docs/benchmarks.md): a slot held at its first part's one process took
+    twice as long as two cold processes on 60 quick frames on two cores.
     """
     if seconds_per_frame is not None and seconds_per_frame > 0:
         wanted = min(4, frame_count, max(1, int(frame_count * seconds_per_frame // MIN_WORK_PER_PROCESS_S)))

@@ -96,7 +96,8 @@ class WarmSlot:
         self._parts = 0
         self._baseline: int | None = None  # the processes' memory after their first part
         self._idle_since = 0.0  # when the processes answered their last request
-        self._started = 0.0  # when they started
+        self._serial = 0  # numbers the processes' scripts and notes in the slot's folder
+        self._log_lock = threading.Lock()
         self._lock = threading.Lock()  # the processes: started, used and stopped under it
 
     @property
@@ -119,13 +120,20 @@ class WarmSlot:
         out_dir.mkdir(parents=True, exist_ok=True)  # the part's log lies beside it
         with self._lock:
             try:
-                fresh = (key != self._key or any(run.proc.poll() is not None for run in self._runs)
-                         or time.monotonic() - self._idle_since > self.settings.idle_s / 2)
-                if fresh:
+                if (key != self._key or any(run.proc.poll() is not None for run in self._runs)
+                        or time.monotonic() - self._idle_since > self.settings.idle_s / 2):
                     self._stop_all()
-                    self._start(key, scene_root.resolve() if scene_root else scene.parent,
-                                slices(span, max(1, processes)))
-                files = self._render(span, fresh, cancel, log_path, limits, stats)
+                    self._key, self._parts, self._baseline = key, 0, None
+                    self._prepare_folder(key)
+                # As many processes as the policy gives this part: more are started (each loads
+                # the scene once), spare ones stopped (they hold memory).
+                wanted = len(slices(span, max(1, processes)))
+                started = self._start(key, scene_root.resolve() if scene_root else scene.parent,
+                                      wanted - len(self._runs))
+                if len(self._runs) > wanted:
+                    spare, self._runs = self._runs[wanted:], self._runs[:wanted]
+                    _close(spare)
+                files = self._render(span, started, cancel, log_path, limits, stats)
             except BaseException:
                 self._stop_all()  # whatever went wrong, the next part starts from a fresh Blender
                 raise
@@ -152,23 +160,27 @@ class WarmSlot:
                 self._lock.release()
 
     # -- starting and stopping ----------------------------------------------------------
-    def _start(self, key: _Key, scene_root: Path, pieces: list[PartSpan]) -> None:
-        """Start a process per piece of the first part. Its request is sent at once (_render),
-        before the scene has loaded, so the part renders whatever the worker does meanwhile
-        (a worker frozen past its lease finds its frames done, as with a cold Blender); and,
-        as for a cold Blender, loading counts towards the first frame's time limit."""
+    def _prepare_folder(self, key: _Key) -> None:
         if not key.scene.is_file():
             raise RenderError(f"scene file not found on this worker: {key.scene}")
         shutil.rmtree(self.folder, ignore_errors=True)
         (self.folder / "out").mkdir(parents=True)
         (self.folder / "tmp").mkdir()
-        count = len(pieces)
-        threads = max(1, len(os.sched_getaffinity(0)) // count) if count > 1 else None
+
+    def _start(self, key: _Key, scene_root: Path, count: int) -> float | None:
+        """Start `count` more processes (none: None; else when they started). Their first
+        request is sent at once (_render), before the scene has loaded, so the part renders
+        whatever the worker does meanwhile (a worker frozen past its lease finds its frames done,
+        as with a cold Blender); as for a cold Blender, loading counts towards the first frame's
+        time limit. Threads are set per request, so processes started apart share the cores."""
+        if count <= 0:
+            return None
         source = f"{inspect.getsource(_blender_setup)}\n{inspect.getsource(_blender_warm)}\n"
-        lock = threading.Lock()
         log.info("starting %d warm Blender process(es) for job %s", count, key.job)
         try:
-            for index in range(count):
+            for _ in range(count):
+                self._serial += 1
+                index = self._serial
                 marker = f"{MARKER}{secrets.token_hex(12)} "
                 params = {"marker": marker, "device": key.device, "has_oidn": self.info.has_oidn,
                           "idle_s": self.settings.idle_s,
@@ -177,24 +189,18 @@ class WarmSlot:
                 script.write_text(f"{source}\n_blender_warm({params!r})\n", encoding="utf-8")
                 cmd = self.sandbox.command(
                     blender_command(self.info.path, key.scene, self.folder / "out", script, None, key.device,
-                                    threads, key.output_format),
+                                    None, key.output_format),
                     read_only=[scene_root], writable=[self.folder], gpu=key.device != "CPU")
-                label = f"[{index}] " if count > 1 else ""
-                self._runs.append(_Blender(cmd, self.folder / "tmp" / f"expected-{index}.json", label, None,
-                                           lock, FrameClock(pieces[index].frames()), self.sandbox.bwrap is not None,
+                self._runs.append(_Blender(cmd, self.folder / "tmp" / f"expected-{index}.json", f"[{index}] ", None,
+                                           self._log_lock, FrameClock([]), self.sandbox.bwrap is not None,
                                            control=marker))
         except OSError as exc:
             raise RenderError(f"cannot start Blender {self.info.path!r}: {exc}") from None
-        self._key, self._parts, self._baseline = key, 0, None
-        self._started = time.monotonic()
+        return time.monotonic()
 
     def _stop_all(self) -> None:
         runs, self._runs, self._key = self._runs, [], None
-        for run in runs:
-            with contextlib.suppress(OSError):
-                assert run.proc.stdin is not None
-                run.proc.stdin.close()
-        _stop(runs)
+        _close(runs)
 
     def _retire_if_spent(self) -> None:
         used = sum(tree_rss(run.proc.pid) for run in self._runs)
@@ -211,21 +217,26 @@ class WarmSlot:
             self._stop_all()
 
     # -- one part ---------------------------------------------------------------------
-    def _render(self, span: PartSpan, fresh: bool, cancel: threading.Event | None, log_path: Path | None,
-                limits: Limits, stats: RenderStats | None) -> list[Path]:
+    def _render(self, span: PartSpan, started: float | None, cancel: threading.Event | None,
+                log_path: Path | None, limits: Limits, stats: RenderStats | None) -> list[Path]:
+        """Send the part's slices to the processes and wait for them; `started`: when the
+        processes that have not answered a request yet were started (None: there are none)."""
         out = self.folder / "out"
         for leftover in out.iterdir():  # frames of a part that ended early are not this part's
             leftover.unlink()
         pieces = slices(span, len(self._runs))
         runs = self._runs[:len(pieces)]
+        # As the cold path's -t: with several processes each gets its share of the cores; alone,
+        # the scene's own setting.
+        threads = max(1, len(os.sched_getaffinity(0)) // len(runs)) if len(runs) > 1 else None
         with (log_path.open("a", encoding="utf-8") if log_path else contextlib.nullcontext()) as part_log:
             for run, piece in zip(runs, pieces, strict=True):
                 run.expect.unlink(missing_ok=True)
-                if not fresh:  # a fresh process's clock runs from its start: loading counts
-                    run.clock = FrameClock(piece.frames())
+                # A process that just started (its clock has no frames yet) keeps its start time.
+                run.clock = _restarted(run.clock, piece) if not run.clock.frames else FrameClock(piece.frames())
                 run.log = part_log
                 request = {"frames": piece.frames(), "start": piece.start, "end": piece.end, "step": piece.step,
-                           "expect": str(run.expect)}
+                           "expect": str(run.expect), "threads": threads}
                 try:
                     assert run.proc.stdin is not None
                     run.proc.stdin.write(json.dumps(request) + "\n")
@@ -240,8 +251,8 @@ class WarmSlot:
         files = _verify(runs, out)
         if stats is not None:
             stats.frames += frames
-            # The scene's load, paid by this part only when its processes started for it.
-            stats.load_seconds = max(ready) - self._started if fresh and ready else 0.0
+            # The scene's load, paid by this part only when processes started for it.
+            stats.load_seconds = max(ready) - started if started is not None and ready else 0.0
         return files
 
     def _await(self, runs: list[_Blender], cancel: threading.Event | None,
@@ -287,6 +298,23 @@ class WarmSlot:
             os.replace(path, dest)
             moved.append(dest)
         return moved
+
+
+def _restarted(clock: FrameClock, piece: PartSpan) -> FrameClock:
+    """The clock of a process that just started, now for its first slice: time still runs
+    from its start, so loading the scene counts towards the first frame's limit."""
+    fresh = FrameClock(piece.frames())
+    fresh.since = fresh.started = clock.started
+    return fresh
+
+
+def _close(runs: list[_Blender]) -> None:
+    """Stop processes: end of input first (an idle one exits at once), then render._stop."""
+    for run in runs:
+        with contextlib.suppress(OSError):
+            assert run.proc.stdin is not None
+            run.proc.stdin.close()
+    _stop(runs)
 
 
 def _frame_stat(run: _Blender, answer: dict) -> FrameStat:
