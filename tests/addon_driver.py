@@ -105,6 +105,12 @@ def scenario_e2e(addon: object) -> None:
     else:
         wait(addon, lambda: (st.store.find(job_id) or ("", {}))[1].get("waiting", "").startswith("waiting"), 30)
         OUT["waiting"] = st.store.find(job_id)[1]
+        bpy.ops.framefarm.pause(job_id=job_id)
+        wait(addon, lambda: st.store.find(job_id)[1].get("paused"), 30)
+        OUT["after_pause"] = dict(st.store.find(job_id)[1])
+        bpy.ops.framefarm.resume(job_id=job_id)
+        wait(addon, lambda: not st.store.find(job_id)[1].get("paused"), 30)
+        OUT["after_resume"] = dict(st.store.find(job_id)[1])
         bpy.ops.framefarm.cancel(job_id=job_id)
         wait(addon, lambda: st.store.find(job_id)[1]["status"] == "cancelled", 30)
         OUT["after_cancel"] = st.store.find(job_id)[1]

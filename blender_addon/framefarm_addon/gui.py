@@ -113,6 +113,9 @@ class FRAMEFARM_PT_output(bpy.types.Panel):
             row = col.row(align=True)
             row.label(text=f"{rec['name']} ({rec['frames']})", icon=STATUS_ICONS.get(rec["status"], "QUESTION"))
             if rec["status"] in ("queued", "running"):
+                paused = rec.get("paused", False)
+                row.operator("framefarm.resume" if paused else "framefarm.pause", text="",
+                             icon="PLAY" if paused else "PAUSE").job_id = rec["id"]
                 row.operator("framefarm.cancel", text="", icon="X").job_id = rec["id"]
             elif rec["status"] == "done":
                 row.operator("framefarm.download", text="", icon="IMPORT").job_id = rec["id"]

@@ -26,7 +26,7 @@ def record_from_job(job: dict[str, Any], old: Record | None = None) -> Record:
                done=job["frames"]["done"], total=job["frames"]["total"],
                frames=f"{job['frames']['start']}-{job['frames']['end']}",
                error=job.get("error") or "", waiting=job.get("waiting_reason") or "",
-               blender=job.get("blender_version", ""))
+               blender=job.get("blender_version", ""), paused=bool(job.get("paused")))
     if job.get("download_url"):
         rec["download_url"] = job["download_url"]
     rec.setdefault("submitted_at", time.time())

@@ -1,4 +1,4 @@
-"""`bpy.ops.framefarm.*`: submit, cancel, download, and the link buttons.
+"""`bpy.ops.framefarm.*`: submit, cancel, pause, resume, download, and the link buttons.
 
 Every operator works from a button and from a script (`execute`). Slow work goes
 to a background thread (see taskrunner); an operator only reads Blender's data and
@@ -175,6 +175,35 @@ class FRAMEFARM_OT_cancel(_JobOperator):
         return {"FINISHED"}
 
 
+class _JobAction(_JobOperator):
+    """Base of the operators that ask the farm for one of a job's actions (never registered)."""
+
+    action = ""
+
+    def execute(self, context: bpy.types.Context) -> set[Result]:
+        farm = self.farm()
+        if farm is None or self.record() is None:
+            return {"CANCELLED"}
+        taskrunner.start(f"{self.action}-{self.job_id}", tasks.act, farm, self.job_id, self.action)
+        return {"FINISHED"}
+
+
+class FRAMEFARM_OT_pause(_JobAction):
+    """Pause this job: the farm hands out no more of its parts (parts rendering finish)"""
+
+    bl_idname = "framefarm.pause"
+    bl_label = "Pause Job"
+    action = "pause"
+
+
+class FRAMEFARM_OT_resume(_JobAction):
+    """Resume this paused job"""
+
+    bl_idname = "framefarm.resume"
+    bl_label = "Resume Job"
+    action = "resume"
+
+
 class FRAMEFARM_OT_download(_JobOperator):
     """Download the finished job's frames into the scene's output folder"""
 
@@ -284,5 +313,5 @@ class FRAMEFARM_OT_test_connection(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (FRAMEFARM_OT_submit, FRAMEFARM_OT_cancel, FRAMEFARM_OT_download, FRAMEFARM_OT_open_link,
-           FRAMEFARM_OT_copy_link, FRAMEFARM_OT_forget, FRAMEFARM_OT_test_connection)
+CLASSES = (FRAMEFARM_OT_submit, FRAMEFARM_OT_cancel, FRAMEFARM_OT_pause, FRAMEFARM_OT_resume, FRAMEFARM_OT_download,
+           FRAMEFARM_OT_open_link, FRAMEFARM_OT_copy_link, FRAMEFARM_OT_forget, FRAMEFARM_OT_test_connection)

@@ -148,6 +148,14 @@ def cancel(post: Post, settings: FarmSettings, job_id: str) -> None:
         post("error", message=f"Could not cancel job {job_id}: {describe(exc)}")
 
 
+def act(post: Post, settings: FarmSettings, job_id: str, action: str) -> None:
+    """A job's action on the farm: "pause" or "resume"."""
+    try:
+        post("job", job=settings.api().act(job_id, action))
+    except Exception as exc:
+        post("error", message=f"Could not {action} job {job_id}: {describe(exc)}")
+
+
 def download(post: Post, settings: FarmSettings, job_id: str, directory: Path) -> None:
     """Fetch the job's zip and unpack its frames into `directory`."""
     archive = directory / f".framefarm-{job_id}.zip"

@@ -156,6 +156,8 @@ def test_submit_render_notify_download(blender, render, cluster, scenes, addon_z
         waiting = out["waiting"]
         assert waiting["blender"] == "5.0"
         assert "saved by Blender 5.0" in waiting["waiting"], waiting
+        assert out["after_pause"]["paused"] is True and out["after_pause"]["waiting"].startswith("paused")
+        assert out["after_resume"]["paused"] is False
         assert out["after_cancel"]["status"] == "cancelled"
     # Resubmitting the same scene sends no asset again (only the .blend copy may differ).
     second = out["second"]
