@@ -230,6 +230,12 @@ def test_a_real_flow_answers_as_the_spec_says(http, tokens, scene_sha, scene_byt
     c(http.get("/v1/workers", headers=admin), "GET", "/v1/workers")
     for action in ("drain", "undrain"):
         c(http.post(f"/v1/workers/{wid}/{action}", headers=admin), "POST", f"/v1/workers/{{wid}}/{action}")
+    c(http.get("/v1/webhooks/key", headers=client), "GET", "/v1/webhooks/key")
+    sub = c(http.post("/v1/webhooks", json={"url": "https://hooks.example.com/farm", "format": "slack"},
+                      headers=admin), "POST", "/v1/webhooks")
+    c(http.get("/v1/webhooks", headers=admin), "GET", "/v1/webhooks")
+    for _ in range(2):  # removed, then 404
+        c(http.delete(f"/v1/webhooks/{sub['id']}", headers=admin), "DELETE", "/v1/webhooks/{sid}")
     c(http.post(f"/v1/jobs/{other['id']}/cancel", headers=client), "POST", "/v1/jobs/{job_id}/cancel")
     c(http.delete(f"/v1/workers/{wid}", headers=worker), "DELETE", "/v1/workers/{wid}")
     c(http.post(f"/v1/workers/{wid}/heartbeat", json={}, headers=worker), "POST", "/v1/workers/{wid}/heartbeat")

@@ -15,7 +15,7 @@ from typing import Any, cast
 from framefarm.common import frameset
 from framefarm.common.blendfile import BlendFileError, read_blend_info
 
-from . import cleanup, finishing, framestats, keys, longpoll, parts, quotas, scene_files, staging, stills, workers
+from . import cleanup, finishing, framestats, keys, longpoll, parts, quotas, scene_files, staging, stills, webhooks, workers
 from .errors import ApiError, bad_request, not_found
 from .farm import Farm
 from .longpoll import Waiters
@@ -45,6 +45,7 @@ class JobRequest:
     target_part_seconds: int | None = None  # parts sized to take about this long (parts.timed); None: the farm's
     finish: finishing.Finish | None = None  # the job's finishing task, run once every frame is in
     still: stills.Still | None = None  # one frame split into pieces (stills.py); None: frames as parts
+    notify: str | dict[str, str] | None = None  # a webhook for the job's end (webhooks.py), as sent
 
     @classmethod
     def from_body(cls, body: dict[str, Any], max_frames: int) -> "JobRequest":
@@ -61,7 +62,7 @@ class JobRequest:
         return cls(manifest, main, fr, name, body.get("priority", 0), body.get("chunk"),
                    body.get("max_frame_seconds"), body.get("format"),
                    finish=finishing.Finish.from_body(body.get("finish")), still=stills.Still.from_body(body, fr),
-                   target_part_seconds=body.get("target_part_seconds"))
+                   target_part_seconds=body.get("target_part_seconds"), notify=body.get("notify"))
 
 
 def _check_path(path: str) -> None:
@@ -103,6 +104,7 @@ def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None,
     (an admin): another client's file is refused exactly like one never uploaded."""
     manifest, main, fr = req.manifest, req.main, req.frames
     idem = keys.idempotency(owner, idempotency_key) if idempotency_key else ""
+    notify = webhooks.target_of(req.notify, owner, farm.settings.webhook_allow_private)
 
     if req.chunk is not None:
         quotas.check_parts(farm.settings, fr.count, req.chunk, -(-fr.count // req.chunk))
@@ -137,6 +139,8 @@ def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None,
             fields["max_frame_seconds"] = req.max_frame_seconds
         if req.output_format:
             fields["format"] = req.output_format
+        if notify:
+            fields["notify"] = notify.to_json()
         if timed:
             fields.update(timed)
         if finish:

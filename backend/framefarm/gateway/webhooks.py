@@ -347,8 +347,14 @@ class Deliverer:
         except Undeliverable as e:
             self._again(entry, state, target, str(e))
             return
-        r.pipeline().zrem(keys.WEBHOOKS_DUE, entry).hdel(keys.WEBHOOK_ENTRIES, entry).execute()
+        self._forget(entry)
         log.info("webhook for job %s delivered to %s", job_id, _host(target.url))
+
+    def _forget(self, entry: str) -> None:
+        pipe = self.farm.redis.pipeline()
+        pipe.zrem(keys.WEBHOOKS_DUE, entry)
+        pipe.hdel(keys.WEBHOOK_ENTRIES, entry)
+        pipe.execute()
 
     def _again(self, entry: str, state: dict[str, Any], target: Target, why: str) -> None:
         r, s = self.farm.redis, self.farm.settings
@@ -356,14 +362,16 @@ class Deliverer:
         now_ms = redis_now_ms(r)  # due times are on Redis's clock, which every gateway shares
         age_s = (now_ms - state["since"]) / 1000
         if age_s >= s.webhook_max_age_s:
-            r.pipeline().zrem(keys.WEBHOOKS_DUE, entry).hdel(keys.WEBHOOK_ENTRIES, entry).execute()
+            self._forget(entry)
             log.warning("webhook %s to %s given up after %d tries: %s", entry, _host(target.url),
                         state["attempts"], why)
             return
         # Exponential with jitter: a dead receiver is tried ever more rarely.
         delay = min(MAX_BACKOFF_S, 2 ** state["attempts"]) * (0.5 + secrets.randbelow(1000) / 1000)
-        r.pipeline().hset(keys.WEBHOOK_ENTRIES, entry, json.dumps(state)) \
-            .zadd(keys.WEBHOOKS_DUE, {entry: now_ms + int(delay * 1000)}).execute()
+        pipe = r.pipeline()
+        pipe.hset(keys.WEBHOOK_ENTRIES, entry, json.dumps(state))
+        pipe.zadd(keys.WEBHOOKS_DUE, {entry: now_ms + int(delay * 1000)})
+        pipe.execute()
         log.warning("webhook %s to %s failed (try %d, next in %.0fs): %s", entry, _host(target.url),
                     state["attempts"], delay, why)
 

@@ -148,7 +148,8 @@ def submit(args) -> int:
             movie=args.movie, keep_frames=args.keep_frames,
             max_frame_seconds=args.max_frame_time, target_part_seconds=args.part_time,
             output_format=args.format, still=args.still is not None,
-            pieces=args.pieces)
+            pieces=args.pieces,
+            notify={"url": args.notify, "format": args.notify_format} if args.notify else None)
     finally:
         meter.close()
     print(f"submitted job {job['id']}: {job['frames']['total']} frames in {job['parts']['total']} parts "
@@ -281,6 +282,25 @@ def workers(args) -> int:
 def drain(args) -> int:
     w = _api(args).drain(args.worker, drained=args.command == "drain")
     print(json.dumps(w, indent=2) if args.json else f"{w['id']}  {w['state']}  {w['name']}")
+    return 0
+
+
+def webhooks(args) -> int:
+    api = _api(args)
+    if args.action == "key":
+        print(api.webhook_key())
+        return 0
+    if args.action == "list":
+        return _listing(api.webhooks(), args.json, "no farm-wide webhook", lambda w: f"{w['id']}  {w['format']:<7}  "
+                        f"{w['url']}  (signed with {w['owner']}'s key)")
+    if args.action not in ("add", "remove") or not args.target:
+        raise UsageError("webhooks: key | list | add URL [--format F] | remove ID")
+    if args.action == "add":
+        w = api.add_webhook(args.target, args.format)
+        print(json.dumps(w, indent=2) if args.json else f"added {w['id']}: {w['url']}")
+    else:
+        api.remove_webhook(args.target)
+        print(f"removed {args.target}")
     return 0
 
 

@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", type=str.upper, choices=formats.IMAGE_FORMATS, metavar="FORMAT",
                    help="render frames in this image format instead of the scene's (Blender's -F): "
                         + ", ".join(formats.IMAGE_FORMATS))
+    p.add_argument("--notify", metavar="URL",
+                   help="POST to this URL when the job ends (done, failed, cancelled), signed with your key "
+                        "(`framefarm webhooks key`)")
+    p.add_argument("--notify-format", choices=("json", "slack", "discord"), default="json",
+                   help="json (the farm's payload) or a message for a Slack or Discord incoming webhook")
     p.add_argument("--json", action="store_true", help="print the job as JSON")
     client_options(p)
     p.set_defaults(func=commands.submit)
@@ -146,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "drain", "drain a worker: it finishes its parts and takes no more (an admin token)",
              commands.drain, "worker")
     _command(sub, "undrain", "let a drained worker take parts again (an admin token)", commands.drain, "worker")
+
+    p = _command(sub, "webhooks", "the key that signs your webhooks; an admin's farm-wide subscriptions",
+                 commands.webhooks, "action")
+    p.add_argument("target", nargs="?", help="add: the URL; remove: the subscription's id")
+    p.add_argument("--format", choices=("json", "slack", "discord"), default="json", help="add: the payload's format")
+    p.epilog = "actions: key (print your signing key), list, add URL, remove ID (list/add/remove: an admin token)"
 
     p = sub.add_parser("download", help="download a finished job's frames")
     p.add_argument("job")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, cast
 
 from framefarm.common.api import FarmAPI
-from framefarm.common.api_types import Job, JobRequest
+from framefarm.common.api_types import Job, JobRequest, Notify
 from framefarm.common.http import FarmError
 from . import movies
 from .formats import IMAGE_FORMATS
@@ -47,7 +47,7 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
                  idempotency_key: str | None = None, movie: bool = False, keep_frames: bool = False,
                  max_frame_seconds: int | None = None, target_part_seconds: int | None = None,
                  output_format: str | None = None, still: bool = False,
-                 pieces: int | None = None) -> tuple[Job, UploadStats]:
+                 pieces: int | None = None, notify: Notify | None = None) -> tuple[Job, UploadStats]:
     """Pack `blend` with its dependencies, upload what the farm lacks, submit the job.
 
     Raises MissingFiles unless `allow_missing`: then the job renders without them, as
@@ -86,12 +86,14 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
             payload["chunk"] = chunk
         if max_frame_seconds is not None:
             payload["max_frame_seconds"] = max_frame_seconds
+        if target_part_seconds is not None:  # parts sized by time; without it, the farm's target
+            payload["target_part_seconds"] = target_part_seconds
         if still:
             payload["still"] = True
         if pieces is not None:
             payload["pieces"] = pieces
-        if target_part_seconds is not None:  # parts sized by time; without it, the farm's target
-            payload["target_part_seconds"] = target_part_seconds
+        if notify is not None:  # a webhook for the job's end (docs/notifications.md)
+            payload["notify"] = notify
         if output_format is not None:
             if output_format not in IMAGE_FORMATS:  # the gateway refuses it too; say so before uploading
                 raise FarmError(f"unknown image format {output_format!r}: use one of {', '.join(IMAGE_FORMATS)}",

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the bodies' types, generated from openapi.yaml; annotations
                             OpenUploadsReply, Outcome, Registration, UploadResultReply, WorkerInfo,
                             WorkerRequest)
     from .api_types import GetInputsReply  # a finishing part's (worker/finishing.py)
+    from .api_types import WebhookSubscription
 
 log = logging.getLogger("framefarm.client")
 # A direct upload that breaks off is sent again whole, to a fresh upload URL.
@@ -92,7 +93,20 @@ class FarmAPI:
     def set_priority(self, job_id: str, priority: int) -> Job:
         return self.client.request("POST", f"/v1/jobs/{job_id}/priority", json_body={"priority": priority}).json()
 
+    def webhook_key(self) -> str:
+        """The hex key that signs this token's owner's webhooks (HMAC-SHA256)."""
+        return self.client.request("GET", "/v1/webhooks/key").json()["key"]
+
     # -- admin -------------------------------------------------------------------------
+    def webhooks(self) -> list[WebhookSubscription]:
+        return self.client.request("GET", "/v1/webhooks").json()["webhooks"]
+
+    def add_webhook(self, url: str, fmt: str = "json") -> WebhookSubscription:
+        return self.client.request("POST", "/v1/webhooks", json_body={"url": url, "format": fmt}).json()
+
+    def remove_webhook(self, sid: str) -> None:
+        self.client.request("DELETE", f"/v1/webhooks/{sid}")
+
     def workers(self) -> list[WorkerInfo]:
         return self.client.request("GET", "/v1/workers").json()["workers"]
 

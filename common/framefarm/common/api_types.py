@@ -20,7 +20,12 @@ __all__ = [
     "FinishKind",
     "FinishOptions",
     "Finish",
+    "WebhookUrl",
+    "WebhookFormat",
+    "Notify2",
+    "Notify",
     "JobRequest",
+    "WebhookSubscription",
     "JobStatus",
     "JobFrames",
     "JobParts",
@@ -62,6 +67,9 @@ __all__ = [
     "OpenResultUploadReply",
     "ReportFailureRequest",
     "ReleasePartRequest",
+    "WebhookKeyReply",
+    "ListWebhooksReply",
+    "AddWebhookRequest",
     "GetPinnedBlenderReply",
 ]
 
@@ -131,6 +139,20 @@ class Finish(TypedDict):
     options: NotRequired[FinishOptions]
 
 
+WebhookUrl: TypeAlias = str
+
+
+WebhookFormat: TypeAlias = Literal['json', 'slack', 'discord']
+
+
+class Notify2(TypedDict):
+    url: WebhookUrl
+    format: NotRequired[WebhookFormat]
+
+
+Notify: TypeAlias = WebhookUrl | Notify2
+
+
 class JobRequest(TypedDict):
     manifest: Manifest
     main: str
@@ -145,6 +167,14 @@ class JobRequest(TypedDict):
     finish: NotRequired[None | Finish]
     still: NotRequired[bool]
     pieces: NotRequired[int | None]
+    notify: NotRequired[None | Notify]
+
+
+class WebhookSubscription(TypedDict):
+    id: str
+    url: str
+    format: WebhookFormat
+    owner: str
 
 
 JobStatus: TypeAlias = Literal['queued', 'running', 'assembling', 'done', 'failed', 'cancelled', 'expired']
@@ -205,9 +235,9 @@ class Job(TypedDict):
     waiting_reason: str | None
     max_frame_seconds: NotRequired[int | None]
     format: NotRequired[str | None]
+    paused: NotRequired[bool]
     finish: NotRequired[None | FinishState]
     still: NotRequired[None | JobStill2]
-    paused: NotRequired[bool]
     seconds_per_frame: NotRequired[float | None]
     peak_rss_bytes: NotRequired[int | None]
     target_part_seconds: NotRequired[int | None]
@@ -411,6 +441,20 @@ class ReportFailureRequest(TypedDict):
 
 class ReleasePartRequest(TypedDict):
     reason: NotRequired[str]
+
+
+class WebhookKeyReply(TypedDict):
+    key: str
+    algorithm: str
+
+
+class ListWebhooksReply(TypedDict):
+    webhooks: list[WebhookSubscription]
+
+
+class AddWebhookRequest(TypedDict):
+    url: WebhookUrl
+    format: NotRequired[WebhookFormat]
 
 
 class GetPinnedBlenderReply(TypedDict):
