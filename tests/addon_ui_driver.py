@@ -92,8 +92,9 @@ def watch_panel(addon: Any) -> None:
         name = panel_state(addon, context)
         DRAWS[name] = DRAWS.get(name, 0) + 1
         items: list = []
-        recording = type("RecordingPanel", (), {"layout": RecordingLayout(self.layout, items),
-                                                "draw_jobs": cls.draw_jobs})()
+        # The panel's own methods (its draw calls helpers such as draw_jobs), with a layout that records.
+        methods = {k: v for k, v in vars(cls).items() if k.startswith("draw_")}
+        recording = type("RecordingPanel", (), {"layout": RecordingLayout(self.layout, items), **methods})()
         try:
             real_draw(recording, context)
         except Exception:
