@@ -22,6 +22,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+import threading
 import time
 from typing import Any, Iterator, cast
 
@@ -62,12 +63,17 @@ class _Events:
 
 
 _events: _Events | None = None
+_events_lock = threading.Lock()
 
 
 def events() -> _Events:
+    """This process's metrics, made once: two first requests at once would each register the
+    same names (prometheus_client's DuplicateTimeseries, a 500) without the lock."""
     global _events
     if _events is None:
-        _events = _Events()
+        with _events_lock:
+            if _events is None:
+                _events = _Events()
     return _events
 
 
