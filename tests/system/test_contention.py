@@ -24,8 +24,10 @@ def test_200_concurrent_claimers_get_each_of_5000_parts_exactly_once(redis_serve
     scene = scenes("--animated", "--size", "48")
     gateway = GatewayProcess(free_port(), redis_server.url, f"file://{tmp_path / 'storage'}", tmp_path / "gw.log",
                              processes=2, threads=128, env={
-                                 # No lease may run out during the test: a requeued part would be handed out twice.
-                                 "FRAMEFARM_LEASE_S": "600", "FRAMEFARM_MAX_FRAMES": str(PARTS),
+                                 # No lease may run out during the test: a requeued part would be handed out twice;
+                                 # nor a registration, while 200 workers register one by one before the first claims.
+                                 "FRAMEFARM_LEASE_S": "600", "FRAMEFARM_WORKER_TIMEOUT_S": "600",
+                                 "FRAMEFARM_MAX_FRAMES": str(PARTS),
                                  "FRAMEFARM_ACCESS_LOG": "/dev/null"}).start()
     try:
         client = FarmAPI(Client([gateway.url], tokens.client, discover=False))

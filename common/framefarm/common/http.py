@@ -27,6 +27,7 @@ client would send its token there in the clear.
 """
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import logging
@@ -142,9 +143,11 @@ class CertificateError(FarmError):
     """No gateway's TLS certificate could be verified: a setup problem, not an outage."""
 
 
+@functools.lru_cache(maxsize=8)
 def tls_context(ca_bundle: str | None = None) -> ssl.SSLContext:
     """The system's trusted CAs, plus a private CA's bundle (PEM) where one is given: the
-    farm's own CA then vouches for its gateways while storage links (GCS) keep the public ones."""
+    farm's own CA then vouches for its gateways while storage links (GCS) keep the public ones.
+    Made once per bundle: loading the system's CAs takes ~30 ms, and a context is safe to share."""
     context = ssl.create_default_context()
     if ca_bundle:
         try:
