@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,18 @@ def test_a_failed_download_leaves_nothing_and_may_be_retried(tmp_path):
         cache.scene("job", {"tex.png": sha(TEX)}, broken)
     assert not caught.value.deterministic and "hashes to" in str(caught.value)
     assert leftovers(cache) == [] and list(cache.files.iterdir()) == []
+
+
+def test_scenes_past_the_kept_number_evict_the_oldest_without_hanging(tmp_path):
+    """The ninth scene (keep_scenes + 1) evicts the first while the cache holds its lock: a plain
+    Lock taken again there hung the worker for good (found by test_real_world_scenes.py's farm)."""
+    cache, store = SceneCache(tmp_path, keep_scenes=2), Store(TEX, BLEND)
+    files = {"scene.blend": sha(BLEND), "tex.png": sha(TEX)}
+    built: list[Path] = []
+    worker = threading.Thread(target=lambda: built.extend(cache.scene(f"job-{i}", files, store.fetch)
+                                                          for i in range(4)), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "the cache hung evicting a scene"
+    kept = sorted(p.name for p in cache.scenes.iterdir() if not p.name.startswith("."))
+    assert len(built) == 4 and len(kept) == 2 and "job-0" not in kept

@@ -54,7 +54,9 @@ class SceneCache:
         self.files.mkdir(parents=True, exist_ok=True)
         self.scenes.mkdir(parents=True, exist_ok=True)
         self.keep_scenes = keep_scenes
-        self._lock = threading.Lock()
+        # Re-entrant: `scene` evicts old folders while it holds the lock, and `_evict` takes it too
+        # (a plain Lock hung the worker on its ninth scene, keep_scenes + 1).
+        self._lock = threading.RLock()
         self._verified: dict[Path, Stamp] = {}  # path -> its stamp when its hash last matched
 
     def file(self, sha: str, fetch: Callable[[Path], None]) -> Path:
