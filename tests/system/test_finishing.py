@@ -168,3 +168,22 @@ def test_a_worker_with_an_unknown_capability_is_refused(http, tokens):
     resp = http.post("/v1/workers", json={"blender_version": "3.4", "capabilities": ["teleport"]},
                      headers=bearer(tokens.worker))
     expect_error(resp, 400)
+
+
+def test_retry_runs_a_failed_finishing_task_again(http, tokens, scene_sha):
+    """A job whose frames are in but whose finishing task used up its attempts fails; retry
+    queues the task again (not only the frame parts), and a capable worker finishes the job."""
+    job = submit(http, tokens.client, scene_sha, finish=ENCODE)
+    wid = register(http, tokens.worker, "encode")
+    part = render_all(http, tokens.worker, wid)
+    assert part is not None and part["kind"] == "encode"
+    resp = http.post(f"/v1/parts/{part['id']}/failure", json={"message": "ffmpeg crashed", "deterministic": True},
+                     headers={**bearer(tokens.worker), **lease(part)})
+    assert resp.get_json()["outcome"] == "failed"
+    assert get_job(http, tokens.client, job["id"])["status"] == "failed"
+    resp = http.post(f"/v1/jobs/{job['id']}/retry", headers=bearer(tokens.client))
+    assert resp.status_code == 200, resp.get_json()
+    again = claim(http, tokens.worker, wid)
+    assert again is not None and again["kind"] == "encode" and again["id"] == part["id"]
+    assert put_result(http, tokens.worker, again, zip_bytes({"movie.mp4": b"movie"})).status_code == 200
+    assert archive_names(http, job["id"]) == ["movie.mp4"]

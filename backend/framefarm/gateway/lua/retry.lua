@@ -38,6 +38,19 @@ for i = 0, tonumber(j[2]) - 1 do
     enqueue(pid, job_id)
   end
 end
+-- A job that failed in its finishing task (every frame in, the task out of attempts) runs the
+-- task again; one whose frames render again gets it anew once they are in (frames_complete).
+local fin = job_id .. ':' .. j[2]
+if redis.call('HEXISTS', jk, 'finishing') == 1 then
+  if released then
+    redis.call('HDEL', jk, 'finishing')
+    redis.call('DEL', k_part(fin))
+  elseif redis.call('HGET', k_part(fin), 'state') ~= 'leased' then
+    redis.call('HSET', k_part(fin), 'attempts', 0)
+    redis.call('HDEL', k_part(fin), 'error', 'result', 'done_at')
+    enqueue(fin, job_id)
+  end
+end
 touch_job(job_id)
 redis.call('PUBLISH', K_EVENTS, 'work')
 return {'ok', status}
