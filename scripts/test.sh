@@ -3,7 +3,7 @@
 # Extra arguments go to pytest. CI runs this with FRAMEFARM_REQUIRE_ALL=1, where a
 # test that would skip for want of Blender, Redis or a browser fails instead.
 set -euo pipefail
-EXTRAS="[test]" EXTRA_APT_PACKAGES="xvfb xauth" source "$(dirname "$0")/setup-env.sh"
+EXTRAS="[test]" EXTRA_APT_PACKAGES="xvfb xauth chromium chromium-driver python3-openvdb" source "$(dirname "$0")/setup-env.sh"
 
 # Current Blender and the LTS releases artists use, for the add-on and the worker's bpy back
 # end: the `bpy` wheels (Blender as a Python module, ~360 MB each), each in its own

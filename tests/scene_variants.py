@@ -9,9 +9,10 @@ Variants:
                   the new file, as an artist's would be)
   linked          the subject linked from a library that links its material from a second one:
                   ../lib/level1.blend (as //../lib/level1.blend, climbing a folder) and ../lib/level2.blend
-  caches          a particle system baked to its disk cache (blendcache_NAME/ next to the .blend);
-                  Debian's Blender 3.4 cannot bake a smoke domain in the background (mantaflow
-                  fails), so there is no OpenVDB cache here
+  caches          a particle system baked to its disk cache (blendcache_NAME/ next to the .blend)
+  openvdb         a volume object reading an OpenVDB cache on disk, cache/smoke_0001.vdb (the file
+                  given with --vdb: Debian's Blender 3.4 cannot bake a smoke domain in the
+                  background, mantaflow fails, so the test writes the grid with python3-openvdb)
   udim            the subject textured by a UDIM set, textures/tile.<UDIM>.png (tiles 1001 and 1002)
   image-sequence  the subject textured by an image sequence, seq/img_0001.png..img_0004.png
   sequencer       the render goes through the sequencer: an image strip of strips/plate.png over the scene
@@ -130,6 +131,28 @@ def caches() -> None:
     scene.frame_set(1)
 
 
+def openvdb(vdb: str) -> None:
+    import shutil
+
+    cached = os.path.join(_folder("cache"), "smoke_0001.vdb")
+    shutil.copyfile(vdb, cached)
+    volume = bpy.data.volumes.new("Smoke")
+    volume.filepath = cached
+    mat = bpy.data.materials.new("SmokeMaterial")
+    mat.use_nodes = True
+    nodes = mat.node_tree.nodes
+    for node in list(nodes):
+        if node.type != "OUTPUT_MATERIAL":
+            nodes.remove(node)
+    shader = nodes.new("ShaderNodeVolumePrincipled")
+    shader.inputs["Density"].default_value = 5.0
+    mat.node_tree.links.new(shader.outputs["Volume"], nodes["Material Output"].inputs["Volume"])
+    volume.materials.append(mat)
+    obj = bpy.data.objects.new("Smoke", volume)
+    obj.location = _subject().location
+    bpy.context.scene.collection.objects.link(obj)
+
+
 def udim() -> None:
     folder = _folder("textures")
     for tile, color in ((1001, (0.9, 0.2, 0.1, 1.0)), (1002, (0.1, 0.2, 0.9, 1.0))):
@@ -177,9 +200,9 @@ def font() -> None:
 
 
 # The variants that write files beside the output by absolute path (made relative once it is saved).
-WRITE_FILES = {"linked", "udim", "image-sequence", "sequencer", "font"}
+WRITE_FILES = {"linked", "udim", "image-sequence", "sequencer", "font", "openvdb"}
 VARIANTS = {"missing-cache": missing_cache, "video-audio": video_audio, "linked": linked, "caches": caches,
-            "udim": udim, "image-sequence": image_sequence, "sequencer": sequencer, "font": font}
+            "openvdb": openvdb, "udim": udim, "image-sequence": image_sequence, "sequencer": sequencer, "font": font}
 
 
 def main(argv: list[str]) -> None:
@@ -188,9 +211,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--output", required=True)
     parser.add_argument("--sound", help="video-audio: the WAV file its sound strip plays")
     parser.add_argument("--font", help="font: the font file to copy next to the .blend")
+    parser.add_argument("--vdb", help="openvdb: the OpenVDB file to cache next to the .blend")
     global ARGS
     args = ARGS = parser.parse_args(argv)
-    VARIANTS[args.variant](*([args.sound] if args.sound else []))
+    VARIANTS[args.variant](*[a for a in (args.sound, args.vdb) if a])
     bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(args.output), relative_remap=True)
     if args.variant in WRITE_FILES:  # then every path made relative to it, as an artist's project's are
         bpy.ops.file.make_paths_relative()
