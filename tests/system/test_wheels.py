@@ -203,6 +203,10 @@ def test_a_gateway_host_without_the_worker_runs_no_local_workers(wheels, tmp_pat
     venv = Venv(tmp_path / "venv", wheels)
     venv.install("framefarm-gateway")
     assert venv.importable("flask", "redis", "framefarm.worker") == ["flask", "redis"]
+    # The gateway's gunicorn worker class (gevent) loads with the gateway's dependencies alone.
+    load = subprocess.run([venv.python, "-c", "import gunicorn.workers.ggevent"], capture_output=True, text=True,
+                          timeout=60, cwd=venv.path)
+    assert load.returncode == 0, load.stderr[-2000:]
     res = venv.framefarm("token", "--help")
     assert res.returncode == 0 and "create" in res.stdout, res.stderr
     assert_needs(venv.framefarm("worker"), "framefarm-worker")
