@@ -61,4 +61,7 @@ def test_the_farms_state_and_totals_move_as_a_job_runs(http, tokens, scene_bytes
     route = (("method", "PUT"), ("route", "/v1/parts/<pid>/result"), ("status", "200"))
     assert after[("framefarm_request_seconds_count", route)] >= 1
     assert after[("framefarm_uploaded_bytes_total", ())] > before.get(("framefarm_uploaded_bytes_total", ()), 0)
+    # Two claims that got a part, timed at Redis (the claim route's requests would include waits).
+    got = ("framefarm_claim_seconds_count", (("outcome", "part"),))
+    assert after[got] == before.get(got, 0) + 2
     assert job["id"]

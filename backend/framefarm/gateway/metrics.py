@@ -60,6 +60,10 @@ class _Events:
                                        buckets=(.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600))
         self.assembly = Histogram("framefarm_assembly_seconds", "Time to assemble a job's final zip.",
                                   buckets=(.1, .5, 1, 2, 5, 10, 30, 60, 120, 300, 900))
+        # A claim's own cost (the Lua step that picks and leases a part), without a long-poll's wait:
+        # the request histogram of the claim route holds the waits of idle workers too.
+        self.claims = Histogram("framefarm_claim_seconds", "Time one claim takes at Redis, waits excluded.",
+                                ["outcome"], buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1))
 
 
 _events: _Events | None = None
@@ -90,6 +94,10 @@ def result_counted(frames: int, stats: PartStats) -> None:
 
 def assembled(seconds: float) -> None:
     events().assembly.observe(seconds)
+
+
+def claimed(seconds: float, got_part: bool) -> None:
+    events().claims.labels("part" if got_part else "empty").observe(seconds)
 
 
 def install(app: Flask) -> None:

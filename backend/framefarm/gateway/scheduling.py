@@ -15,12 +15,13 @@ A lease that runs out is requeued by `reap` (lua/_lib.lua reap_expired).
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from framefarm.common.frameset import PartSpan
 
-from . import finishing, framestats, keys, longpoll, parts, stills, workers
+from . import finishing, framestats, keys, longpoll, metrics, parts, stills, workers
 from .errors import ApiError
 from .farm import Farm
 from .longpoll import Waiters
@@ -70,8 +71,10 @@ def claim_once(farm: Farm, worker_id: str, owner: str, held: Sequence[str] = (),
     one is alive."""
     s = farm.settings
     # The lease token's secret half: 128 bits from Python's CSPRNG (Lua has none).
+    started = time.perf_counter()
     res = farm.scripts.claim(args=[worker_id, owner, farm.ms(s.lease_s), s.max_attempts, SCAN_LIMIT,
                                    int(s.worker_timeout_s + wait_s), secrets.token_hex(16), *held[:MAX_HELD]])
+    metrics.claimed(time.perf_counter() - started, res[0] == "ok")
     if res[0] == "unknown_worker":
         raise UnknownWorker(worker_id)
     if res[0] == "not_your_worker":
