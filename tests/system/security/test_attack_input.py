@@ -11,6 +11,7 @@ import time
 import pytest
 
 from apitools import bearer, expect_error, farm_of, unchanged
+from dashtools import sign_in
 from framefarm.gateway import blender_builds, results, storage
 from framefarm.gateway.contract import MAX_DEPTH, Contract
 
@@ -69,10 +70,11 @@ def test_a_body_nested_within_the_limit_is_read_as_usual(http, tokens):
 
 
 def test_a_trailing_newline_in_any_path_parameter_is_refused(http, tokens):
-    """`$` in Python matches before a final newline: `POST /v1/files/<sha>%0A/commit` was a 500."""
+    """`$` in Python matches before a final newline: `POST /v1/files/<sha>%0A/commit` was a 500.
+    The API's routes answer its JSON error (the dashboard's pages: the test below)."""
     headers = {**bearer(tokens.admin), "X-Lease-Token": "a" * 32, "X-Worker-Id": PATH_VALUES["wid"]}
     checked = 0
-    for method, rule, _ in routes(http, "GET", "POST", "PUT", "DELETE"):
+    for method, rule, _ in [r for r in routes(http, "GET", "POST", "PUT", "DELETE") if r[1].startswith("/v1/")]:
         for arg in [a for a in PATH_VALUES if f"<{a}>" in rule]:
             path = rule
             for name, value in PATH_VALUES.items():
@@ -83,6 +85,22 @@ def test_a_trailing_newline_in_any_path_parameter_is_refused(http, tokens):
             expect_error(resp, resp.status_code)
             checked += 1
     assert checked >= 15
+
+
+def test_a_trailing_newline_in_a_dashboard_path_is_refused(http, tokens):
+    """The dashboard's pages, signed in as an admin (who may see any job): a job id with a
+    trailing newline is no job, answered 4xx, never a 500."""
+    sign_in(http, tokens.admin)
+    checked = 0
+    for method, rule, _ in [r for r in routes(http, "GET") if not r[1].startswith(("/v1/", "/dashboard/static"))]:
+        if "<job_id>" not in rule:
+            continue
+        path = rule.replace("<job_id>", PATH_VALUES["job_id"] + "%0A").replace("<int:frame>", "1")
+        with unchanged(http):
+            resp = http.open(path, method=method)
+        assert 400 <= resp.status_code < 500, (method, path, resp.status_code)
+        checked += 1
+    assert checked >= 3
 
 
 def test_the_gateways_own_patterns_match_whole_values(tmp_path):
