@@ -53,7 +53,9 @@ def test_panel_progress_and_finish_popup_in_a_window(xvfb_run, cluster, scenes, 
     out_dir = tmp_path / "ui"
     out_dir.mkdir()
     config = {"scenario": "ui", "zip": str(addon_zip), "gateways": cluster.urls[0], "token": cluster.tokens.client,
-              "frames": [3, 6], "chunk": 2, "out_dir": str(out_dir)}
+              # Ten one-frame parts: the panel must catch the job between its first frame and its
+              # last, and a warm Blender renders a two-part job in about a second.
+              "frames": [1, 10], "chunk": 1, "out_dir": str(out_dir)}
     cfg = tmp_path / "ui-config.json"
     cfg.write_text(json.dumps(config))
     env = {**user_env(tmp_path), "TMPDIR": str(tmp_path)}  # Blender's quit.blend lands here, not in /tmp
