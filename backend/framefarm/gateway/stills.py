@@ -54,7 +54,7 @@ class Still:
             raise bad_request("a still's finishing task is its merge: send no finish with \"still\": true",
                               "bad_finish")
         if body.get("chunk") is not None:
-            raise bad_request("a still is split into pieces, not chunks: send pieces, not chunk", "bad_chunk")
+            raise bad_request("a still is split into pieces, not chunks: send pieces, not chunk", "bad_still")
         return cls(frames.start, body.get("pieces"))
 
     def count(self, capable_workers: int) -> int:

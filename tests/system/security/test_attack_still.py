@@ -45,7 +45,7 @@ def still(http, token: str, sha: str, **fields):
     ({"frames": "1-250"}, "bad_frames", "a still is one frame"),
     ({"frames": {"start": 3, "end": 4}}, "bad_frames", "a still is one frame"),
     ({"frames": "99999999999"}, "bad_frames", "frames must be"),
-    ({"chunk": 2}, "bad_chunk", "pieces, not chunks"),
+    ({"chunk": 2}, "bad_still", "pieces, not chunks"),
     ({"finish": {"kind": "encode"}}, "bad_finish", "its merge"),
     ({"still": "yes"}, "bad_still", "still must be true or false"),
 ])
