@@ -236,7 +236,8 @@ def test_the_packaged_gunicorn_config_is_the_one_the_tests_run_with(tmp_path):
     assert gw.argv[gw.argv.index("-c") + 1] == "python:framefarm.gateway.gunicorn_conf"
     packaged = gunicorn_settings(str(PACKAGING / "gunicorn.conf.py"))
     assert packaged == gunicorn_settings("python:framefarm.gateway.gunicorn_conf")
-    assert packaged["worker_class"] == "gthread" and packaged["threads"] >= 32  # long-polls hold threads
+    # A long-poll is a greenlet, not a thread: thousands may wait on one process.
+    assert packaged["worker_class"] == "gevent" and packaged["worker_connections"] >= 1000
     assert packaged["post_worker_init"].__module__ == "framefarm.gateway.gunicorn_conf"
 
 
