@@ -203,7 +203,9 @@ class WarmSlot:
         _close(runs)
 
     def _retire_if_spent(self) -> None:
-        used = sum(tree_rss(run.proc.pid) for run in self._runs)
+        # Per process: a slot that starts a second process for a longer part holds twice the
+        # memory without any of them having grown (measured in total, that replaced them all).
+        used = max((tree_rss(run.proc.pid) for run in self._runs), default=0)
         if self._baseline is None:
             self._baseline = used
         limit = self.settings.max_memory or 2 * self._baseline
@@ -211,7 +213,7 @@ class WarmSlot:
         if self._parts >= self.settings.max_parts:
             why = f"it rendered {self._parts} parts (--warm-parts)"
         elif used > limit:
-            why = f"it holds {format_size(used)} of memory, more than {format_size(limit)}"
+            why = f"a process holds {format_size(used)} of memory, more than {format_size(limit)}"
         if why:
             log.info("replacing the warm Blender of job %s: %s", self.job, why)
             self._stop_all()
