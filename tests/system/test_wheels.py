@@ -24,7 +24,7 @@ from farmtools import REPO
 # source folder -> distribution built from it
 ROOTS = {"common": "framefarm-common", "client": "framefarm", "worker": "framefarm-worker",
          "backend": "framefarm-gateway"}
-SHIPPED = (".py", ".lua", ".yaml")
+SHIPPED = (".py", ".lua", ".yaml", ".html", ".css", ".js")  # code, scripts, the spec, the dashboard's pages
 SERVER_ONLY = {"flask", "gunicorn", "redis", "werkzeug"}
 
 
