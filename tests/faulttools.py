@@ -104,8 +104,13 @@ def kill_machine(proc: Process) -> float:
 
 
 def blender_gone(worker: Process) -> bool:
-    """No live child left under a (possibly stopped) worker: its Blender has exited."""
-    return not children(worker.pid)
+    """No live child left under a (possibly stopped) worker, and no process anywhere else
+    working in its folder: its Blender has exited, sandbox and all (a sandbox's own processes
+    run in a session of their own, and one left behind is reparented to init, not the worker)."""
+    workdir = worker.argv[worker.argv.index("--workdir") + 1]
+    from farmtools import processes_mentioning
+
+    return not children(worker.pid) and [p for p in processes_mentioning(workdir) if p != worker.pid] == []
 
 
 def wait_terminal(api: FarmAPI, job_id: str, timeout: float) -> dict:

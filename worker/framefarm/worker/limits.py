@@ -135,18 +135,28 @@ class FrameClock:
         return f"frame {self.current()} took longer than {format_seconds(limit)} (the job's max_frame_seconds)"
 
 
-def tree_rss(root: int) -> int:
-    """Resident memory of process `root` and every descendant, in bytes (0 once gone)."""
-    total, todo, seen = 0, [root], set()
+def tree_pids(root: int) -> list[int]:
+    """Process `root` and every descendant, `root` first (those that exit meanwhile are left out)."""
+    found, todo = [], [root]
     while todo:
         pid = todo.pop()
-        if pid in seen:
+        if pid in found:
             continue
-        seen.add(pid)
         try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
             for task in os.scandir(f"/proc/{pid}/task"):
                 todo += [int(c) for c in Path(task.path, "children").read_text().split()]
+        except (OSError, ValueError):
+            continue  # exited while we looked
+        found.append(pid)
+    return found
+
+
+def tree_rss(root: int) -> int:
+    """Resident memory of process `root` and every descendant, in bytes (0 once gone)."""
+    total = 0
+    for pid in tree_pids(root):
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
         except (OSError, ValueError, IndexError):
             continue  # exited while we looked
     return total

@@ -30,7 +30,7 @@ from framefarm.common.frameset import FrameRange, PartSpan
 from framefarm.common.procs import die_with_parent
 from framefarm.worker.blender_setup import _blender_setup
 from framefarm.worker.frames_check import FrameCheckError, check_frame
-from framefarm.worker.limits import NO_LIMITS, FrameClock, FrameStat, Limits, over_memory, tree_rss
+from framefarm.worker.limits import NO_LIMITS, FrameClock, FrameStat, Limits, over_memory, tree_pids, tree_rss
 from framefarm.worker.sandbox import NO_SANDBOX, Sandbox, clean_env
 from framefarm.worker.still_piece import setup_source as still_piece_source
 
@@ -240,8 +240,15 @@ class _Blender:
 
     def signal(self, sig: int) -> None:
         if self.proc.poll() is None:
+            # The sandbox's own processes run in a session of their own (bwrap --new-session), out
+            # of the group's reach; bwrap's --die-with-parent does not always take them along
+            # (containers/bubblewrap#633), and one left behind sleeps forever: each by pid too.
+            family = tree_pids(self.proc.pid)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
+            for pid in family[1:]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
 
     def finish(self) -> None:
         self._reader.join(timeout=10)
