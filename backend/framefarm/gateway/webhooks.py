@@ -375,9 +375,6 @@ class Deliverer:
         log.warning("webhook %s to %s failed (try %d, next in %.0fs): %s", entry, _host(target.url),
                     state["attempts"], delay, why)
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
 
 def _host(url: str) -> str:
     """A URL's host for logs: a webhook URL may carry a secret in its path (Slack's do)."""
