@@ -80,7 +80,8 @@ def test_discovery_off_keeps_the_client_on_its_configured_gateways(farm, tokens,
     first.stop()
     if discover:  # the control: the announced gateway takes over
         assert client.request("GET", "/v1/jobs").status == 200
-        assert len(requests_in(second)) == 1
+        # gunicorn writes its access line after the response has gone out: wait for it.
+        wait_for(lambda: len(requests_in(second)) == 1, 10, "the second gateway's access line")
     else:
         with pytest.raises(FarmUnavailable):
             client.request("GET", "/v1/jobs")

@@ -14,7 +14,7 @@ import time
 import pytest
 import yaml
 
-from farmtools import check_frames, framefarm_cli
+from farmtools import check_frames, framefarm_cli, wait_for
 from framefarm.gateway.contract import Contract
 from tlstools import TLSGateway, make_ca
 
@@ -113,6 +113,8 @@ def test_a_whole_job_over_https_puts_no_token_in_any_url(cluster, scenes, tls, t
     assert res.returncode == 0, res.stderr + cluster.logs()
     check_frames(out, [1, 2], (32, 32))
 
+    # The download is the client's last request, and gunicorn logs it after the answer has gone out.
+    wait_for(lambda: "/v1/download/" in log.read_text(), 10, "the download's access line")
     lines = [line for line in log.read_text().splitlines() if re.search(r'"(GET|POST|PUT|DELETE) /', line)]
     assert any("/v1/workers/" in line and "/claim" in line for line in lines), "the worker's calls are logged"
     assert any("/v1/download/" in line and "sig=" in line for line in lines), "query strings are logged"
