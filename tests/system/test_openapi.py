@@ -28,7 +28,7 @@ from referencing.jsonschema import DRAFT202012
 from apitools import (bearer, claim, expect_error, farm_of, frames_zip, job_body, lease, register_worker, scene_bytes,
                       scene_sha, unchanged)
 from farmtools import sha256, wait_for, zip_bytes
-from framefarm.gateway import archive, blender_builds
+from framefarm.gateway import archive, blender_builds, previews
 from framefarm.gateway.app import create_app
 
 __all__ = ["scene_bytes", "scene_sha"]  # fixtures, imported for pytest
@@ -170,10 +170,21 @@ def test_a_real_flow_answers_as_the_spec_says(http, tokens, scene_sha, scene_byt
              "POST", "/v1/parts/{pid}/result/upload") == {"url": None, "id": None}
     c(http.post(f"/v1/parts/{parts[0]['id']}/result", json={"id": "0" * 16}, headers=held),
       "POST", "/v1/parts/{pid}/result")
-    for part in parts:
-        c(http.put(f"/v1/parts/{part['id']}/result", data=frames_zip(part["frames"]),
+    c(http.get(f"/v1/jobs/{job['id']}/previews", headers=client), "GET", "/v1/jobs/{job_id}/previews")
+    for part in parts:  # each with the small preview of its first frame
+        result = zip_bytes({**{f"{f:04d}.png": b"f" for f in part["frames"]},
+                            f"_meta/previews/{part['frames'][0]}.jpg": b"\xff\xd8\xff" + b"\0" * 16})
+        c(http.put(f"/v1/parts/{part['id']}/result", data=result,
                    headers={**worker, **lease(part)}), "PUT", "/v1/parts/{pid}/result")
     c(http.put(f"/v1/parts/{parts[0]['id']}/result", data=b"late", headers=held), "PUT", "/v1/parts/{pid}/result")
+    shown = c(http.get(f"/v1/jobs/{job['id']}/previews", headers=client), "GET", "/v1/jobs/{job_id}/previews")
+    assert shown["frames"] == [p["frames"][0] for p in parts]
+    for frame in (shown["frames"][0], 1000, "x"):  # a preview; none; not a frame
+        c(http.get(f"/v1/jobs/{job['id']}/previews/{frame}", headers=client), "GET", "/v1/jobs/{job_id}/previews/{frame}")
+    with http.application.app_context():
+        thumb = urlsplit(previews.signed_link(farm_of(http), job["id"], shown["frames"][0]))
+    c(http.get(f"{thumb.path}?{thumb.query}"), "GET", "/v1/preview/{job_id}/{frame}")
+    c(http.get(f"{thumb.path}?expires=1&sig=x"), "GET", "/v1/preview/{job_id}/{frame}")
 
     farm = farm_of(http)
     wait_for(lambda: archive.assemble_pending(farm) or farm.redis.hget(f"ff:job:{job['id']}", "status") == "done",

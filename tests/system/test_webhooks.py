@@ -55,6 +55,11 @@ def test_a_rendered_job_posts_a_signed_payload_with_its_download_link(cluster, s
     zpath.write_bytes(requests.get(body["download_url"], timeout=30).content)
     with zipfile.ZipFile(zpath) as zf:
         assert len([n for n in zf.namelist() if n.endswith(".png")]) == 2
+    # The thumbnail: the last frame's small preview, through its own signed link (no token either).
+    assert f"/v1/preview/{job['id']}/2?" in body["thumbnail_url"]
+    thumb = requests.get(body["thumbnail_url"], timeout=30)
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    assert thumb.content.startswith(b"\xff\xd8\xff")
     assert len(hook.deliveries) == 1  # delivered once
 
 

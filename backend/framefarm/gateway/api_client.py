@@ -5,7 +5,7 @@ import logging
 
 from flask import Blueprint, current_app, g, jsonify, redirect, request
 
-from . import cleanup, job_actions, jobs, quotas, scene_files
+from . import cleanup, job_actions, jobs, previews, quotas, scene_files
 from .auth import requires
 from .downloads import signed_archive_link, signed_movie_link
 from .errors import ApiError
@@ -113,6 +113,23 @@ def archive(job_id: str):
     if job["status"] != "done":
         raise ApiError(409, "wrong_state", f"job {job_id} is {job['status']}; its archive is not ready")
     return redirect(signed_archive_link(f, job), code=302)
+
+
+@bp.get("/jobs/<job_id>/previews")
+@requires("client")
+def list_previews(job_id: str):
+    """The frames that have a small JPEG preview so far (the add-on's strip and flipbook).
+    `fps` is null: the gateway does not know the scene's frame rate (the client does)."""
+    f = current_farm()
+    job = jobs.load(f, job_id, owner_filter())
+    return jsonify({"frames": sorted(previews.frames(f, job)), "fps": None})
+
+
+@bp.get("/jobs/<job_id>/previews/<frame>")
+@requires("client")
+def get_preview(job_id: str, frame: str):
+    f = current_farm()
+    return previews.answer(f, jobs.load(f, job_id, owner_filter()), int(frame))  # an integer: contract.py
 
 
 

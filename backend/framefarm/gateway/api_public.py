@@ -5,7 +5,7 @@ from importlib import resources
 
 from flask import Blueprint, Response, jsonify, request
 
-from . import cleanup, gateways, jobs, keys
+from . import cleanup, gateways, jobs, keys, previews
 from .downloads import archive_name, send_stored
 from .finishing import movie_type
 from .errors import ApiError
@@ -65,3 +65,15 @@ def download_movie(job_id: str):
     job = _signed_done_job("movie", job_id)
     return send_stored(current_farm().storage, keys.movie(job_id), movie_type(job["movie"]),
                        download_name=job["movie"], conditional=True)
+
+
+@bp.get("/v1/preview/<job_id>/<frame>")
+def preview(job_id: str, frame: str):
+    """One frame's preview through a signed, expiring link (a webhook's `thumbnail_url`): the
+    signature covers the job and the frame, so a link opens no other frame or job."""
+    f = current_farm()
+    if not f.signer.verify(previews.subject(job_id, int(frame)), request.args.get("expires"),
+                           request.args.get("sig")):
+        raise ApiError(403, "bad_signature", "this preview link is invalid or has expired; "
+                       "ask the farm for a new one")
+    return previews.answer(f, jobs.load(f, job_id, owner=None), int(frame))

@@ -137,6 +137,9 @@ def sign(key: bytes, timestamp: int, body: bytes) -> str:
 # --- payloads ------------------------------------------------------------------------
 
 def payload(farm: Farm, job: dict[str, str], delivery: str) -> dict[str, Any]:
+    # Imported here: previews reads through the dashboard package, which imports jobs, which imports this.
+    from . import previews
+
     status = job.get("status", "")
     link = signed_archive_link(farm, job) if status == "done" and job.get("archive") else None
     return {
@@ -146,7 +149,7 @@ def payload(farm: Farm, job: dict[str, str], delivery: str) -> dict[str, Any]:
                 "frames_total": int(job.get("frames_total", 0)), "error": job.get("error") or None,
                 "submitted_at_ms": _int(job.get("created_at")), "finished_at_ms": _int(job.get("finished_at"))},
         "download_url": link,
-        "thumbnail_url": None,
+        "thumbnail_url": previews.last_frame_link(farm, job),
     }
 
 

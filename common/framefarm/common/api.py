@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the bodies' types, generated from openapi.yaml; annotations
                             Job, JobRequest, Lease, LeaseRef, ListGatewaysReplyGatewaysItem, OpenResultUploadReply,
                             OpenUploadsReply, Outcome, Registration, UploadResultReply, WorkerInfo,
                             WorkerRequest)
+    from .api_types import ListPreviewsReply
     from .api_types import GetInputsReply  # a finishing part's (worker/finishing.py)
     from .api_types import WebhookSubscription
 
@@ -92,6 +93,19 @@ class FarmAPI:
 
     def set_priority(self, job_id: str, priority: int) -> Job:
         return self.client.request("POST", f"/v1/jobs/{job_id}/priority", json_body={"priority": priority}).json()
+
+    def previews(self, job_id: str) -> ListPreviewsReply:
+        """The frames of the job that have a small JPEG preview so far."""
+        return self.client.request("GET", f"/v1/jobs/{job_id}/previews").json()
+
+    def preview(self, job_id: str, frame: int) -> bytes | None:
+        """One frame's JPEG preview; None where it has none (yet)."""
+        try:
+            return self.client.request("GET", f"/v1/jobs/{job_id}/previews/{frame}").body
+        except FarmError as e:
+            if e.code == "no_preview":  # not the job's 404: that one is an error
+                return None
+            raise
 
     def webhook_key(self) -> str:
         """The hex key that signs this token's owner's webhooks (HMAC-SHA256)."""

@@ -53,6 +53,7 @@ __all__ = [
     "OpenUploadsReply",
     "ListJobsReply",
     "SetJobPriorityRequest",
+    "ListPreviewsReply",
     "ListWorkersReply",
     "ClaimPartRequest",
     "ClaimPartReply",
@@ -373,6 +374,11 @@ class ListJobsReply(TypedDict):
 
 class SetJobPriorityRequest(TypedDict):
     priority: int
+
+
+class ListPreviewsReply(TypedDict):
+    frames: list[int]
+    fps: float | None
 
 
 class ListWorkersReply(TypedDict):

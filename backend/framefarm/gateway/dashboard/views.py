@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 from flask import (Blueprint, Response, abort, current_app, g, make_response, redirect, render_template, request,
                    url_for)
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from .. import drain, job_actions, jobs, keys, longpoll, quotas, workers
+from .. import drain, job_actions, jobs, keys, longpoll, previews, quotas, workers
 from ..downloads import signed_archive_link
 from ..errors import ApiError, TooMany
 from ..farm import Farm, current_farm
 from ..framestats import JobStats
 from ..parts import SPAN_FIELDS, shown_state, span_from
 from . import session
-from .meta import MetaCache
 
 bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static",
                static_url_path="/dashboard/static")
@@ -34,7 +33,6 @@ PARTS_SHOWN = 200  # parts per page of a job's parts table
 THUMBS_SHOWN = 48  # the latest frames' previews on a job's page
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
-_meta = MetaCache()
 
 
 # --- sessions and the rules every dashboard response follows ---------------------------------
@@ -195,7 +193,7 @@ def _job_context(farm: Farm, job: dict[str, str]) -> dict[str, Any]:
     parts: list[dict[str, Any]] = []
     thumbs: dict[int, int | None] = {}  # frame -> its part (None: from the job's previews zip)
     times: dict[int, float] = {}
-    assembled = _meta.get(farm, keys.previews(job["id"])) if job["status"] == "done" else None
+    assembled = previews.cache.get(farm, keys.previews(job["id"])) if job["status"] == "done" else None
     if assembled is not None:  # the part results are gone: the job's own previews zip has them all
         thumbs.update({f: None for f in assembled.previews})
         times.update(assembled.seconds)
@@ -203,7 +201,7 @@ def _job_context(farm: Farm, job: dict[str, str]) -> dict[str, Any]:
         if p[0] is None:
             continue
         span = span_from(p[:4])
-        meta = _meta.get(farm, p[8]) if p[4] == "done" and p[8] and assembled is None else None
+        meta = previews.cache.get(farm, p[8]) if p[4] == "done" and p[8] and assembled is None else None
         if meta is not None:
             thumbs.update({f: span.index for f in meta.previews})
             times.update(meta.seconds)
@@ -280,18 +278,7 @@ def preview(job_id: str, frame: int):
     of its part (?part=<index>)."""
     farm = _farm()
     job = jobs.load(farm, job_id, _owner())
-    if job["status"] == "done":
-        data = _meta.get(farm, keys.previews(job_id)).previews.get(frame)
-    else:
-        index = request.args.get("part", -1, type=int)
-        state, result = cast(list[str | None], farm.redis.hmget(keys.part(keys.part_id(job_id, index)), "state",
-                                                                "result"))
-        data = _meta.get(farm, result).previews.get(frame) if state == "done" and result else None
-    if data is None:
-        raise ApiError(404, "not_found", f"no preview of frame {frame}")
-    resp = Response(data, mimetype="image/jpeg")
-    resp.headers["Cache-Control"] = "private, max-age=3600"  # a counted result never changes
-    return resp
+    return previews.answer(farm, job, frame, request.args.get("part", -1, type=int))
 
 
 # --- workers (admins) -------------------------------------------------------------------------
