@@ -6,12 +6,15 @@
    one frame and sends its result (a real zip, checked by the gateway), over and over; where
    the client can, the result brings the next claim (`?next`). The fake workers run in their
    own processes, on the same cores as the gateway. Printed per count: cycles/s, and the CPU
-   the gateway's processes and redis-server spent per cycle.
+   the gateway's processes and redis-server spent per cycle. With `--compare`, each count runs
+   also "as before" on a second gateway host, alternating: the gateway without its token cache
+   (FRAMEFARM_TOKEN_CACHE_S=0) and the fake workers asking for an upload URL before each result
+   (FRAMEFARM_INLINE_RESULT_BYTES=0), which was a cycle's second request; the ratios are printed.
 2. **Claim latency at 100 and at 100,000 queued parts** through the gateway (FarmAPI.claim,
    each part handed back at once so the queue keeps its length): the median round trip and
    the ratio. `bench/claims.py` measures the same inside Redis, without HTTP.
 
-    python bench/scheduling.py [--seconds 10] [--workers 4,16,64] [--parts 100000]
+    python bench/scheduling.py [--seconds 10] [--workers 4,16,64] [--parts 100000] [--compare]
 """
 from __future__ import annotations
 
@@ -64,10 +67,12 @@ def result_zip(folder: Path, frames: list[int]) -> Path:
     return path
 
 
-def fake_worker(url: str, token: str, until: float, folder: Path, counts: list[int]) -> None:
+def fake_worker(url: str, token: str, until: float, folder: Path, counts: list[int], inline: bool = True) -> None:
     """Claim, send the result, again, until `until`; the result brings the next claim where the
-    client supports it."""
+    client supports it. `inline` False: each result asks for an upload URL first (as before)."""
     api = FarmAPI(Client([url], token, discover=False))
+    if not inline:
+        api.inline_result_bytes = 0
     wid = api.register({"name": "bench", "blender_version": "3.4"})["id"]
     with_next = "next_wait" in inspect.signature(api.upload_result).parameters
     part = None
@@ -89,9 +94,10 @@ def fake_worker(url: str, token: str, until: float, folder: Path, counts: list[i
     counts.append(done)
 
 
-def fake_workers(url: str, token: str, n: int, start: float, seconds: float, folder: str, out) -> None:
+def fake_workers(url: str, token: str, n: int, start: float, seconds: float, folder: str, out,
+                 inline: bool = True) -> None:
     counts: list[int] = []
-    threads = [threading.Thread(target=fake_worker, args=(url, token, start + seconds, Path(folder), counts))
+    threads = [threading.Thread(target=fake_worker, args=(url, token, start + seconds, Path(folder), counts, inline))
                for _ in range(n)]
     while time.monotonic() < start - 1:  # every process starts its workers together
         time.sleep(0.05)
@@ -103,14 +109,14 @@ def fake_workers(url: str, token: str, n: int, start: float, seconds: float, fol
 
 
 def cycles(root: Path, gw: GatewayProcess, redis: RedisServer, farm: Farm, token: str, workers: int,
-           seconds: float) -> dict:
+           seconds: float, inline: bool = True) -> dict:
     job = f"c{workers:011x}"
     write_job(farm, job, int(workers * seconds * 400) + 1000)  # far more parts than any run takes
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
     start = time.monotonic() + 3  # registrations and connections first; the clock starts after
     per = [workers // PROCESSES + (i < workers % PROCESSES) for i in range(PROCESSES)]
-    procs = [ctx.Process(target=fake_workers, args=(gw.url, token, n, start, seconds, str(root), out))
+    procs = [ctx.Process(target=fake_workers, args=(gw.url, token, n, start, seconds, str(root), out, inline))
              for n in per if n]
     for p in procs:
         p.start()
@@ -146,6 +152,7 @@ def gateway_host(root: Path, procs: list, env: dict[str, str] | None = None
                  ) -> tuple[RedisServer, Farm, str, GatewayProcess]:
     """A private redis-server and one gateway host as `framefarm up` starts it (its processes in
     `procs`), the farm's Redis as a gateway sees it, and a worker token."""
+    root.mkdir(parents=True, exist_ok=True)
     redis = RedisServer(root / "redis", root / "redis.log").start()
     procs.append(redis)
     storage = f"file://{root / 'storage'}"
@@ -156,23 +163,38 @@ def gateway_host(root: Path, procs: list, env: dict[str, str] | None = None
     return redis, farm, token, gw
 
 
+# What --compare runs "as before": the gateway looks every token up, each result asks for an upload URL.
+BEFORE = ({"FRAMEFARM_TOKEN_CACHE_S": "0"}, False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--workers", default="4,16,64")
     ap.add_argument("--parts", type=int, default=100_000)
     ap.add_argument("--claims", type=int, default=300)
+    ap.add_argument("--compare", action="store_true", help="also run each count as before, alternating")
     args = ap.parse_args()
     with scratch("ffbench-sched-") as (root, procs):
-        redis, farm, token, gw = gateway_host(root, procs)
-        runs = [cycles(root, gw, redis, farm, token, int(n), args.seconds) for n in args.workers.split(",")]
+        configs = {"now": ({}, True), **({"before": BEFORE} if args.compare else {})}
+        hosts = {name: (gateway_host(root / name, procs, env), inline) for name, (env, inline) in configs.items()}
+        runs: dict[str, list[dict]] = {name: [] for name in configs}
+        for n in args.workers.split(","):
+            for name, ((redis, farm, token, gw), inline) in hosts.items():
+                runs[name].append(cycles(root / name, gw, redis, farm, token, int(n), args.seconds, inline))
+        (redis, farm, token, gw), _ = hosts["now"]
         api = FarmAPI(Client([gw.url], token, discover=False))
         small, big = (claim_latency(api, farm, n, args.claims) for n in (100, args.parts))
         print(f"claim+complete cycles through one gateway host ({os.cpu_count()} cores, fake workers included):")
-        for r in runs:
-            print(f"  {r['workers']:>3} workers: {r['cycles_per_s']:7.0f} cycles/s, gateway "
-                  f"{r['gateway_ms_per_cycle']:.2f} ms CPU per cycle ({r['gateway_cores']:.2f} cores), redis "
-                  f"{r['redis_ms_per_cycle']:.3f} ms per cycle")
+        for name, rs in runs.items():
+            for r in rs:
+                print(f"  {name:>6} {r['workers']:>3} workers: {r['cycles_per_s']:7.0f} cycles/s, gateway "
+                      f"{r['gateway_ms_per_cycle']:.2f} ms CPU per cycle ({r['gateway_cores']:.2f} cores), redis "
+                      f"{r['redis_ms_per_cycle']:.3f} ms per cycle")
+        for now, before in zip(runs["now"], runs.get("before", [])):
+            print(f"  now / before, {now['workers']:>3} workers: cycles/s "
+                  f"{now['cycles_per_s'] / max(before['cycles_per_s'], 1e-9):.2f}, gateway CPU per cycle "
+                  f"{now['gateway_ms_per_cycle'] / before['gateway_ms_per_cycle']:.2f}")
         print(f"claim latency through the gateway (median of {args.claims}): 100 parts {small:.2f} ms, "
               f"{args.parts} parts {big:.2f} ms, ratio {big / small:.2f}")
         print(json.dumps({"cycles": runs, "claim_ms": {"100": small, str(args.parts): big}}))

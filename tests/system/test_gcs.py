@@ -72,7 +72,9 @@ def test_a_job_renders_with_gcs_storage_and_downloads_through_a_signed_url(clust
     store = gcs.storage()
     cluster.env.update(gcs.client_env(), FRAMEFARM_STORAGE=f"gs://{store.bucket.name}/{store.prefix}")
     gateway = cluster.add_gateway()
-    cluster.add_worker()
+    # Results this small would go in their result request (common/api.py INLINE_RESULT_BYTES):
+    # the worker sends them to upload URLs instead, the path of frames of a real size.
+    cluster.add_worker(env={"FRAMEFARM_INLINE_RESULT_BYTES": "0"})
     out = tmp_path / "frames"
     res = framefarm_cli("submit", str(scene), "--frames", "1-3", "--chunk", "2", "--wait",
                         "--output", str(out), "--json", env=cluster.client_env())

@@ -12,7 +12,7 @@ import redis
 from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import (api_admin, api_client, api_public, api_webhooks, api_worker, archive, blender_builds, cleanup,
+from . import (api_admin, api_client, api_public, api_webhooks, api_worker, archive, auth, blender_builds, cleanup,
                contract, errors, gateways, metrics, redisconn, scheduling, upgrade, webhooks)
 from .background import loop
 from .dashboard import bp as dashboard
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, *, background: bool = False) ->
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it
     app.extensions["framefarm"] = farm
     app.extensions["framefarm.waiters"] = scheduling.Waiters(settings.max_waiters, settings.max_waiters_per_token)
+    app.extensions[auth.TOKENS] = auth.TokenCache(settings.token_cache_s)
     errors.install(app)
     metrics.install(app)  # first: every request is timed, refused ones too
 

@@ -11,7 +11,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import Callable, cast
 
 import redis
 from flask import g, request
@@ -21,6 +21,7 @@ from .errors import ApiError
 
 ROLES = ("client", "worker", "admin")
 _IDENTITY = "framefarm.identity"  # where a request keeps the identity its token gave
+TOKENS = "framefarm.tokens"  # the app's TokenCache (app.extensions)
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,55 @@ def revoke_token(r: redis.Redis, token: str) -> bool:
     return bool(r.delete(keys.token(digest(token))))
 
 
-def authenticate(r: redis.Redis, header: str | None) -> Identity:
+def _digest_of(header: str | None) -> str:
     if not header or not header.startswith("Bearer "):
         raise ApiError(401, "unauthorized", "missing token: send 'Authorization: Bearer <token>'")
-    token = header[len("Bearer "):].strip()
-    d = digest(token)
+    return digest(header[len("Bearer "):].strip())
+
+
+def _lookup(r: redis.Redis, d: str) -> Identity:
     role, name = r.hmget(keys.token(d), "role", "name")
     if role is None:
         raise ApiError(401, "unauthorized", "unknown token")
     return Identity(cast(str, role), d[:20], cast(str, name or ""))  # the farm's client decodes
+
+
+def authenticate(r: redis.Redis, header: str | None) -> Identity:
+    return _lookup(r, _digest_of(header))
+
+
+class TokenCache:
+    """The identities of tokens this process found in Redis within the last `ttl_s` seconds.
+
+    A worker sends its token with every claim, heartbeat and result; looking it up each time
+    was one of a claim+complete cycle's Redis round trips. Only tokens Redis knew are kept
+    (an unknown token is looked up every time, so guessing gains nothing and a new token works
+    at once), each for `ttl_s` from its lookup, never renewed by use: a token revoked or
+    deleted in Redis (`framefarm-gateway token revoke`) is refused by this process at most
+    `ttl_s` later (FRAMEFARM_TOKEN_CACHE_S). At most `max_entries` are kept; past that the
+    expired go, and if none had, all do (a flood of valid tokens costs lookups, not memory)."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s, self.max_entries, self.clock = ttl_s, max_entries, clock
+        # Plain dict operations, atomic under the GIL: gevent's greenlets and gthread's threads share it.
+        self._known: dict[str, tuple[float, Identity]] = {}
+
+    def authenticate(self, r: redis.Redis, header: str | None) -> Identity:
+        d = _digest_of(header)
+        now = self.clock()
+        hit = self._known.get(d)
+        if hit is not None and now < hit[0]:
+            return hit[1]
+        ident = _lookup(r, d)  # 401 for an unknown token, which is never kept
+        if self.ttl_s > 0:
+            if len(self._known) >= self.max_entries:
+                for key, (until, _) in list(self._known.items()):
+                    if until <= now:
+                        self._known.pop(key, None)
+                if len(self._known) >= self.max_entries:
+                    self._known.clear()
+            self._known[d] = (now + self.ttl_s, ident)
+        return ident
 
 
 def authorize(roles: tuple[str, ...]) -> Identity:
@@ -73,7 +114,8 @@ def authorize(roles: tuple[str, ...]) -> Identity:
     # request shares with whatever pushed one before it (a test's client, a CLI command), and
     # an identity found for an earlier request must never answer for this one.
     known: Identity | None = request.environ.get(_IDENTITY)
-    ident = known or authenticate(current_app.extensions["framefarm"].redis, request.headers.get("Authorization"))
+    ident = known or current_app.extensions[TOKENS].authenticate(current_app.extensions["framefarm"].redis,
+                                                                  request.headers.get("Authorization"))
     g.identity = ident
     if ident.role not in roles and not ident.is_admin:
         raise ApiError(403, "forbidden",

@@ -52,6 +52,7 @@ class LeasedPart:
     worker_id: str
     span: PartSpan
     kind: str = finishing.RENDER  # or the finishing part's kind (finishing.py)
+    still_piece: bool = False  # a piece of a split still (stills.py), whose frame must be OpenEXR
 
     def frames(self) -> list[int] | None:
         """The frames its result must hold, exactly; None for a finishing part, whose result is files."""
@@ -67,18 +68,20 @@ def leased(farm: Farm, pid: str, token: str, worker_id: str, owner: str) -> Leas
     under `token`; else 404 (no such part or worker), 403 (another token's worker) or 409."""
     if ":" not in pid:
         raise not_found(f"part {pid}")
-    pipe = farm.redis.pipeline(transaction=False)  # one round trip for both
+    pipe = farm.redis.pipeline(transaction=False)  # one round trip for all three
     pipe.hgetall(keys.part(pid))
     pipe.hget(keys.worker(worker_id), "owner")
-    part, registered_by = cast(tuple[dict[str, str], str | None], pipe.execute())
+    pipe.hget(keys.job(keys.job_of_part(pid)), "still_pieces")  # what stills.is_piece reads
+    part, registered_by, still_pieces = cast(tuple[dict[str, str], str | None, str | None], pipe.execute())
     if not part:
         raise not_found(f"part {pid}")
     workers.owned(worker_id, {"owner": registered_by} if registered_by else {}, owner)
     if part.get("state") != "leased" or part.get("token") != token or part.get("worker") != worker_id:
         raise conflict(f"the lease on part {pid} is stale or missing (or not worker {worker_id}'s); the part is "
                        f"{part.get('state')}", "stale_lease")
+    kind = part.get("kind", finishing.RENDER)
     return LeasedPart(pid, part["job"], token, worker_id, parts.span_from([part[f] for f in parts.SPAN_FIELDS]),
-                      part.get("kind", finishing.RENDER))
+                      kind, kind == finishing.RENDER and bool(still_pieces))
 
 
 def frame_of(name: str) -> int | None:
@@ -216,13 +219,12 @@ def store_streamed(farm: Farm, part: LeasedPart) -> str:
     uploads.stream_to(farm.storage, key, limit)
     bounds = Bounds.of(farm, part.span.count)
     try:
-        piece = stills.is_piece(farm, part.job_id, part.kind)
         local = farm.storage.local_path(key)
         if local is not None:
-            stats = check_zip(local, part.frames(), bounds, piece)
+            stats = check_zip(local, part.frames(), bounds, part.still_piece)
         else:
             with farm.storage.open_read(key) as src:
-                stats = _check_stream(src, part.frames(), limit, bounds, piece)
+                stats = _check_stream(src, part.frames(), limit, bounds, part.still_piece)
     except ResultTooLarge as e:
         farm.storage.delete(key)
         raise _refused(farm, part, e) from None
@@ -244,10 +246,9 @@ def commit_uploaded(farm: Farm, part: LeasedPart, upload_id: str) -> str:
     limit = farm.settings.max_upload_bytes
     bounds = Bounds.of(farm, part.span.count)
     measured: list[PartStats] = []
-    piece = stills.is_piece(farm, part.job_id, part.kind)
     try:
         farm.storage.promote(src, key, lambda fh: measured.append(
-            _check_stream(fh, part.frames(), limit, bounds, piece)))
+            _check_stream(fh, part.frames(), limit, bounds, part.still_piece)))
     except ObjectMissing:
         raise ApiError(404, "no_upload", f"no finished upload of part {part.id}'s result under this id: "
                                          "send it to its upload URL first") from None

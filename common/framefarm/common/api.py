@@ -24,6 +24,12 @@ if TYPE_CHECKING:  # the bodies' types, generated from openapi.yaml; annotations
 log = logging.getLogger("framefarm.client")
 # A direct upload that breaks off is sent again whole, to a fresh upload URL.
 DIRECT_ATTEMPTS = 3
+# A part's result this small goes in the result request itself (read into memory, sent with its
+# headers on a kept-alive connection): asking for an upload URL first would double the requests
+# of a quick part's claim+complete cycle, for bytes the gateway checks in a moment anyway. The
+# gateway bounds it as any result (FRAMEFARM_MAX_UPLOAD_BYTES, its frames' worth). A worker's
+# FRAMEFARM_INLINE_RESULT_BYTES sets it (0: every result to an upload URL where the farm has them).
+INLINE_RESULT_BYTES = 2 * 1024 * 1024
 _Target = TypeVar("_Target", bound=Mapping[str, Any])  # an upload URL and its id: {"url", "id"}
 
 
@@ -37,6 +43,8 @@ class FarmAPI:
     def __init__(self, client: Client) -> None:
         self.client = client
         self._direct: bool | None = None  # does the farm take uploads straight to its storage?
+        self._direct_results: bool | None = None  # and results? (None: not asked yet)
+        self.inline_result_bytes = int(os.environ.get("FRAMEFARM_INLINE_RESULT_BYTES", INLINE_RESULT_BYTES))
         # The worker this API last registered: calls about a part name it, because the farm
         # binds each lease to the worker that claimed it (X-Worker-Id).
         self.worker_id = ""
@@ -210,9 +218,17 @@ class FarmAPI:
         if next_wait is not None:
             params = {"next": next_wait, "held": (held or [])[:16] or None}
 
+        headers = {**self._lease(token), "Content-Type": "application/zip"}
+        if size <= self.inline_result_bytes:
+            return self.client.request("PUT", f"/v1/parts/{part_id}/result", body=path.read_bytes(), read_timeout=600,
+                                       params=params, headers=headers).json()
+
         def ask() -> OpenResultUploadReply | None:
+            if self._direct_results is False:  # a farm that streams results said so once
+                return None
             reply: OpenResultUploadReply = self.client.request(
                 "POST", f"/v1/parts/{part_id}/result/upload", headers=self._lease(token), json_body={"size": size}).json()
+            self._direct_results = bool(reply["url"])
             return reply if reply["url"] else None
 
         target = _send_direct(ask, path, tls=self.client.tls)
@@ -221,8 +237,7 @@ class FarmAPI:
                                        json_body={"id": target["id"]}, params=params, read_timeout=600).json()
         with open(path, "rb") as fh:
             return self.client.request("PUT", f"/v1/parts/{part_id}/result", body=fh, read_timeout=600, params=params,
-                                       headers={**self._lease(token), "Content-Type": "application/zip",
-                                                "Content-Length": str(size)}).json()
+                                       headers={**headers, "Content-Length": str(size)}).json()
 
     def report_failure(self, part_id: str, token: str, message: str, log_tail: str, deterministic: bool) -> Outcome:
         return self.client.request("POST", f"/v1/parts/{part_id}/failure", headers=self._lease(token), json_body={
