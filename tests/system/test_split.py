@@ -23,9 +23,10 @@ from framefarm.gateway.app import create_app
 __all__ = ["scene_bytes", "scene_sha"]  # fixtures, imported for pytest
 
 
-def coverage_problems(r, job_id: str, fr: FrameRange) -> list[str]:
+def coverage_problems(r, job_id: str, fr: FrameRange, in_order: bool = True) -> list[str]:
     """What is wrong with the job's stored parts, against the request `fr`: empty when the
-    parts cover exactly fr's frames, each once, in index order, and each part is queued."""
+    parts cover exactly fr's frames, each once (`in_order`: in index order, as in sequential
+    order; preview order hands them out in another), and each part is queued."""
     job = r.hgetall(keys.job(job_id))
     n = int(job["parts_total"])
     problems = []
@@ -44,7 +45,7 @@ def coverage_problems(r, job_id: str, fr: FrameRange) -> list[str]:
         frames += range(start, start + count * step, step)
     if after_last:
         problems.append(f"a part past the last ({n}) is stored")
-    if frames != fr.frames():
+    if (frames if in_order else sorted(frames)) != fr.frames():
         problems.append(f"the parts hold {len(frames)} frames {frames[:8]}..., not the {fr.count} requested "
                         f"{fr.frames()[:8]}..., each once and in order")
     if int(job["frames_total"]) != fr.count:
@@ -55,26 +56,27 @@ def coverage_problems(r, job_id: str, fr: FrameRange) -> list[str]:
     return problems
 
 
-def submit_range(http, token: str, sha: str, fr: FrameRange, chunk: int | None) -> dict:
+def submit_range(http, token: str, sha: str, fr: FrameRange, chunk: int | None, order: str) -> dict:
     extra = {} if chunk is None else {"chunk": chunk}
-    return submit(http, token, sha, frames={"start": fr.start, "end": fr.end}, step=fr.step, **extra)
+    return submit(http, token, sha, frames={"start": fr.start, "end": fr.end}, step=fr.step, order=order, **extra)
 
 
 @st.composite
-def requests(draw) -> tuple[FrameRange, int | None]:
+def requests(draw) -> tuple[FrameRange, int | None, str]:
     step = draw(st.integers(1, 500))
     count = draw(st.integers(1, 1000))  # the test farm's max_frames
     start = draw(st.integers(0, MAX_FRAME - (count - 1) * step))
     end = min(MAX_FRAME, start + (count - 1) * step + draw(st.integers(0, step - 1)))  # end off the step, too
-    return FrameRange(start, end, step), draw(st.one_of(st.none(), st.integers(1, 1200)))
+    return (FrameRange(start, end, step), draw(st.one_of(st.none(), st.integers(1, 1200))),
+            draw(st.sampled_from(["preview", "sequential"])))
 
 
 @hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(request=requests())
 def test_stored_parts_cover_exactly_the_requested_frames_each_once_in_order(http, tokens, scene_sha, request):
-    fr, chunk = request
-    job = submit_range(http, tokens.client, scene_sha, fr, chunk)
-    assert coverage_problems(farm_of(http).redis, job["id"], fr) == []
+    fr, chunk, order = request
+    job = submit_range(http, tokens.client, scene_sha, fr, chunk, order)
+    assert coverage_problems(farm_of(http).redis, job["id"], fr, in_order=order == "sequential") == []
     assert job["frames"]["total"] == fr.count
 
 
@@ -91,7 +93,7 @@ CORRUPTIONS = {
 @pytest.mark.parametrize("corrupt", CORRUPTIONS.values(), ids=CORRUPTIONS.keys())
 def test_the_checker_catches_a_wrong_split(http, tokens, scene_sha, corrupt):
     fr = FrameRange(3, 40, 3)
-    job = submit_range(http, tokens.client, scene_sha, fr, 4)
+    job = submit_range(http, tokens.client, scene_sha, fr, 4, "sequential")
     r = farm_of(http).redis
     assert coverage_problems(r, job["id"], fr) == []
     key = keys.part(keys.part_id(job["id"], 1))
@@ -104,7 +106,7 @@ def test_the_checker_catches_a_wrong_split(http, tokens, scene_sha, corrupt):
 
 
 def test_a_stepped_job_of_several_parts_is_claimed_and_counted_frame_by_frame(http, tokens, scene_sha):
-    job = submit(http, tokens.client, scene_sha, frames="3-40", step=3, chunk=4)
+    job = submit(http, tokens.client, scene_sha, frames="3-40", step=3, chunk=4, order="sequential")
     assert job["parts"]["total"] == 4 and job["frames"]["total"] == 13
     wid = register_worker(http, tokens.worker)
     parts = [claim(http, tokens.worker, wid) for _ in range(4)]
@@ -180,7 +182,7 @@ def test_a_big_job_is_written_in_short_scripts_and_cancelled_in_one(settings, to
     job = submit(http, tokens.client, sha, frames="1-20000", chunk=1)
     assert job["parts"]["total"] == 20_000
     assert f.redis.zcard(keys.job_queue(job["id"])) == 20_000 and f.redis.zcard(keys.STAGING) == 0
-    assert coverage_problems(f.redis, job["id"], FrameRange(1, 20_000)) == []
+    assert coverage_problems(f.redis, job["id"], FrameRange(1, 20_000), in_order=False) == []
     wid = register_worker(http, tokens.worker)
     first = claim(http, tokens.worker, wid)
     assert first["span"] == {"index": 0, "start": 1, "count": 1, "step": 1}

@@ -43,4 +43,4 @@ def test_the_types_read_as_the_spec_says():
     assert api_types.Lease.__required_keys__ >= {"id", "token", "span", "frames"}
     assert "download_url" in api_types.Job.__optional_keys__ and "status" in api_types.Job.__required_keys__
     assert typing.get_args(typing.get_type_hints(api_types.Job)["status"]) == (
-        "queued", "running", "assembling", "done", "failed", "cancelled", "expired")
+        "queued", "running", "assembling", "estimated", "done", "failed", "cancelled", "expired")

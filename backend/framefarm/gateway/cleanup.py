@@ -16,6 +16,8 @@
 - A job whose gateway died while writing its parts (staging.py) is discarded part by part.
 - Final archives are deleted `archive_retention_s` after their job finished, and the job
   becomes `expired`: its download link then answers 410 with a message that says so.
+- An estimate nobody resumed (estimates.py) expires `archive_retention_s` after its samples
+  were in, like a finished job's archive: it ends, and goes as every ended job does.
 - An ended job's records (the job, its parts, manifest and index entries) are deleted
   `record_retention_s` after it ended, never before its archive's retention: until then it
   is still listed (as expired, once its archive is gone), and Redis does not grow forever.
@@ -34,7 +36,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Literal, cast
 
-from . import keys, staging
+from . import estimates, keys, staging
 from .errors import ApiError
 from .farm import Farm
 from .gateways import redis_now_ms
@@ -99,6 +101,7 @@ def step(farm: Farm) -> Report | None:
 def sweep(farm: Farm) -> Report:
     report = Report()
     discard_abandoned(farm, report)
+    report.expired += estimates.expire_idle(farm)  # before release_ended, which then lets go of them
     release_ended(farm, report)
     expire_archives(farm, report)
     remove_records(farm, report)
@@ -172,7 +175,7 @@ def remove_records(farm: Farm, report: Report) -> None:
             pipe.zrem(keys.owner_active(owner), job_id)
         for index in (keys.ALL_JOBS, keys.ARCHIVES, keys.ASSEMBLY):
             pipe.zrem(index, job_id)
-        pipe.unlink(keys.manifest(job_id), keys.job_queue(job_id), keys.blocklist(job_id),
+        pipe.unlink(keys.manifest(job_id), keys.job_queue(job_id), keys.job_held(job_id), keys.blocklist(job_id),
                     keys.worker_failures(job_id), keys.files_held(job_id), keys.job(job_id))
         pipe.zrem(keys.RECORDS_DUE, job_id)  # last: a sweep that dies midway does it again
         pipe.execute()

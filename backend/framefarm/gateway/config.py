@@ -85,6 +85,10 @@ class Settings:
     # An ended job's records (job, parts, manifest) are deleted this long after it ended
     # (never before its archive's retention); until then an expired job is still listed.
     record_retention_s: int = 30 * 24 * 3600
+    # Estimates (estimates.py): what one worker costs per hour, for an estimate's `cost` (0: the
+    # farm has no price, and estimates show none), and the currency it is in.
+    price_per_worker_hour: float = 0.0
+    currency: str = "USD"
     # Webhooks (webhooks.py): each try waits this long for the receiver; a delivery is retried
     # with back-off until this old. Loopback/private/special addresses are refused unless allowed
     # (a client could aim a webhook at the farm's own network); `framefarm up` allows them.

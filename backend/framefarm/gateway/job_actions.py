@@ -27,7 +27,8 @@ def pause(farm: Farm, job: dict[str, str]) -> None:
 
 
 def resume(farm: Farm, job: dict[str, str]) -> None:
-    """Put a paused job back in line at its own place (a job not paused: a no-op)."""
+    """Put a paused job back in line at its own place (a job not paused: a no-op). An estimated
+    job (estimates.py) goes on with the frames after its samples, which are not rendered again."""
     res = farm.scripts.resume(args=[job["id"]])
     if res[0] == "wrong_state":
         raise _wrong_state(job, res[1], "resumed")

@@ -1,7 +1,7 @@
 """Jobs: a submission's rules, recording it with its parts, and reporting on it.
 
-The split into parts is computed here, once, by `frameset.split`, and handed to
-staging.py, which writes the spans to Redis (parts.py reads them back).
+The split into parts is computed here, once, in the order they are handed out
+(ordering.py: preview-first or sequential), and handed to staging.py, which writes the spans to Redis (parts.py reads them back).
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from typing import Any, cast
 from framefarm.common import frameset
 from framefarm.common.blendfile import BlendFileError, read_blend_info
 
-from . import cleanup, finishing, framestats, keys, longpoll, parts, quotas, scene_files, staging, stills, webhooks, workers
+from . import (cleanup, estimates, finishing, framestats, keys, longpoll, ordering, parts, quotas, scene_files, staging,
+               stills, webhooks, workers)
 from .errors import ApiError, bad_request, not_found
 from .farm import Farm
 from .longpoll import Waiters
@@ -46,6 +47,8 @@ class JobRequest:
     finish: finishing.Finish | None = None  # the job's finishing task, run once every frame is in
     still: stills.Still | None = None  # one frame split into pieces (stills.py); None: frames as parts
     notify: str | dict[str, str] | None = None  # a webhook for the job's end (webhooks.py), as sent
+    order: str = "preview"  # the order frames are handed out in (ordering.py)
+    estimate: bool = False  # render the sample frames only, then wait to be resumed (estimates.py)
 
     @classmethod
     def from_body(cls, body: dict[str, Any], max_frames: int) -> "JobRequest":
@@ -59,10 +62,15 @@ class JobRequest:
         name = body.get("name") or posixpath.basename(main)
         if len(name) > MAX_NAME:  # a name taken from the main file is held to the same limit
             raise bad_request(f"name must be text of at most {MAX_NAME} characters", "bad_name")
+        still = stills.Still.from_body(body, fr)
+        if body.get("estimate") and still is not None:
+            raise bad_request("a still cannot be estimated: it is one frame, whose pieces are the render itself",
+                              "bad_estimate")
         return cls(manifest, main, fr, name, body.get("priority", 0), body.get("chunk"),
                    body.get("max_frame_seconds"), body.get("format"),
-                   finish=finishing.Finish.from_body(body.get("finish")), still=stills.Still.from_body(body, fr),
-                   target_part_seconds=body.get("target_part_seconds"), notify=body.get("notify"))
+                   finish=finishing.Finish.from_body(body.get("finish")), still=still,
+                   target_part_seconds=body.get("target_part_seconds"), notify=body.get("notify"),
+                   order=body.get("order", "preview"), estimate=bool(body.get("estimate")))
 
 
 def _check_path(path: str) -> None:
@@ -147,9 +155,21 @@ def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None,
             fields.update(finish.fields())
         if spans is not None:
             fields["still_pieces"] = len(spans)
+            held = 0
+        else:  # a still's pieces are one frame: the order does not apply
+            fields["order"] = req.order
+            plan = ordering.plan(fr, None if timed else chunk, req.order, estimate=req.estimate,
+                                 max_parts=farm.settings.max_parts)
+            spans, held = plan.spans, len(plan.spans) - plan.samples if req.estimate else 0
+            if timed:  # the runs between the first frames are cut separately: room for their ends
+                fields["min_frames"] = ordering.min_frames(fr.count, len(spans), farm.settings.max_parts)
+            else:  # an estimate's samples split chunks
+                quotas.check_parts(farm.settings, fr.count, chunk, len(spans))
+            if req.estimate:
+                fields.update(estimates.fields(plan))
         record = staging.JobRecord(job_id, owner, idem, info.version, req.priority,
                                    json.dumps(manifest, sort_keys=True), fields)
-        jid, created = staging.write(farm, record, fr.step, spans or frameset.split(fr, chunk))
+        jid, created = staging.write(farm, record, fr.step, spans, held=held)
         hold.keep = slot.keep = created  # a repeated request's files and slot are the first job's
     return jid, created
 
@@ -216,6 +236,8 @@ def view(farm: Farm, job: dict[str, str], *, parts_from: int | None = None) -> d
         "seconds_per_frame": stats.seconds_per_frame,
         "peak_rss_bytes": stats.peak_rss_bytes or None,
         "still": stills.view(job),
+        "order": job.get("order", "sequential") if "still_pieces" not in job else None,
+        "estimate": estimates.view(farm, job),
     }
     if out["still"] is not None:  # every piece renders the frame: it is done once merged
         out["frames"]["done"] = 1 if job["status"] == "done" else 0

@@ -52,6 +52,7 @@ ALL_JOBS = _const("K_ALL_JOBS", "jobs")           # zset job id -> created (ms),
 FENCE = _const("K_FENCE", "fence")                # counter: the last lease token handed out
 SEQ = _const("K_SEQ", "seq")                      # counter: submission order of jobs
 STAGING = _const("K_STAGING", "jobs:staging")     # zset job id -> deadline (ms) of a job being written
+ESTIMATED = _const("K_ESTIMATED", "jobs:estimated")  # zset job id -> when its samples were in (estimates.py)
 # Clean-up (cleanup.py): scene files are held by the jobs that need them.
 FILE_REFS = _const("K_FILE_REFS", "files:refs")              # hash sha -> number of jobs holding it
 FILE_HOLDERS = _const("K_FILE_HOLDERS", "files:holders")     # zset job id -> when it took its hold
@@ -75,6 +76,8 @@ token = _key("k_token", "token:{}")               # hash of one API token, by it
 job = _key("k_job", "job:{}")                     # hash: the job's fields
 manifest = _key("k_manifest", "job:{}:manifest")  # JSON: relative path -> sha
 job_queue = _key("k_job_queue", "job:{}:queue")   # zset part index -> index: the job's queued parts
+# zset part index -> index: an estimate's parts after its samples, queued when it is resumed (estimates.py)
+job_held = _key("k_job_held", "job:{}:held")
 blocklist = _key("k_block", "job:{}:block")       # set of worker ids kept away from the job
 worker_failures = _key("k_wfail", "job:{}:wfail")  # hash worker id -> failures on this job
 # Set of the scene-file hashes a job holds (until it ends); also answers in O(1)

@@ -36,8 +36,9 @@ def span_from(values: Sequence[Any]) -> PartSpan:
 
 def shown_state(state: str, job_status: str) -> str:
     """A part still 'queued' when its job ended was dropped with the job's queue (end_job
-    in lua/_lib.lua does not touch every part): it reads as the job's status."""
-    return job_status if state == "queued" and job_status not in ACTIVE else state
+    in lua/_lib.lua does not touch every part): it reads as the job's status. An estimated job's
+    parts after its samples are queued: they wait for it to be resumed (estimates.py)."""
+    return job_status if state == "queued" and job_status not in (*ACTIVE, "estimated") else state
 
 
 def part_list(r: redis.Redis, job_id: str, start: int, stop: int, job_status: str) -> list[dict]:

@@ -19,7 +19,7 @@ from .errors import ApiError, TooMany
 from .farm import Farm
 
 # Statuses of a job that still counts against its owner's active jobs.
-UNENDED = ("queued", "running", "assembling")
+UNENDED = ("queued", "running", "assembling", "estimated")  # estimated: waiting to be resumed
 # A reservation whose job was never recorded (its submission died mid-way) stops counting
 # once no staging can still be running (staging.STAGING_TTL_S, with room to spare).
 ABANDONED_MS = 15 * 60 * 1000

@@ -51,6 +51,7 @@ class Scripts:
         self.release_files = load("release_files")
         self.doom_file = load("doom_file")
         self.expire_archive = load("expire_archive")
+        self.expire_estimate = load("expire_estimate")
         # Webhooks (webhooks.py).
         self.take_webhooks = load("take_webhooks")
         # Data of an earlier layout (upgrade.py).

@@ -21,7 +21,7 @@ import redis
 
 from framefarm.common.frameset import PartSpan
 
-from . import parts
+from . import keys, parts
 from .errors import ApiError
 from .farm import Farm
 
@@ -52,16 +52,20 @@ class StagingLost(ApiError):
         super().__init__(503, "unavailable", f"recording job {job_id} took too long; submit it again")
 
 
-def write(farm: Farm, job: JobRecord, step: int, spans: list[PartSpan]) -> tuple[str, bool]:
+def write(farm: Farm, job: JobRecord, step: int, spans: list[PartSpan], held: int = 0) -> tuple[str, bool]:
     """Stage the job, write its parts in batches, commit it. Returns (job id, created):
-    with an idempotency key already used, the existing job and False, and nothing written."""
+    with an idempotency key already used, the existing job and False, and nothing written.
+    The last `held` parts go to the job's held parts instead of its queue (an estimate's
+    frames after its samples: estimates.py), handed out once the job is resumed."""
     existing = _stage(farm, job)
     if existing is not None:
         return existing, False
     try:
-        for batch in _batches(spans, PARTS_PER_BATCH):
-            if not _stage_parts(farm, job.job_id, step, batch):
-                raise StagingLost(job.job_id)
+        split = len(spans) - held
+        for dest, some in ((keys.job_queue, spans[:split]), (keys.job_held, spans[split:])):
+            for batch in _batches(some, PARTS_PER_BATCH):
+                if not _stage_parts(farm, job.job_id, step, batch, dest(job.job_id)):
+                    raise StagingLost(job.job_id)
         committed = _commit(farm, job, len(spans))
         if committed is None:
             raise StagingLost(job.job_id)
@@ -88,10 +92,10 @@ def _stage(farm: Farm, job: JobRecord) -> str | None:
     return res[1] if res[0] == "exists" else None
 
 
-def _stage_parts(farm: Farm, job_id: str, step: int, spans: list[PartSpan]) -> bool:
+def _stage_parts(farm: Farm, job_id: str, step: int, spans: list[PartSpan], dest: str) -> bool:
     """lua/stage_parts.lua: False when the staging is gone (past its deadline, or discarded)."""
     flat = [x for span in spans for x in parts.span_fields(span)]
-    return bool(farm.scripts.stage_parts(args=[job_id, step, *flat]))
+    return bool(farm.scripts.stage_parts(keys=[dest], args=[job_id, step, *flat]))
 
 
 def _commit(farm: Farm, job: JobRecord, parts_total: int) -> str | None:

@@ -47,13 +47,16 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
                  idempotency_key: str | None = None, movie: bool = False, keep_frames: bool = False,
                  max_frame_seconds: int | None = None, target_part_seconds: int | None = None,
                  output_format: str | None = None, still: bool = False,
-                 pieces: int | None = None, notify: Notify | None = None) -> tuple[Job, UploadStats]:
+                 pieces: int | None = None, notify: Notify | None = None, order: str | None = None,
+                 estimate: bool = False) -> tuple[Job, UploadStats]:
     """Pack `blend` with its dependencies, upload what the farm lacks, submit the job.
 
     Raises MissingFiles unless `allow_missing`: then the job renders without them, as
     Blender does here. `output_format` (a name of Blender's -F) overrides the scene's.
     `still`: `frames` is one frame, split into `pieces` (None: the farm's choice) that
-    several workers render, merged into one image (docs/stills.md)."""
+    several workers render, merged into one image (docs/stills.md). `order`: preview (the farm's
+    default: first, last, middle, then bisecting) or sequential. `estimate`: render the sample
+    frames only; the job then waits as `estimated` until resumed (docs/estimates.md)."""
     say = on_status or (lambda _msg: None)
     with tempfile.TemporaryDirectory(prefix="framefarm-pack-") as work:
         say(f"tracing the dependencies of {blend.name}")
@@ -94,6 +97,10 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
             payload["pieces"] = pieces
         if notify is not None:  # a webhook for the job's end (docs/notifications.md)
             payload["notify"] = notify
+        if order is not None:
+            payload["order"] = cast(Any, order)  # the CLI's choices are the spec's enum
+        if estimate:
+            payload["estimate"] = True
         if output_format is not None:
             if output_format not in IMAGE_FORMATS:  # the gateway refuses it too; say so before uploading
                 raise FarmError(f"unknown image format {output_format!r}: use one of {', '.join(IMAGE_FORMATS)}",
@@ -106,12 +113,13 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
 
 
 def follow(api: FarmAPI, job_id: str, on_update: Callable[[Job], None] | None = None,
-           poll_s: float = 25.0) -> Job:
-    """Long-poll a job until it ends; calls `on_update` with each new state."""
+           poll_s: float = 25.0, until: tuple[str, ...] = TERMINAL) -> Job:
+    """Long-poll a job until it ends (or reaches a status of `until`); calls `on_update` with
+    each new state."""
     job = api.job(job_id)
     while True:
         if on_update:
             on_update(job)
-        if job["status"] in TERMINAL:
+        if job["status"] in until:
             return job
         job = api.job(job_id, wait=poll_s, rev=job["rev"])

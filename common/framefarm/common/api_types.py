@@ -26,6 +26,8 @@ __all__ = [
     "Notify",
     "JobRequest",
     "WebhookSubscription",
+    "EstimateSecondsPerFrame",
+    "Estimate",
     "JobStatus",
     "JobFrames",
     "JobParts",
@@ -169,6 +171,8 @@ class JobRequest(TypedDict):
     still: NotRequired[bool]
     pieces: NotRequired[int | None]
     notify: NotRequired[None | Notify]
+    order: NotRequired[Literal['preview', 'sequential']]
+    estimate: NotRequired[bool]
 
 
 class WebhookSubscription(TypedDict):
@@ -178,7 +182,25 @@ class WebhookSubscription(TypedDict):
     owner: str
 
 
-JobStatus: TypeAlias = Literal['queued', 'running', 'assembling', 'done', 'failed', 'cancelled', 'expired']
+class EstimateSecondsPerFrame(TypedDict):
+    min: float
+    mean: float
+    max: float
+
+
+class Estimate(TypedDict):
+    samples: list[int]
+    seconds_per_frame: EstimateSecondsPerFrame
+    peak_rss_bytes: int | None
+    workers: int
+    frames_left: NotRequired[int]
+    projected_seconds: float | None
+    price_per_worker_hour: float | None
+    currency: str | None
+    cost: float | None
+
+
+JobStatus: TypeAlias = Literal['queued', 'running', 'assembling', 'estimated', 'done', 'failed', 'cancelled', 'expired']
 
 
 class JobFrames(TypedDict):
@@ -240,6 +262,8 @@ class Job(TypedDict):
     finish: NotRequired[None | FinishState]
     still: NotRequired[None | JobStill2]
     seconds_per_frame: NotRequired[float | None]
+    order: NotRequired[Literal['preview', 'sequential', None]]
+    estimate: NotRequired[None | Estimate]
     peak_rss_bytes: NotRequired[int | None]
     target_part_seconds: NotRequired[int | None]
     download_url: NotRequired[str]

@@ -42,7 +42,7 @@ end
 local function end_job(job_id, status, err)
   local jk = k_job(job_id)
   local cur = redis.call('HGET', jk, 'status')
-  if cur ~= 'queued' and cur ~= 'running' then return false end
+  if cur ~= 'queued' and cur ~= 'running' and cur ~= 'estimated' then return false end
   redis.call('ZREM', k_queue(redis.call('HGET', jk, 'min_version')), job_id)
   redis.call('UNLINK', k_job_queue(job_id))
   redis.call('HSET', jk, 'status', status, 'finished_at', now_ms())
@@ -115,15 +115,17 @@ end
 -- Every frame part of the job is counted. A job with a finishing task (gateway/finishing.py)
 -- then gets one more part, index parts_total, spanning the job's frames and queued like any
 -- part (leases, retries, cancel: unchanged); claim.lua hands it only to a worker advertising
--- its kind, and the job's `finishing` field says that it is queued. Without one: assembly.
+-- its kind, and the job's `finishing` field says that it is queued, naming the capability it
+-- needs: its kind, or the job's `finish_needs` (a denoised still's "merge-denoise"). Without
+-- one: assembly.
 local function frames_complete(job_id)
   local jk = k_job(job_id)
-  local j = redis.call('HMGET', jk, 'finish', 'parts_total', 'start', 'frames_total', 'step')
+  local j = redis.call('HMGET', jk, 'finish', 'parts_total', 'start', 'frames_total', 'step', 'finish_needs')
   if not j[1] then return start_assembly(job_id) end
   local pid = job_id .. ':' .. j[2]
   redis.call('HSET', k_part(pid), 'job', job_id, 'index', j[2], 'start', j[3], 'count', j[4], 'step', j[5],
     'attempts', 0, 'kind', j[1])
-  redis.call('HSET', jk, 'finishing', j[1])
+  redis.call('HSET', jk, 'finishing', j[6] or j[1])
   enqueue(pid, job_id)
   redis.call('PUBLISH', K_EVENTS, 'work')
   return redis.call('HGET', jk, 'status')

@@ -14,7 +14,7 @@ if idem ~= '' then
   local existing = redis.call('GET', idem)
   if existing then return {'exists', existing} end
 end
-if redis.call('ZCARD', k_job_queue(job_id)) ~= n then return {'gone'} end
+if redis.call('ZCARD', k_job_queue(job_id)) + redis.call('ZCARD', k_job_held(job_id)) ~= n then return {'gone'} end
 redis.call('ZREM', K_STAGING, job_id)
 local score = string.format('%.0f', (1000 - priority) * 2199023255552 + redis.call('INCR', K_SEQ))
 local jk = k_job(job_id)

@@ -37,7 +37,26 @@ if tonumber(ARGV[5] or '0') > 0 then
     redis.call('HSET', jk, 'stat_peak_rss', ARGV[7])
   end
 end
-if done == tonumber(redis.call('HGET', jk, 'parts_total')) then
+if redis.call('HGET', jk, 'estimate_pending') == '1' then  -- an estimate's sample (estimates.py)
+  if tonumber(ARGV[5] or '0') > 0 then  -- each sample is one frame: its part's time is the frame's
+    local s = tonumber(ARGV[6]) / tonumber(ARGV[5])
+    local e = redis.call('HMGET', jk, 'est_min', 'est_max')
+    if not e[1] or s < tonumber(e[1]) then redis.call('HSET', jk, 'est_min', tostring(s)) end
+    if not e[2] or s > tonumber(e[2]) then redis.call('HSET', jk, 'est_max', tostring(s)) end
+  end
+  if done == tonumber(redis.call('HGET', jk, 'estimate_parts')) then  -- every sample is in: wait
+    local now = now_ms()
+    redis.call('HSET', jk, 'status', 'estimated', 'estimated_at', now)
+    -- The samples' measurements, kept as they are now: the job's own sums grow once it goes on.
+    local m = redis.call('HMGET', jk, 'stat_frames', 'stat_seconds', 'stat_peak_rss', 'stat_load_seconds',
+      'stat_parts', 'wall_frames', 'wall_ms')
+    redis.call('HSET', jk, 'est_frames', m[1] or 0, 'est_seconds', m[2] or 0, 'est_peak_rss', m[3] or 0,
+      'est_load_seconds', m[4] or 0, 'est_parts', m[5] or 0, 'est_wall_frames', m[6] or 0, 'est_wall_ms', m[7] or 0)
+    redis.call('ZADD', K_ESTIMATED, now, job_id)
+    touch_job(job_id)
+    return {'ok', 'estimated'}
+  end
+elseif done == tonumber(redis.call('HGET', jk, 'parts_total')) then
   status = frames_complete(job_id)
 end
 touch_job(job_id)

@@ -29,10 +29,12 @@ local status = j[3] and 'running' or 'queued'
 redis.call('HSET', jk, 'status', status)
 redis.call('HDEL', jk, 'error', 'finished_at')
 redis.call('DEL', k_wfail(job_id), k_block(job_id))
+-- An estimate that failed in its samples keeps the rest of its frames held (estimates.py).
+local held_q = k_job_held(job_id)
 for i = 0, tonumber(j[2]) - 1 do
   local pid = job_id .. ':' .. i
   local state = redis.call('HGET', k_part(pid), 'state')
-  if state ~= 'leased' and (released or state ~= 'done') then
+  if state ~= 'leased' and (released or state ~= 'done') and not redis.call('ZSCORE', held_q, i) then
     redis.call('HSET', k_part(pid), 'attempts', 0)
     redis.call('HDEL', k_part(pid), 'error', 'result', 'done_at')
     enqueue(pid, job_id)
