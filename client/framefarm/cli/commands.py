@@ -1,4 +1,4 @@
-"""Client commands: submit, jobs, status, cancel, pause, resume, retry, priority, download; an admin's
+"""Client commands: submit, estimate, jobs, status, cancel, pause, resume, retry, priority, download; an admin's
 workers, drain and undrain."""
 from __future__ import annotations
 
@@ -121,13 +121,14 @@ def duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
-def submit(args) -> int:
+def _checked(args, frames_text: str) -> tuple[Path, frameset.FrameRange]:
+    """The scene and frames of submit or estimate, checked before anything is packed (exit 2)."""
     scene = Path(args.scene)
     try:
-        frames = frameset.parse_frames(_frames_text(args, scene), args.step)
+        frames = frameset.parse_frames(frames_text, args.step)
         if args.chunk is not None and args.chunk < 1:
             raise frameset.FrameSpecError("--chunk must be 1 or more")
-        if args.max_frame_time is not None and args.max_frame_time < 1:
+        if getattr(args, "max_frame_time", None) is not None and args.max_frame_time < 1:
             raise frameset.FrameSpecError("--max-frame-time must be 1 second or more")
         if args.part_time is not None and not 10 <= args.part_time <= 86400:
             raise frameset.FrameSpecError("--part-time must be 10 to 86400 seconds")
@@ -139,25 +140,80 @@ def submit(args) -> int:
         read_blend_info(scene)
     except BlendFileError as e:
         raise UsageError(f"{scene}: {e}") from None
-    api = _api(args)
+    return scene, frames
+
+
+def _submit(api: FarmAPI, args, scene: Path, frames: frameset.FrameRange, **options: Any) -> Job:
+    """Pack, upload and submit with the options submit and estimate share; `options`: the rest."""
     meter = Meter("upload", live=False if args.json else None)
     try:
         job, stats = submission.submit_scene(
             api, scene, frames=frames.text(), step=frames.step, chunk=args.chunk, priority=args.priority,
             name=args.name, allow_missing=args.allow_missing, on_upload=meter.upload,
-            movie=args.movie, keep_frames=args.keep_frames,
-            max_frame_seconds=args.max_frame_time, target_part_seconds=args.part_time,
-            output_format=args.format, still=args.still is not None,
-            pieces=args.pieces,
-            notify={"url": args.notify, "format": args.notify_format} if args.notify else None)
+            target_part_seconds=args.part_time, output_format=args.format, order=args.order, **options)
     finally:
         meter.close()
     print(f"submitted job {job['id']}: {job['frames']['total']} frames in {job['parts']['total']} parts "
           f"({stats.uploaded_files} of {stats.files} files uploaded)", file=sys.stderr)
+    return job
+
+
+def submit(args) -> int:
+    scene, frames = _checked(args, _frames_text(args, Path(args.scene)))
+    api = _api(args)
+    job = _submit(api, args, scene, frames, movie=args.movie, keep_frames=args.keep_frames,
+                  max_frame_seconds=args.max_frame_time, still=args.still is not None, pieces=args.pieces,
+                  notify={"url": args.notify, "format": args.notify_format} if args.notify else None)
     if not args.wait:
         _print_job(job, args.json)
         return 0
     return _wait_and_fetch(api, job, Path(args.output) if args.output else None, args.json)
+
+
+def estimate(args) -> int:
+    """Submit the scene as an estimate, wait for its samples, print what the rest would take."""
+    scene, frames = _checked(args, args.frames)
+    api = _api(args)
+    job = _submit(api, args, scene, frames, estimate=True)
+    meter = Meter("frames", live=False if args.json else None)
+    try:
+        job = submission.follow(api, job["id"], on_update=meter.job, until=("estimated", *submission.TERMINAL))
+    finally:
+        meter.close()
+    if job["status"] != "estimated":
+        _print_job(job, args.json)
+        print(f"job {job['id']} {job['status']}: {job.get('error') or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(job, indent=2))
+    else:
+        print(estimate_text(job))
+    return 0
+
+
+def estimate_text(job: Job) -> str:
+    """An estimate as an artist reads it, with how the projection is made."""
+    est = job.get("estimate")
+    if not est:
+        return f"job {job['id']}: no estimate yet ({job['status']})"
+    spf = est["seconds_per_frame"]
+    left = est.get("frames_left", job["frames"]["total"] - len(est["samples"]))
+    lines = [f"estimate of job {job['id']} ({job['name']}): {job['frames']['total']} frames, sampled at "
+             f"{', '.join(str(f) for f in est['samples'])}",
+             f"  seconds per frame: {spf['min']:.2f} min, {spf['mean']:.2f} mean, {spf['max']:.2f} max"]
+    if est["peak_rss_bytes"]:
+        lines.append(f"  peak memory: {size(est['peak_rss_bytes'])}")
+    if est["projected_seconds"] is None:
+        lines.append(f"  the other {left} frames: no live worker can take them now")
+    else:
+        lines.append(f"  the other {left} frames: about {duration(est['projected_seconds'])} with the "
+                     f"{est['workers']} worker(s) online now ({left} frames x {spf['mean']:.2f} s / "
+                     f"{est['workers']} workers, in whole parts, plus a scene load each)")
+    if est["cost"] is not None:
+        lines.append(f"  cost: {est['cost']:.2f} {est['currency']} (at {est['price_per_worker_hour']} "
+                     f"{est['currency']} per worker-hour)")
+    lines.append(f"render the rest: framefarm resume {job['id']}   (or cancel: framefarm cancel {job['id']})")
+    return "\n".join(lines)
 
 
 def _frames_text(args, scene: Path) -> str:
@@ -181,7 +237,8 @@ def _frames_text(args, scene: Path) -> str:
 def _follow(api: FarmAPI, job_id: str, as_json: bool) -> Job:
     meter = Meter("frames", live=False if as_json else None)
     try:
-        return submission.follow(api, job_id, on_update=meter.job)
+        # An estimate waits for its owner once its samples are in: that is news to stop at too.
+        return submission.follow(api, job_id, on_update=meter.job, until=(*submission.TERMINAL, "estimated"))
     finally:
         meter.close()
 
@@ -220,6 +277,8 @@ def _print_job(job: Job, as_json: bool) -> None:
     for key in ("error", "waiting_reason", "download_url", "movie_url"):
         if job.get(key):
             print(f"  {key.replace('_', ' ')}: {job[key]}")
+    if job["status"] == "estimated":
+        print(estimate_text(job))
 
 
 def _listing(items: Sequence[Mapping[str, Any]], as_json: bool, empty: str,
@@ -249,7 +308,7 @@ def status(args) -> int:
     if args.wait:
         job = _follow(api, args.job, args.json)
     _print_job(job, args.json)
-    return 0 if not args.wait or job["status"] == "done" else 1
+    return 0 if not args.wait or job["status"] in ("done", "estimated") else 1
 
 
 def cancel(args) -> int:

@@ -1,6 +1,6 @@
 """`framefarm`: the one command line of the farm.
 
-The artist's commands (submit, jobs, status, cancel, pause, resume, retry, priority, download;
+The artist's commands (submit, estimate, jobs, status, cancel, pause, resume, retry, priority, download;
 an admin's workers, drain, undrain) are defined here. The
 commands that run the farm's own processes come with the distribution of that role and
 join through the ``framefarm.commands`` entry-point group: `framefarm worker` with
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("submit", help="submit a scene; with --wait, follow it and download the frames")
     p.add_argument("scene", help="the .blend file to render")
     p.add_argument("--frames", help="frame range A-B, or a single frame (required unless --still)")
+    p.add_argument("--order", choices=("preview", "sequential"), default=None,
+                   help="preview (the farm's default): the first, last and middle frames first, then bisecting, "
+                        "so the whole shot shows early; sequential: in frame order")
     p.add_argument("--still", nargs="?", const="", metavar="FRAME",
                    help="render one frame (default: the scene's current frame) split into pieces that several "
                         "workers render at once, merged into one image in the scene's format")
@@ -122,6 +125,26 @@ def build_parser() -> argparse.ArgumentParser:
     client_options(p)
     p.set_defaults(func=commands.submit)
 
+    p = sub.add_parser("estimate", help="render a few sample frames, then say how long and how much the rest "
+                                        "would take; `framefarm resume JOB` renders the rest")
+    p.add_argument("scene", help="the .blend file to render")
+    p.add_argument("--frames", required=True, help="frame range A-B of the whole render")
+    p.add_argument("--step", type=int, default=1, help="render every Nth frame")
+    p.add_argument("--chunk", type=int, default=None, help="frames per part of the rest (default: chosen by the farm)")
+    p.add_argument("--part-time", type=int, default=None, metavar="SECONDS",
+                   help="without --chunk: size the rest's parts to take about this long each (10-86400)")
+    p.add_argument("--order", choices=("preview", "sequential"), default=None,
+                   help="the order the rest is rendered in once resumed (default: the farm's, preview)")
+    p.add_argument("--priority", type=int, default=0, help="higher runs first (-1000..1000)")
+    p.add_argument("--name", help="job name (default: the scene's file name)")
+    p.add_argument("--format", type=str.upper, choices=formats.IMAGE_FORMATS, metavar="FORMAT",
+                   help="render frames in this image format instead of the scene's (Blender's -F)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="submit even if referenced files are missing; the farm renders without them, as Blender does")
+    p.add_argument("--json", action="store_true", help="print the job, with its estimate, as JSON")
+    client_options(p)
+    p.set_defaults(func=commands.estimate)
+
     p = sub.add_parser("jobs", help="list your jobs")
     p.add_argument("--json", action="store_true")
     client_options(p)
@@ -141,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.cancel)
 
     for name, help in (("pause", "pause a job: no new parts are handed out, parts rendering finish"),
-                       ("resume", "resume a paused job"),
+                       ("resume", "resume a paused job, or render the rest of an estimated one"),
                        ("retry", "retry a failed job's failed parts"),
                        ("priority", "change a job's priority (higher runs first)")):
         p = _command(sub, name, help, commands.job_action, "job")
