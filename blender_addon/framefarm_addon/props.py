@@ -70,14 +70,13 @@ def is_still(scene: bpy.types.Scene) -> bool:
 
 def still_blockers(scene: bpy.types.Scene) -> list[str]:
     """Why the farm would refuse to split this scene's still (worker/still_piece.py says the
-    same when a piece starts), so the artist hears it before anything is uploaded."""
+    same when a piece starts), so the artist hears it before anything is uploaded. A scene that
+    denoises is sent as such (client/stills.py reads it); the farm refuses it at submit where
+    no worker can denoise the merged frame (docs/stills.md)."""
     reasons = []
     if scene.render.engine != "CYCLES":
         reasons.append("Still mode splits Cycles renders only: switch the render engine to Cycles, or render "
                        "the frame as a one-frame animation")
-    cycles = getattr(scene, "cycles", None)
-    if scene.render.engine == "CYCLES" and cycles is not None and cycles.use_denoising:
-        reasons.append("Still mode cannot denoise the merged frame yet: turn Denoise off in Sampling > Render")
     if scene.render.use_border:
         reasons.append("Still mode renders the whole frame: turn Render Region off")
     return reasons

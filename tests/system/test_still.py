@@ -1,4 +1,5 @@
-"""Split stills on a real farm: gunicorn, `framefarm worker`s with Debian's Blender 3.4, the CLI.
+"""Split stills on a real farm: gunicorn, `framefarm worker`s with Debian's Blender 3.4 and
+with the bpy 5.0 back end, the CLI.
 
 A still split into pieces (bands of rows, worker/still_piece.py) and merged on a worker
 (worker/still_merge.py) must equal Blender's own single render of that frame, pixel for
@@ -6,22 +7,29 @@ pixel: Cycles' pixels do not depend on their neighbours, the bands are joined in
 float, and the view transform, dither and file format are applied once, to the whole frame
 (docs/stills.md has the measurements). Checked for 8-bit PNG, 16-bit PNG at 50 % resolution
 scale with an uneven band split, OpenEXR, a compositor that blurs across the bands, and
-with a piece's worker killed midway. One farm (its own redis-server) serves the module.
+with a piece's worker killed midway, on a 3.4 farm; on a bpy 5.0 farm (whose compositor is
+a node group) the same for a blurring compositor, and a denoised still, denoised once after
+the merge, against Blender 5.0's own denoised render (close, not identical: measured).
+A 3.4-only farm refuses a denoised still at submit. One farm per Blender, each with its own
+redis-server, serves the module.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from farmtools import framefarm_cli, make_scene, require, require_blender, wait_for
+from test_addon import launcher_for
 from framefarm.common.frameset import PartSpan
 from framefarm.gateway import keys
 from framefarm.gateway.localfarm import RedisServer
@@ -41,8 +49,9 @@ def pixels(path):
     image.pixels.foreach_get(values)
     return list(image.size), image.channels, image.is_float, values
 a, b = (pixels(p) for p in sys.argv[sys.argv.index("--") + 1:])
-print("COMPARE " + json.dumps({"a": a[:3], "b": b[:3], "equal": a == b,
-      "max_diff": max((abs(x - y) for x, y in zip(a[3], b[3])), default=0.0)}))
+diffs = [abs(x - y) for x, y in zip(a[3], b[3])]
+print("COMPARE " + json.dumps({"a": a[:3], "b": b[:3], "equal": a == b, "max_diff": max(diffs, default=0.0),
+      "rms": (sum(d * d for d in diffs) / max(1, len(diffs))) ** 0.5}))
 """
 # Turns a scene of scripts/make_scene.py into a variant: settings given as JSON.
 _VARIANT = """
@@ -67,6 +76,10 @@ if opts.get("blur"):  # a compositor that mixes neighbouring pixels, across the 
     render.use_compositing = True
 if opts.get("eevee"):
     render.engine = "BLENDER_EEVEE"
+if "denoise" in opts:  # Cycles' own denoising (OpenImageDenoise: 3.4 knows no other on CPU), scene and view layer
+    scene.cycles.use_denoising = opts["denoise"]
+    for layer in scene.view_layers:
+        layer.cycles.use_denoising = True
 scene.frame_current = opts.get("current", scene.frame_current)
 bpy.ops.wm.save_as_mainfile(filepath=opts["out"])
 """
@@ -97,12 +110,14 @@ def variant(base: Path, name: str, **opts) -> Path:
     return out
 
 
-def single_render(scene: Path, frame: int, out: Path) -> Path:
-    """Blender's own render of the frame, as F12 and save would give (compositing on)."""
+def single_render(scene: Path, frame: int, out: Path, blender: Path | None = None) -> Path:
+    """Blender's own render of the frame, as F12 and save would give (compositing on), by
+    Debian's Blender or `blender` (the bpy back end's launcher, which knows -a, not -f)."""
     out.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["blender", "-b", "--factory-startup", str(scene), "-o", f"{out}/####", "-x", "1",
-                           "-f", str(frame)], capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    frames = ["-s", str(frame), "-e", str(frame), "-a"] if blender else ["-f", str(frame)]
+    proc = subprocess.run([str(blender or "blender"), "-b", "--factory-startup", str(scene), "-o", f"{out}/####",
+                           "-x", "1", *frames], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     files = list(out.iterdir())
     assert len(files) == 1, files
     return files[0]
@@ -113,22 +128,28 @@ def compare(a: Path, b: Path) -> dict:
     return json.loads(next(line for line in out.splitlines() if line.startswith("COMPARE "))[8:])
 
 
-@pytest.fixture(scope="module")
-def farm(tmp_path_factory, base_scene):
-    """Two workers of two slots: four pieces render at once."""
+@contextlib.contextmanager
+def still_farm(root: Path, blender: str | None = None) -> Iterator[Cluster]:
+    """Its own redis-server, a gateway and two workers of two slots (four pieces render at once),
+    with `blender` (a path; None: Debian's)."""
     require("redis-server")
-    root = tmp_path_factory.mktemp("still-farm")
     server = RedisServer(root / "redis", root / "redis.log").start()
     c = Cluster(root, server, _make_tokens(server.client()), _cluster_env())
     try:
         c.add_gateway()
-        c.add_worker(slots=2)
-        c.add_worker(slots=2)
-        c.wait_registered(2)
+        for _ in range(2):
+            c.add_worker(slots=2, **({"blender": blender} if blender else {}))
+        c.wait_registered(2, timeout=120)
         yield c
     finally:
         c.stop()
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory, base_scene):
+    with still_farm(tmp_path_factory.mktemp("still-farm")) as c:
+        yield c
 
 
 def submit_still(farm: Cluster, scene: Path, out: Path, *args: str, timeout: float = 300) -> dict:
@@ -219,3 +240,66 @@ def test_a_pieces_worker_killed_midway_still_gives_the_complete_image(farm, base
     got = tmp_path / "farm" / "0002.png"
     result = compare(single_render(scene, 2, tmp_path / "local"), got)
     assert result["equal"], result
+
+
+def test_a_denoised_still_is_refused_at_submit_on_a_farm_without_a_denoiser(farm, base_scene, tmp_path):
+    """No worker of a 3.4 farm can denoise a merged still (no OpenImageDenoise): the submission
+    is refused, 409 no_denoiser, before any piece renders; no job is left behind."""
+    scene = variant(base_scene, "denoised-34", denoise=True)
+    r = redis.Redis.from_url(farm.redis.url, decode_responses=True)
+    jobs_before = r.zcard(keys.ALL_JOBS)
+    res = framefarm_cli("submit", str(scene), "--still", "2", "--pieces", "2", env=farm.client_env(), timeout=120)
+    assert res.returncode != 0
+    out = res.stdout + res.stderr
+    assert "no live worker of this farm that can open it can denoise a merged still" in out, out
+    assert "Traceback" not in out
+    assert r.zcard(keys.ALL_JOBS) == jobs_before
+
+
+def test_a_denoising_piece_sent_without_denoise_refuses_before_rendering(base_scene, tmp_path):
+    """An API client that sends a denoising scene's still without "denoise": its first piece
+    refuses, as final, before rendering (the farm never looked for a worker that denoises)."""
+    info = probe_blender("blender")
+    scene = variant(base_scene, "denoised-raw", denoise=True)
+    with pytest.raises(RenderError) as refused:
+        render_frames(info, scene, PartSpan(0, 1, 1, 1), tmp_path / "piece", still_piece={"index": 0, "of": 2, "frame": 1})
+    assert "this still was submitted without \"denoise\": true" in refused.value.message
+    assert refused.value.deterministic
+
+
+@pytest.fixture(scope="module")
+def launcher50(tmp_path_factory) -> Path:
+    return launcher_for("5.0", tmp_path_factory.mktemp("bpy50"))
+
+
+@pytest.fixture(scope="module")
+def farm50(tmp_path_factory, base_scene, launcher50):
+    """The same farm on the bpy 5.0 back end, which has OpenImageDenoise."""
+    with still_farm(tmp_path_factory.mktemp("still-farm50"), str(launcher50)) as c:
+        yield c
+
+
+def test_on_blender_5_a_still_in_four_pieces_equals_the_single_render(farm50, launcher50, base_scene, tmp_path):
+    """Blender 5.0's compositor is a node group: the merge rewires the scene's own (a blur across
+    the bands' edges, saved by 3.4 and versioned by 5.0) and the frame is Blender's, pixel for pixel."""
+    scene = variant(base_scene, "blur50", blur=True)
+    job = submit_still(farm50, scene, tmp_path / "farm", "3", "--pieces", "4")
+    assert job["status"] == "done" and job["still"] == {"frame": 3, "pieces": 4, "pieces_done": 4}
+    result = compare(single_render(scene, 3, tmp_path / "local", launcher50), tmp_path / "farm" / "0003.png")
+    assert result["a"] == result["b"] and result["equal"], result
+
+
+def test_on_blender_5_a_denoised_still_is_denoised_once_after_the_merge(farm50, launcher50, base_scene, tmp_path):
+    """Denoised once, on the joined frame, with the pieces' albedo and normal: as close to
+    Blender 5.0's own denoised render as one 8-bit level (docs/stills.md has the figures), and
+    far closer to it than the undenoised render is, so the denoising is the scene's own."""
+    scene = variant(base_scene, "denoised50", denoise=True)
+    job = submit_still(farm50, scene, tmp_path / "farm", "3", "--pieces", "4")
+    assert job["status"] == "done" and job["still"] == {"frame": 3, "pieces": 4, "pieces_done": 4, "denoise": True}
+    got = tmp_path / "farm" / "0003.png"
+    single = single_render(scene, 3, tmp_path / "local", launcher50)
+    noisy = single_render(variant(base_scene, "noisy50", denoise=False), 3, tmp_path / "noisy", launcher50)
+    merged, undenoised = compare(single, got), compare(single, noisy)
+    assert merged["a"] == merged["b"], merged
+    assert merged["max_diff"] <= 1.5 / 255 and merged["rms"] < 1e-4, merged
+    assert merged["rms"] * 20 < undenoised["rms"], (merged, undenoised)

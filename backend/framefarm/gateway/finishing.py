@@ -4,8 +4,9 @@ A job may ask for a finishing task of a kind ("encode": a movie of its frames; "
 split still joined). When its last frame part is counted (lua/complete.lua, `frames_complete`
 in lua/_lib.lua) the job gets one more part, index `parts_total`, spanning the job's frames,
 queued like any other: leases, fencing, retries, heartbeats, cancel and blocklists work for
-it unchanged. lua/claim.lua hands it only to a worker that advertised the kind when it
-registered (workers.py); until one is live the job says why it waits (`waiting_reason`).
+it unchanged. lua/claim.lua hands it only to a worker that advertised the kind (or the
+capability the task `needs`, such as "merge-denoise") when it registered (workers.py); until
+one is live the job says why it waits (`waiting_reason`).
 The worker fetches the frame parts' results through its lease (`inputs`, GET
 /v1/parts/{pid}/inputs), and sends back a zip of files like any part; archive.py puts it
 into the final zip, with the frames or without them as the job's `keep_frames` says.
@@ -31,7 +32,9 @@ RENDER = "render"  # the kind of every frame part
 KINDS = ("encode", "merge")  # openapi.yaml's FinishKind
 # What a waiting job says it waits for, by kind.
 _WAITS_FOR = {"encode": "a worker that can encode (one with ffmpeg: framefarm worker advertises it)",
-              "merge": "a worker that can merge"}
+              "merge": "a worker that can merge",
+              "merge-denoise": "a worker that can merge and denoise (its Blender has OpenImageDenoise: "
+                               "framefarm worker advertises merge-denoise)"}
 # A finishing result is a few files (a movie, a still), named plainly: never a path, never hidden.
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_FILES = 64
@@ -44,6 +47,7 @@ class Finish:
     kind: str
     keep_frames: bool = True
     options: dict[str, Any] = field(default_factory=dict)
+    needs: str | None = None  # the capability a worker must advertise to run it; None: its kind
 
     @classmethod
     def from_body(cls, body: dict[str, Any] | None) -> "Finish | None":
@@ -56,8 +60,11 @@ class Finish:
 
     def fields(self) -> dict[str, str]:
         """How the job's record holds it (Redis stores no None and no nesting)."""
-        return {"finish": self.kind, "keep_frames": "1" if self.keep_frames else "0",
-                "finish_options": json.dumps(self.options, sort_keys=True)}
+        fields = {"finish": self.kind, "keep_frames": "1" if self.keep_frames else "0",
+                  "finish_options": json.dumps(self.options, sort_keys=True)}
+        if self.needs:  # lua/_lib.lua's frames_complete queues the task for this capability
+            fields["finish_needs"] = self.needs
+        return fields
 
 
 def kind_of(job: dict[str, str]) -> str | None:
@@ -99,7 +106,8 @@ def view(farm: Farm, job: dict[str, str]) -> dict[str, Any] | None:
 
 
 def waiting_reason(job: dict[str, str], live: list[dict[str, str]]) -> str | None:
-    """Why a job whose finishing part is queued does not progress: no live worker advertises its kind."""
+    """Why a job whose finishing part is queued does not progress: no live worker advertises its kind
+    (`finishing` names the capability it needs: lua/_lib.lua)."""
     kind = job.get("finishing")
     if not kind or any(kind in can_do(w) for w in live):
         return None

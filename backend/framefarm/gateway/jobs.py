@@ -132,7 +132,9 @@ def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None,
             raise bad_request(f"{main}: {e}", "not_a_blend") from None
         chunk, spans, finish = req.chunk, None, req.finish
         if req.still is not None:  # one frame, a part per piece, merged by the finishing task
-            pieces = req.still.count(len(workers.capable(farm, info.version)))
+            able = workers.capable(farm, info.version)
+            req.still.check_mergers(able)  # a denoised still: 409 unless a live worker can merge it
+            pieces = req.still.count(len(able))
             chunk, spans, finish = 1, req.still.spans(pieces), req.still.finish(pieces, req.output_format)
         timed = parts.timed(farm.settings, fr.count, req.target_part_seconds) if chunk is None else None
         if timed:  # one part, cut to time as claims take it

@@ -8,6 +8,11 @@ unchanged; the claim answer's `piece` tells the worker which band to render, and
 piece's result must be that frame as OpenEXR (float, for the merge). The job's finishing
 task (finishing.py) is "merge": a worker joins the bands and writes the frame once, in the
 scene's format; the final zip holds only that image, as a local render would give.
+
+A still of a scene that denoises (`"denoise": true`, which the client reads from the scene)
+is merged only by a worker advertising "merge-denoise": its Blender has OpenImageDenoise and
+denoises the joined frame once. Where no live worker that can open the scene advertises it,
+the job is refused at submit (409 no_denoiser) rather than rendering pieces nobody can merge.
 """
 from __future__ import annotations
 
@@ -18,13 +23,14 @@ from typing import Any
 from framefarm.common import frameset
 
 from . import finishing, keys
-from .errors import bad_request
+from .errors import ApiError, bad_request
 from .farm import Farm
 
 # The most pieces one still may have (openapi.yaml's JobRequest.pieces says the same): each
 # piece costs a worker a scene load, and past a few dozen the bands are thin slivers.
 MAX_PIECES = 64
 MERGE = "merge"
+MERGE_DENOISE = "merge-denoise"  # the capability of a worker whose merge denoises (openapi.yaml's Capability)
 # The piece's format (worker/still_piece.py): OpenEXR, whose files start with this magic number.
 PIECE_EXTENSION = ".exr"
 EXR_MAGIC = b"\x76\x2f\x31\x01"
@@ -32,10 +38,12 @@ EXR_MAGIC = b"\x76\x2f\x31\x01"
 
 @dataclass(frozen=True)
 class Still:
-    """A still job's request: its frame, split into `pieces` (None: one per capable live worker)."""
+    """A still job's request: its frame, split into `pieces` (None: one per capable live worker),
+    denoised after the merge when `denoise`."""
 
     frame: int
     pieces: int | None
+    denoise: bool = False
 
     @classmethod
     def from_body(cls, body: dict[str, Any], frames: frameset.FrameRange) -> "Still | None":
@@ -46,6 +54,9 @@ class Still:
             if (body.get("finish") or {}).get("kind") == MERGE:
                 raise bad_request("merge is the finishing task of a split still: submit with \"still\": true "
                                   "instead of asking for it", "bad_finish")
+            if body.get("denoise"):
+                raise bad_request("denoise is for a split still (its merge denoises the joined frame): send it "
+                                  "with \"still\": true; other jobs denoise as their scene says", "bad_still")
             return None
         if frames.count != 1:
             raise bad_request(f"a still is one frame; frames names {frames.count} ({frames.text()}): send a single "
@@ -55,7 +66,17 @@ class Still:
                               "bad_finish")
         if body.get("chunk") is not None:
             raise bad_request("a still is split into pieces, not chunks: send pieces, not chunk", "bad_still")
-        return cls(frames.start, body.get("pieces"))
+        return cls(frames.start, body.get("pieces"), bool(body.get("denoise")))
+
+    def check_mergers(self, capable_workers: list[dict[str, str]]) -> None:
+        """409 no_denoiser, before anything renders, for a denoised still that no live worker able
+        to open its scene could merge (workers.capable's list: those that can open it)."""
+        if self.denoise and not any(MERGE_DENOISE in finishing.can_do(w) for w in capable_workers):
+            raise ApiError(409, "no_denoiser", "the scene denoises, and no live worker of this farm that can open "
+                           "it can denoise a merged still (none advertises merge-denoise: its Blender needs "
+                           "OpenImageDenoise, e.g. the bpy 5.0 back end; Debian's Blender 3.4 has none): start "
+                           "such a worker, turn Denoise off in the scene, or render the frame as a one-frame job "
+                           "(--frames F) on a worker that denoises")
 
     def count(self, capable_workers: int) -> int:
         """The pieces: as asked, else one per worker that can render it (one at least)."""
@@ -71,7 +92,10 @@ class Still:
         options: dict[str, Any] = {"pieces": pieces}
         if output_format:
             options["format"] = output_format
-        return finishing.Finish(MERGE, keep_frames=False, options=options)
+        if self.denoise:
+            options["denoise"] = True
+        return finishing.Finish(MERGE, keep_frames=False, options=options,
+                                needs=MERGE_DENOISE if self.denoise else None)
 
 
 def pieces_of(job: dict[str, str]) -> int | None:
@@ -84,21 +108,33 @@ def is_piece(farm: Farm, job_id: str, kind: str) -> bool:
     return kind == finishing.RENDER and bool(farm.redis.hget(keys.job(job_id), "still_pieces"))
 
 
-def claim_piece(job: dict[str, str], index: int) -> dict[str, int] | None:
-    """The claim answer's `piece` for part `index` of `job`: which band of which frame; None
-    for the parts of other jobs and for the merge."""
+def denoises(job: dict[str, str]) -> bool:
+    """Whether a still job's merge denoises the joined frame."""
+    return job.get("finish_needs") == MERGE_DENOISE
+
+
+def claim_piece(job: dict[str, str], index: int) -> dict[str, Any] | None:
+    """The claim answer's `piece` for part `index` of `job`: which band of which frame, and
+    whether to render the denoising passes; None for the parts of other jobs and for the merge."""
     pieces = pieces_of(job)
     if pieces is None or index >= pieces:
         return None
-    return {"index": index, "of": pieces, "frame": int(job["start"])}
+    piece: dict[str, Any] = {"index": index, "of": pieces, "frame": int(job["start"])}
+    if denoises(job):
+        piece["denoise"] = True
+    return piece
 
 
-def view(job: dict[str, str]) -> dict[str, int] | None:
-    """The job view's `still`: its frame, and its pieces and how many are rendered."""
+def view(job: dict[str, str]) -> dict[str, Any] | None:
+    """The job view's `still`: its frame, its pieces and how many are rendered, and whether it denoises."""
     pieces = pieces_of(job)
     if pieces is None:
         return None
-    return {"frame": int(job["start"]), "pieces": pieces, "pieces_done": min(pieces, int(job.get("parts_done", 0)))}
+    out: dict[str, Any] = {"frame": int(job["start"]), "pieces": pieces,
+                           "pieces_done": min(pieces, int(job.get("parts_done", 0)))}
+    if denoises(job):
+        out["denoise"] = True
+    return out
 
 
 def check_piece(zf: zipfile.ZipFile, frame_infos: list[zipfile.ZipInfo]) -> None:

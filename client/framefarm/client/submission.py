@@ -17,6 +17,7 @@ from framefarm.common.http import FarmError
 from . import movies
 from .formats import IMAGE_FORMATS
 from .packing import pack_scene
+from .stills import scene_denoises
 
 TERMINAL = ("done", "failed", "cancelled", "expired")  # expired: done, and its zip deleted since
 
@@ -93,6 +94,8 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
             payload["target_part_seconds"] = target_part_seconds
         if still:
             payload["still"] = True
+            if scene_denoises(blend):  # merged where it can be denoised, or refused before rendering
+                payload["denoise"] = True
         if pieces is not None:
             payload["pieces"] = pieces
         if notify is not None:  # a webhook for the job's end (docs/notifications.md)

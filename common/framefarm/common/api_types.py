@@ -36,6 +36,7 @@ __all__ = [
     "FinishState",
     "Job",
     "WorkerInfo",
+    "Capability",
     "WorkerRequest",
     "Registration",
     "LeaseRef",
@@ -169,6 +170,7 @@ class JobRequest(TypedDict):
     format: NotRequired[Literal['PNG', 'OPEN_EXR', 'OPEN_EXR_MULTILAYER', 'TIFF', 'JPEG', 'JP2', 'WEBP', 'BMP', 'TGA', 'RAWTGA', 'IRIS', 'HDR', 'CINEON', 'DPX', None]]
     finish: NotRequired[None | Finish]
     still: NotRequired[bool]
+    denoise: NotRequired[bool]
     pieces: NotRequired[int | None]
     notify: NotRequired[None | Notify]
     order: NotRequired[Literal['preview', 'sequential']]
@@ -221,6 +223,7 @@ class JobStill2(TypedDict):
     frame: int
     pieces: int
     pieces_done: int
+    denoise: NotRequired[bool]
 
 
 class JobPartListItem(TypedDict):
@@ -290,6 +293,9 @@ class WorkerInfo(TypedDict):
     kept_away_from: list[str]
 
 
+Capability: TypeAlias = Literal['encode', 'merge', 'merge-denoise']
+
+
 class WorkerRequest(TypedDict):
     name: NotRequired[str]
     blender_version: int | str
@@ -298,7 +304,7 @@ class WorkerRequest(TypedDict):
     devices: NotRequired[list[str]]
     slots: NotRequired[int]
     sandbox: NotRequired[Literal['bwrap', 'off']]
-    capabilities: NotRequired[list[FinishKind]]
+    capabilities: NotRequired[list[Capability]]
 
 
 class Registration(TypedDict):
@@ -317,6 +323,7 @@ class LeasePiece2(TypedDict):
     index: int
     of: int
     frame: int
+    denoise: NotRequired[bool]
 
 
 class PartSpan(TypedDict):

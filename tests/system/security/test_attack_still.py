@@ -2,7 +2,8 @@
 
 A client's still is bounded at the door: pieces from 1 to 64, one frame, no chunk and no
 finishing task of its own, each refused with a 400 that names the field and records
-nothing. A worker's piece must be the part's frame as OpenEXR: a PNG, or bytes that only
+nothing; a denoised still no live worker can merge is refused (409 no_denoiser), and one
+whose denoiser is gone is never merged by a worker that cannot denoise. A worker's piece must be the part's frame as OpenEXR: a PNG, or bytes that only
 carry the name, are refused (400 bad_result) and change nothing. A piece of the wrong
 size or region is the merge's to refuse (tests/system/test_still.py renders them).
 """
@@ -48,10 +49,14 @@ def still(http, token: str, sha: str, **fields):
     ({"chunk": 2}, "bad_still", "pieces, not chunks"),
     ({"finish": {"kind": "encode"}}, "bad_finish", "its merge"),
     ({"still": "yes"}, "bad_still", "still must be true or false"),
+    ({"denoise": "yes"}, "bad_still", "denoise must be true or false"),
+    ({"denoise": True}, "no_denoiser", "can denoise a merged still"),  # no live worker advertises it
 ])
 def test_a_hostile_still_request_is_a_clear_400_and_records_nothing(http, tokens, scene_sha, fields, code, words):
+    register(http, tokens.worker, "merge")  # a live worker that merges, but cannot denoise
     with unchanged(http):
-        err = expect_error(still(http, tokens.client, scene_sha, **fields), 400, code)
+        err = expect_error(still(http, tokens.client, scene_sha, **fields), 409 if code == "no_denoiser" else 400,
+                           code)
     assert words in err["message"]
 
 
@@ -63,6 +68,38 @@ def test_pieces_or_a_merge_without_a_still_are_refused(http, tokens, scene_sha):
         err = expect_error(http.post("/v1/jobs", json=job_body(scene_sha, finish={"kind": "merge"}),
                                      headers=bearer(tokens.client)), 400, "bad_finish")
         assert "finishing task of a split still" in err["message"]
+        err = expect_error(http.post("/v1/jobs", json=job_body(scene_sha, denoise=True), headers=bearer(tokens.client)),
+                           400, "bad_still")
+        assert "denoise is for a split still" in err["message"]
+
+
+def test_a_denoised_still_is_merged_only_by_a_worker_that_denoises(http, tokens, scene_sha):
+    """Its pieces render anywhere, with the denoising passes; its merge waits for a worker
+    advertising merge-denoise, saying so, and a merge-only worker is never handed it."""
+    merger = register(http, tokens.worker, "merge")
+    denoiser = register(http, tokens.worker, "merge", "merge-denoise")
+    job = submit(http, tokens.client, scene_sha, frames="7", chunk=None, still=True, pieces=2, denoise=True)
+    assert job["still"] == {"frame": 7, "pieces": 2, "pieces_done": 0, "denoise": True}
+    pieces = [claim(http, tokens.worker, merger) for _ in range(2)]
+    assert [p["piece"] for p in pieces] == [{"index": i, "of": 2, "frame": 7, "denoise": True} for i in range(2)]
+    for part in pieces:
+        assert put_result(http, tokens.worker, part, zip_bytes({"0007.exr": EXR})).status_code == 200
+    assert claim(http, tokens.worker, merger) is None  # it cannot denoise the merged frame
+    merge = claim(http, tokens.worker, denoiser)
+    assert merge["kind"] == "merge" and merge["options"] == {"pieces": 2, "denoise": True}
+    assert "merge-denoise" in farm_of(http).redis.hget(keys.job(job["id"]), "finishing")
+
+
+def test_a_denoised_still_whose_denoiser_left_waits_at_its_merge_saying_why(http, tokens, scene_sha):
+    merger = register(http, tokens.worker, "merge")
+    denoiser = register(http, tokens.worker, "merge-denoise")
+    job = submit(http, tokens.client, scene_sha, frames="7", chunk=None, still=True, pieces=1, denoise=True)
+    farm_of(http).redis.zrem(keys.WORKERS, denoiser)  # gone: its record ran out
+    piece = claim(http, tokens.worker, merger)
+    assert put_result(http, tokens.worker, piece, zip_bytes({"0007.exr": EXR})).status_code == 200
+    assert claim(http, tokens.worker, merger) is None
+    assert "the merge-denoise task waits for a worker that can merge and denoise" in \
+        get_job(http, tokens.client, job["id"])["waiting_reason"]
 
 
 def test_a_still_is_pieces_of_one_frame_then_a_merge_whose_image_alone_is_the_result(http, tokens, scene_sha):

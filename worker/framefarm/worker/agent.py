@@ -86,7 +86,8 @@ class Agent:
         self.cores = cores or os.cpu_count() or 1
         self.workdir = workdir
         self.cache = SceneCache(workdir / "cache")
-        self.capabilities = finishing.capabilities()  # the finishing kinds it advertises (encode: ffmpeg)
+        # The finishing kinds it advertises (encode: ffmpeg; merge-denoise: its Blender denoises).
+        self.capabilities = finishing.capabilities(info, sandbox)
         # One WarmSlot per slot (None: the cold path, `framefarm worker --no-warm`).
         self.warm: list[WarmSlot] | None = None if warm is None else [
             WarmSlot(info, workdir / "warm" / f"slot-{i}", sandbox=sandbox, settings=warm) for i in range(slots)]

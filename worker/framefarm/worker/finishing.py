@@ -7,10 +7,13 @@ into `inputs/<part index>/`, the kind's function makes the result's files in an 
 folder, and the agent zips and uploads them like any part's frames, so leases, heartbeats,
 cancel and SIGTERM work for it unchanged.
 
-A kind is a module named in KINDS with two functions:
+A kind is a module named in KINDS with two functions, and optionally a third:
 
     available() -> bool        whether this worker can run it (encode: ffmpeg is installed)
     finish(inputs: Path, output: Path, options: FinishOptions) -> list[Path]
+    variants(blender: BlenderInfo, sandbox: Sandbox) -> list[Capability]
+                               the more demanding forms of the kind this worker's Blender can
+                               run, advertised beside it (merge: "merge-denoise")
 
 `finish` raises render.RenderError (with `deterministic` when no worker could do better)
 or RenderCancelled when `options.cancel` is set; `options.job` is the job's own options,
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, cast
 
 from framefarm.common.api import FarmAPI
-from framefarm.common.api_types import FinishKind, Lease
+from framefarm.common.api_types import Capability, FinishKind, Lease
 from framefarm.common.frameset import PartSpan
 
 from .render import BlenderInfo, RenderCancelled, RenderError
@@ -87,13 +90,17 @@ def finisher(kind: str) -> Finisher | None:
     return cast(Finisher, importlib.import_module(module)) if module else None
 
 
-def capabilities() -> list[FinishKind]:
-    """The finishing kinds this worker can run, advertised when it registers."""
-    found: list[FinishKind] = []
+def capabilities(blender: BlenderInfo | None = None, sandbox: Sandbox = NO_SANDBOX) -> list[Capability]:
+    """The finishing kinds this worker can run, and the variants of them its Blender `blender`
+    can run (none without it), advertised when it registers."""
+    found: list[Capability] = []
     for kind in KINDS:
         runner = finisher(kind)
         if runner is not None and runner.available():
             found.append(kind)
+            variants = getattr(runner, "variants", None)
+            if variants is not None and blender is not None:
+                found.extend(variants(blender, sandbox))
     return found
 
 

@@ -19,28 +19,65 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import logging
+import signal
 import subprocess
 import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
+from framefarm.common.api_types import Capability
+from framefarm.common.procs import die_with_parent
 from framefarm.worker.finishing import FinishOptions
 from framefarm.worker.frames_check import FrameCheckError, check_frame
 from framefarm.worker.limits import NO_LIMITS, FrameClock, Limits
 from framefarm.worker.render import (BlenderInfo, RenderCancelled, RenderError, _Blender, _failure, _stop,
                                      _wait)
-from framefarm.worker.sandbox import NO_SANDBOX, Sandbox
-from framefarm.worker.still_piece import _band_rows
+from framefarm.worker.sandbox import NO_SANDBOX, Sandbox, clean_env
+from framefarm.worker.still_piece import _band_rows, _compositor
 
-# The Blenders whose compositor this merge drives (3.x and 4.x name its nodes alike; 5.0
-# moved the compositor to node groups, which the merge does not drive yet).
-MERGE_BLENDER_RANGE = (300, 500)
+log = logging.getLogger("framefarm.worker")
+
+# The Blenders whose compositor this merge drives (3.x and 4.x keep it on the scene; 5.0
+# moved it into a node group: still_piece._compositor reads both).
+MERGE_BLENDER_RANGE = (300, 600)
+
+
+# Printed by the denoise probe's Blender (split, so a program echoing its arguments cannot fake it).
+_DENOISE_MARKER = "FRAMEFARM-MERGE-DENOISE "
+DENOISE_PROBE_TIMEOUT_S = 120.0
 
 
 def available() -> bool:
     """Every worker has a Blender to merge with (finishing.py's registry asks each kind)."""
     return True
+
+
+def variants(blender: BlenderInfo, sandbox: Sandbox = NO_SANDBOX) -> list[Capability]:
+    """["merge-denoise"] where this worker's merge can denoise a still: its Blender has
+    OpenImageDenoise and the compositor's Denoise node, and its Python OpenImageIO and numpy
+    to read the pieces' passes (Blender bundles both since 4.3). Asked of Blender once, in the
+    sandbox its merges run in, when the worker starts; Debian's 3.4 is not asked (no OIDN)."""
+    if not blender.has_oidn or not MERGE_BLENDER_RANGE[0] <= blender.version < MERGE_BLENDER_RANGE[1]:
+        return []
+    probe = (f"{inspect.getsource(_image_io)}\nimport bpy\n_image_io()\n"
+             f"if hasattr(bpy.types, 'CompositorNodeDenoise'): print({_DENOISE_MARKER[:9]!r} + "
+             f"{_DENOISE_MARKER[9:]!r} + 'yes', flush=True)\n")
+    cmd = sandbox.command([blender.path, "-b", "--factory-startup", "--python-exit-code", "1", "--python-expr",
+                           probe])
+    try:
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=clean_env(),
+                              errors="replace", timeout=DENOISE_PROBE_TIMEOUT_S,
+                              preexec_fn=die_with_parent(signal.SIGKILL))
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("cannot tell whether Blender %s merges denoised stills: %s", blender.version_string, exc)
+        return []
+    if any(line.startswith(_DENOISE_MARKER) for line in done.stdout.splitlines()):
+        return ["merge-denoise"]
+    log.info("Blender %s has OpenImageDenoise but cannot merge denoised stills (no OpenImageIO or numpy in its "
+             "Python, or no Denoise node)", blender.version_string)
+    return []
 
 
 def finish(inputs: Path, output: Path, options: FinishOptions) -> list[Path]:
@@ -49,7 +86,7 @@ def finish(inputs: Path, output: Path, options: FinishOptions) -> list[Path]:
     info = options.blender
     if not MERGE_BLENDER_RANGE[0] <= info.version < MERGE_BLENDER_RANGE[1]:
         raise RenderError(f"this worker's Blender {info.version_string} cannot merge a still (the merge drives the "
-                          "compositor of Blender 3.0 to 4.x)")
+                          "compositor of Blender 3.0 to 5.x)")
     pieces = {}
     for part in options.parts:  # the farm checked each piece's result: its frame, as OpenEXR
         files = sorted(part.folder.glob("*.exr"))
@@ -63,10 +100,30 @@ def finish(inputs: Path, output: Path, options: FinishOptions) -> list[Path]:
                        cancel=options.cancel, log_path=options.log_path)
 
 
+def _image_io() -> "tuple[Any, Any]":  # pragma: no cover - runs inside Blender
+    """numpy and OpenImageIO from Blender's own Python, which bundles both (OpenImageIO since
+    4.3); the bpy module leaves its bundled packages off sys.path, so they are put on it."""
+    import glob
+    import importlib
+    import os
+    import sys
+
+    import bpy
+
+    try:
+        return importlib.import_module("numpy"), importlib.import_module("OpenImageIO")
+    except ImportError:
+        local = bpy.utils.resource_path("LOCAL")
+        sys.path.extend(glob.glob(os.path.join(local, "python", "lib", "python3*", "site-packages")))
+        return importlib.import_module("numpy"), importlib.import_module("OpenImageIO")
+
+
 def _merge_still(params: dict) -> None:  # pragma: no cover - runs inside Blender
-    """Join the pieces' bands in float, composite once, write the frame; record where."""
+    """Join the pieces' bands in float, denoise them where the scene does, composite once,
+    write the frame; record where."""
     import array
     import json
+    import os
 
     import bpy
 
@@ -82,44 +139,124 @@ def _merge_still(params: dict) -> None:  # pragma: no cover - runs inside Blende
     scene.frame_set(params["frame"])
     width = render.resolution_x * render.resolution_percentage // 100
     height = render.resolution_y * render.resolution_percentage // 100
-    size = width * height * 4
-    merged = array.array("f", bytes(4 * size))
-    image: Any = None
-    for index, path in params["pieces"]:
-        piece: Any = bpy.data.images.load(path, check_existing=False)
-        got = tuple(piece.size)
-        if piece.file_format != "OPEN_EXR" or not piece.is_float or piece.channels != 4:
-            refuse(f"piece {index}'s image is not a 4-channel float OpenEXR ({piece.file_format}, "
-                   f"{piece.channels} channels): it was not rendered by a Framefarm worker's piece setup")
-        if got != (width, height):
-            refuse(f"piece {index}'s image is {got[0]}x{got[1]} pixels, not the frame's {width}x{height}")
-        pixels = array.array("f", bytes(4 * size))
-        piece.pixels.foreach_get(pixels)
-        first, stop = _band_rows(height, params["of"], index)  # noqa: F821 (copied beside it)
-        merged[first * width * 4:stop * width * 4] = pixels[first * width * 4:stop * width * 4]
-        if image is None:
-            image = piece  # kept as loaded from EXR, so the compositor reads it as it reads a render
-        else:
-            bpy.data.images.remove(piece)
-    image.pixels.foreach_set(merged)
-
-    tree = scene.node_tree if scene.use_nodes and render.use_compositing else None
-    if tree is None or not any(node.bl_idname == "CompositorNodeComposite" for node in tree.nodes):
-        scene.use_nodes = True
-        tree = scene.node_tree
-        for node in list(tree.nodes):
-            tree.nodes.remove(node)
-        source = tree.nodes.new("CompositorNodeImage")
-        composite = tree.nodes.new("CompositorNodeComposite")
-        tree.links.new(source.outputs["Image"], composite.inputs["Image"])
+    cycles = getattr(scene, "cycles", None)
+    layers = [layer for layer in scene.view_layers if layer.use]
+    denoise = render.engine == "CYCLES" and cycles is not None and cycles.use_denoising and any(
+        getattr(getattr(layer, "cycles", None), "use_denoising", True) for layer in layers)
+    sources = {}  # what the compositor reads in place of the render: "Image" (and "Normal", "Albedo")
+    if denoise:
+        # The pieces are multilayer OpenEXR (still_piece.py) with Cycles' denoising data, which
+        # Blender's image loader cannot take apart by pass: OpenImageIO (bundled with Blender's
+        # Python since 4.3) reads the channels, numpy joins the bands, and each merged pass is
+        # written as a plain float OpenEXR that Blender loads as it loads a render.
+        try:
+            numpy, oiio = _image_io()  # noqa: F821 (copied beside it)
+        except ImportError as exc:
+            refuse(f"this worker's Blender {bpy.app.version_string} cannot merge a denoised still ({exc})")
+        passes = {"Image": ("Combined", "RGBA"), "Normal": ("Denoising Normal", "XYZ"),
+                  "Albedo": ("Denoising Albedo", "RGB")}
+        merged = {name: numpy.zeros((height, width, len(channels)), numpy.float32)
+                  for name, (_, channels) in passes.items()}
+        for index, path in params["pieces"]:
+            found = oiio.ImageInput.open(path)
+            if found is None:
+                refuse(f"piece {index}'s image cannot be read: {oiio.geterror()}")
+            spec = found.spec()
+            if (spec.width, spec.height) != (width, height):
+                refuse(f"piece {index}'s image is {spec.width}x{spec.height} pixels, not the frame's "
+                       f"{width}x{height}")
+            names = list(spec.channelnames)
+            pixels = found.read_image(0, 0, 0, spec.nchannels, "float")
+            found.close()
+            first, stop = _band_rows(height, params["of"], index)  # noqa: F821 (copied beside it)
+            top, bottom = height - stop, height - first  # OpenImageIO counts rows from the top
+            for name, (layer_pass, channels) in passes.items():
+                columns = []
+                for channel in channels:
+                    wanted = [i for i, got in enumerate(names) if got.endswith(f".{layer_pass}.{channel}")]
+                    if len(wanted) != 1:
+                        refuse(f"piece {index}'s image has no single {layer_pass}.{channel} channel: it was not "
+                               "rendered by a Framefarm worker's piece setup for a denoised still")
+                    columns.append(wanted[0])
+                merged[name][top:bottom] = numpy.asarray(pixels, numpy.float32).reshape(
+                    height, width, spec.nchannels)[top:bottom, :, columns]
+        for name, values in merged.items():
+            path = os.path.join(params["work"], f"{name.lower()}.exr")
+            spec = oiio.ImageSpec(width, height, values.shape[2], "float")
+            out = oiio.ImageOutput.create(path)
+            if out is None or not out.open(path, spec) or not out.write_image(values) or not out.close():
+                refuse(f"cannot write the merged {name} pass: {oiio.geterror()}")
+            sources[name] = bpy.data.images.load(path, check_existing=False)
+            if name == "Normal":
+                sources[name].colorspace_settings.is_data = True
     else:
-        source = tree.nodes.new("CompositorNodeImage")
-        for link in list(tree.links):
-            if link.from_node.bl_idname == "CompositorNodeRLayers":  # only Image and Alpha: still_piece.py
-                tree.links.new(source.outputs[link.from_socket.name], link.to_socket)
+        size = width * height * 4
+        merged_rgba = array.array("f", bytes(4 * size))
+        image: Any = None
+        for index, path in params["pieces"]:
+            piece: Any = bpy.data.images.load(path, check_existing=False)
+            got = tuple(piece.size)
+            if piece.file_format != "OPEN_EXR" or not piece.is_float or piece.channels != 4:
+                refuse(f"piece {index}'s image is not a 4-channel float OpenEXR ({piece.file_format}, "
+                       f"{piece.channels} channels): it was not rendered by a Framefarm worker's piece setup")
+            if got != (width, height):
+                refuse(f"piece {index}'s image is {got[0]}x{got[1]} pixels, not the frame's {width}x{height}")
+            pixels = array.array("f", bytes(4 * size))
+            piece.pixels.foreach_get(pixels)
+            first, stop = _band_rows(height, params["of"], index)  # noqa: F821 (copied beside it)
+            merged_rgba[first * width * 4:stop * width * 4] = pixels[first * width * 4:stop * width * 4]
+            if image is None:
+                image = piece  # kept as loaded from EXR, so the compositor reads it as it reads a render
+            else:
+                bpy.data.images.remove(piece)
+        image.pixels.foreach_set(merged_rgba)
+        sources["Image"] = image
+
+    tree, output = _compositor(scene)  # noqa: F821 (copied beside it)
+    if tree is None:  # a plain tree: the merged image is the frame
+        if hasattr(scene, "compositing_node_group"):  # 5.0: the compositor is a node group
+            groups: Any = bpy.data.node_groups  # the stubs know no compositor groups (5.0)
+            tree = groups.new("Framefarm merge", "CompositorNodeTree")
+            tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+            output = tree.nodes.new("NodeGroupOutput")
+            scene.compositing_node_group = tree
+        else:
+            scene.use_nodes = True
+            tree = scene.node_tree
+            for node in list(tree.nodes):
+                tree.nodes.remove(node)
+            output = tree.nodes.new("CompositorNodeComposite")
+        targets = [("Image", output.inputs[0])]
+    else:  # the scene's own tree, its Render Layers node's links (Image, Alpha: still_piece.py) rewired
+        targets = [(link.from_socket.name, link.to_socket) for link in tree.links
+                   if link.from_node.bl_idname == "CompositorNodeRLayers"]
         for node in [node for node in tree.nodes if node.bl_idname == "CompositorNodeRLayers"]:
             tree.nodes.remove(node)
-    source.image = image
+    source = tree.nodes.new("CompositorNodeImage")
+    source.image = sources["Image"]
+    image_out = source.outputs["Image"]
+    if denoise:
+        # As Cycles' own OpenImageDenoise pass would: its prefilter and quality, and the guiding
+        # passes it reads (albedo, normal).
+        denoiser = tree.nodes.new("CompositorNodeDenoise")
+        tree.links.new(source.outputs["Image"], denoiser.inputs["Image"])
+        guides = {"RGB": (), "RGB_ALBEDO": ("Albedo",)}.get(cycles.denoising_input_passes, ("Albedo", "Normal"))
+        for name in guides:
+            guide = tree.nodes.new("CompositorNodeImage")
+            guide.image = sources[name]
+            tree.links.new(guide.outputs["Image"], denoiser.inputs[name])
+        settings = {"Prefilter": cycles.denoising_prefilter, "Quality": getattr(cycles, "denoising_quality", "HIGH"),
+                    "HDR": True}
+        for name, value in settings.items():
+            if name in denoiser.inputs:  # 5.0: options are inputs
+                denoiser.inputs[name].default_value = value.title() if isinstance(value, str) else value
+            else:
+                attr = {"HDR": "use_hdr"}.get(name, name.lower())
+                if hasattr(denoiser, attr):
+                    setattr(denoiser, attr, value)
+        image_out = denoiser.outputs["Image"]
+    for name, socket in targets:
+        tree.links.new(image_out if name == "Image" else source.outputs[name], socket)
     render.use_compositing = True
     render.use_sequencer = False
     render.use_border = False
@@ -148,11 +285,11 @@ def merge_still(info: BlenderInfo, scene: Path, pieces: dict[int, Path], out_dir
     with tempfile.TemporaryDirectory(prefix="framefarm-merge-") as tmp, \
             (log_path.open("a", encoding="utf-8") if log_path else contextlib.nullcontext()) as log:
         expect = Path(tmp) / "merged.json"
-        params = {"frame": frame, "of": len(pieces), "expect": str(expect),
+        params = {"frame": frame, "of": len(pieces), "expect": str(expect), "work": tmp,
                   "pieces": [[index, str(pieces[index].resolve())] for index in sorted(pieces)]}
         script = Path(tmp) / "merge.py"
-        script.write_text(f"{inspect.getsource(_band_rows)}\n\n{inspect.getsource(_merge_still)}\n"
-                          f"_merge_still({params!r})\n", encoding="utf-8")
+        source = "\n\n".join(inspect.getsource(f) for f in (_band_rows, _compositor, _image_io, _merge_still))
+        script.write_text(f"{source}\n_merge_still({params!r})\n", encoding="utf-8")
         cmd = sandbox.command(
             [info.path, "-b", "--factory-startup", "--disable-autoexec", str(scene), "-o", f"{out_dir}/####",
              *(["-F", output_format] if output_format else []), "--python-exit-code", "2", "--python", str(script)],

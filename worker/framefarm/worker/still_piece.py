@@ -7,9 +7,15 @@ merge (still_merge.py) copies its rows into place. It is written as OpenEXR in 3
 float with compositing off: compositing, the colour management of the view and the
 scene's own format are applied once, to the merged frame.
 
-`_still_piece` runs inside Blender: render.py appends its source (and `_band_rows`, which
-the merge's script uses too) to the setup script, and `_blender_setup` calls it, so both
-must stay valid in every Blender's Python (3.10 and later) and import what they need.
+A scene that denoises is split too, where the farm has a worker to merge it that can
+denoise (its Blender has OpenImageDenoise): the piece then renders noisy, with Cycles'
+denoising data (albedo and normal) beside the image in a multilayer OpenEXR, and the merge
+denoises the joined frame once, as Cycles would have denoised the single render.
+
+`_still_piece` runs inside Blender: render.py appends its source (and `_band_rows` and
+`_compositor`, which the merge's script uses too) to the setup script, and `_blender_setup`
+calls it, so all must stay valid in every Blender's Python (3.10 and later) and import what
+they need.
 """
 from __future__ import annotations
 
@@ -21,6 +27,25 @@ def _band_rows(height: int, pieces: int, index: int) -> tuple[int, int]:
     """Rows [first, stop) of band `index` of `pieces`, counted from the bottom row as
     Blender counts them; bands differ by at most one row and cover every row once."""
     return height * index // pieces, height * (index + 1) // pieces
+
+
+def _compositor(scene: "Any") -> "tuple[Any, Any]":
+    """(node tree, its output node) of the compositing `scene` does when it renders, else
+    (None, None). Blender 5.0 moved the compositor into a node group (the scene's
+    compositing_node_group, output by its Group Output node); 3.x and 4.x keep a tree on the
+    scene, output by its Composite node, used only with use_nodes."""
+    render = scene.render
+    if not render.use_compositing:
+        return None, None
+    if hasattr(scene, "compositing_node_group"):  # 5.0 and later
+        tree, kind = scene.compositing_node_group, "NodeGroupOutput"
+    else:
+        tree, kind = (scene.node_tree if scene.use_nodes else None), "CompositorNodeComposite"
+    outputs = [node for node in tree.nodes if node.bl_idname == kind] if tree is not None else []
+    active = [node for node in outputs if getattr(node, "is_active_output", True)]
+    if not outputs:
+        return None, None
+    return tree, (active or outputs)[0]
 
 
 def _still_piece(scene: "Any", piece: dict) -> None:  # quoted: the copied script has no Any
@@ -37,16 +62,19 @@ def _still_piece(scene: "Any", piece: dict) -> None:  # quoted: the copied scrip
     layers = [layer for layer in scene.view_layers if layer.use]
     denoises = render.engine == "CYCLES" and cycles is not None and cycles.use_denoising and any(
         getattr(getattr(layer, "cycles", None), "use_denoising", True) for layer in layers)
-    if denoises:
-        reasons.append("the scene denoises, and no merging worker of this farm can denoise a merged still "
-                       "(OpenImageDenoise after merging is not supported yet): turn Denoise off in Render "
-                       "Properties > Sampling > Render, or render the still as an ordinary one-frame job")
+    if denoises and not piece.get("denoise"):
+        # The farm checks for a worker that can denoise the merged frame only for a still
+        # submitted as denoising (framefarm submit and the add-on read that from the scene).
+        reasons.append("the scene denoises, and this still was submitted without \"denoise\": true, so no "
+                       "worker that can denoise the merged frame was asked for: submit it again with denoise "
+                       "(framefarm submit and the add-on do so for a scene that denoises), or turn Denoise off "
+                       "in Render Properties > Sampling > Render")
     if render.use_border:
         reasons.append("the scene renders only a region (Render Region in Output Properties); a split still "
                        "renders the whole frame: turn Render Region off")
     if render.use_multiview:
         reasons.append("the scene renders stereo views, which a split still does not support")
-    tree = scene.node_tree if scene.use_nodes and render.use_compositing else None
+    tree = _compositor(scene)[0]
     if tree is not None:
         # The merge feeds the compositor the merged image in place of the render: anything
         # else a Render Layers node gives (passes, other view layers) the pieces do not carry.
@@ -80,12 +108,20 @@ def _still_piece(scene: "Any", piece: dict) -> None:  # quoted: the copied scrip
     render.use_compositing = False
     render.use_sequencer = False
     settings = render.image_settings
-    settings.file_format = "OPEN_EXR"
+    if hasattr(settings, "media_type"):  # 5.0: a video scene offers only video formats
+        settings.media_type = "MULTI_LAYER_IMAGE" if denoises else "IMAGE"
+    settings.file_format = "OPEN_EXR_MULTILAYER" if denoises else "OPEN_EXR"
     settings.color_depth = "32"
     settings.color_mode = "RGBA"
     settings.exr_codec = "ZIP"
+    if denoises:
+        # Noisy, with the albedo and normal Cycles' denoiser reads: the merge denoises the
+        # joined frame once, with these passes (a band denoised alone would not match).
+        scene.cycles.use_denoising = False
+        for layer in layers:
+            layer.cycles.denoising_store_passes = True
 
 
 def setup_source() -> str:
     """The source render.py appends to the setup script of a still's piece."""
-    return inspect.getsource(_band_rows) + "\n\n" + inspect.getsource(_still_piece)
+    return "\n\n".join(inspect.getsource(f) for f in (_band_rows, _compositor, _still_piece))
