@@ -12,7 +12,8 @@ even when this script raises. The script exits with 1 itself on any error and pr
 
 Every scene is a monkey with a lit material, a sun, a world and a camera looking at it,
 rendered tiny and with few samples so a frame costs well under a second on a CPU. Its
-output path is ``//render/`` on purpose: the worker must override it. Some options build
+output path is ``//`` (the .blend's folder), or ``--filepath``: the worker renders into its own
+folder, and the farm names the frames in its zip as this path does (common/output_names.py). Some options build
 scenes that are meant to go wrong on a farm (``--denoise`` asks for a denoiser a worker
 may lack, ``--no-camera`` cannot render, ``--texture`` needs an external file shipped
 along), so tests can check how the farm copes.
@@ -31,8 +32,9 @@ import traceback
 import bpy
 
 ENGINES = ("CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH")
-FORMATS = ("PNG", "OPEN_EXR", "JPEG", "FFMPEG")
-EXTENSIONS = {"PNG": ".png", "OPEN_EXR": ".exr", "JPEG": ".jpg", "FFMPEG": ".mp4"}
+FORMATS = ("PNG", "OPEN_EXR", "OPEN_EXR_MULTILAYER", "JPEG", "TIFF", "FFMPEG")
+EXTENSIONS = {"PNG": ".png", "OPEN_EXR": ".exr", "OPEN_EXR_MULTILAYER": ".exr", "JPEG": ".jpg", "TIFF": ".tif",
+              "FFMPEG": ".mp4"}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -50,6 +52,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--texture", metavar="PATH",
                         help="write a PNG texture here and use it by a relative path")
     parser.add_argument("--format", choices=FORMATS, default="PNG", help="output file format")
+    parser.add_argument("--filepath", default="//", help="the output path (Output Properties), e.g. //render/shot_####")
+    parser.add_argument("--no-file-extension", action="store_true", help="File Extensions off: frames named without one")
     parser.add_argument("--animated", action="store_true", help="keyframe the object")
     parser.add_argument("--compress", action="store_true", help="save the .blend compressed")
     args = parser.parse_args(argv)
@@ -199,7 +203,8 @@ def set_output(scene: bpy.types.Scene, args: argparse.Namespace) -> None:
     render.resolution_x = render.resolution_y = args.size
     render.resolution_percentage = 100
     render.use_persistent_data = False
-    render.filepath = "//render/"
+    render.filepath = args.filepath
+    render.use_file_extension = not args.no_file_extension
     settings = render.image_settings
     if hasattr(settings, "media_type"):  # 5.0: choose image or video before the format
         settings.media_type = "VIDEO" if args.format == "FFMPEG" else "IMAGE"

@@ -17,6 +17,11 @@ Variants:
   image-sequence  the subject textured by an image sequence, seq/img_0001.png..img_0004.png
   sequencer       the render goes through the sequencer: an image strip of strips/plate.png over the scene
   font            a text object in a font file next to the .blend (fonts/font.ttf, copied from --font)
+  view-layers     two view layers, "Main" (the scene as made, with its Z and Normal passes) and
+                  "Tinted" (every material overridden by a red one, with its Mist pass)
+  marker-cameras  a second camera, "Close" (twice the focal length), and timeline markers binding
+                  "Camera" to frame 1 and "Close" to frame 3: frames 1-2 see the subject whole,
+                  frames 3 and later close up
   missing-cache   a particle system whose point cache is on disk (blendcache_NAME/ next to the
                   .blend), never baked, so the cache files do not exist: Blender renders without
                   them (and writes them as it simulates)
@@ -55,6 +60,29 @@ def video_audio(sound: str) -> None:
     _folder()
     bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(ARGS.output), relative_remap=True)
     edit.sequences.new_sound("sound", bpy.path.relpath(os.path.abspath(sound)), 1, scene.frame_start)
+
+
+def view_layers() -> None:
+    scene = bpy.context.scene
+    main = scene.view_layers[0]
+    main.name = "Main"
+    main.use_pass_z = main.use_pass_normal = True
+    tinted = scene.view_layers.new("Tinted")
+    tinted.use_pass_mist = True
+    red = bpy.data.materials.new("Red")
+    red.diffuse_color = (0.9, 0.05, 0.05, 1.0)
+    tinted.material_override = red
+
+
+def marker_cameras() -> None:
+    scene = bpy.context.scene
+    wide = scene.camera
+    close = bpy.data.objects.new("Close", wide.data.copy())
+    close.data.lens = wide.data.lens * 2
+    close.location, close.rotation_euler = wide.location.copy(), wide.rotation_euler.copy()
+    scene.collection.objects.link(close)
+    for frame, camera in ((1, wide), (3, close)):
+        scene.timeline_markers.new(f"F_{frame:02d}", frame=frame).camera = camera
 
 
 def _folder(*parts: str) -> str:
@@ -201,7 +229,7 @@ def font() -> None:
 
 # The variants that write files beside the output by absolute path (made relative once it is saved).
 WRITE_FILES = {"linked", "udim", "image-sequence", "sequencer", "font", "openvdb"}
-VARIANTS = {"missing-cache": missing_cache, "video-audio": video_audio, "linked": linked, "caches": caches,
+VARIANTS = {"view-layers": view_layers, "marker-cameras": marker_cameras, "missing-cache": missing_cache, "video-audio": video_audio, "linked": linked, "caches": caches,
             "openvdb": openvdb, "udim": udim, "image-sequence": image_sequence, "sequencer": sequencer, "font": font}
 
 

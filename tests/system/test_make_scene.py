@@ -95,7 +95,7 @@ def test_default_scene(scenes, tmp_path: Path) -> None:
     assert info == {
         "engine": "CYCLES", "device": "CPU", "samples": 4, "denoise": False,
         "has_oidn": info["has_oidn"], "eevee_samples": info["eevee_samples"], "camera": True,
-        "frames": [1, 250], "format": "PNG", "size": [48, 48, 100], "output": "//render/",
+        "frames": [1, 250], "format": "PNG", "size": [48, 48, 100], "output": "//",
         "persistent": False, "animated": False, "images": [],
     }
     with Image.open(tmp_path / "out" / "frame_0001.png") as image:

@@ -19,7 +19,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, cast
 
-from . import finishing, framestats, keys, metrics
+from framefarm.common import output_names
+
+from . import finishing, framestats, keys, metrics, results as part_results
 from .dashboard import meta
 from .farm import Farm
 from .storage import StorageError
@@ -55,6 +57,7 @@ def assemble(farm: Farm, job_id: str) -> bool:
         pipe.hget(keys.part(keys.part_id(job_id, i)), "result")
     results: list[str] = pipe.execute()
     sources = finishing.archive_results(farm, job, results)  # with a finishing task: its result too
+    frame_sources = set(sources[:-1] if finishing.kind_of(job) else sources)  # the finishing result comes last
     log.info("assembling job %s from %d parts", job_id, n)
     kept = meta.Keeper(farm, job_id)
     key = keys.archive(job_id)
@@ -75,7 +78,8 @@ def assemble(farm: Farm, job_id: str) -> bool:
                     if framestats.is_meta(info.filename):
                         kept.add(zin, info)  # the worker's measurements and previews: the dashboard's
                         continue  # ... not the artist's
-                    entry = zipfile.ZipInfo(info.filename, date_time=info.date_time)
+                    name = _entry_name(job, info.filename) if result in frame_sources else info.filename
+                    entry = zipfile.ZipInfo(name, date_time=info.date_time)
                     entry.compress_type = zipfile.ZIP_STORED
                     entry.external_attr = 0o644 << 16
                     with zin.open(info) as src, zout.open(entry, "w", force_zip64=info.file_size > 2**31) as dst:
@@ -89,6 +93,15 @@ def assemble(farm: Farm, job_id: str) -> bool:
         farm.storage.delete(result)
     log.info("job %s done: %s", job_id, key)
     return True
+
+
+def _entry_name(job: dict[str, str], name: str) -> str:
+    """A frame's name in the final zip: as the scene's output path names it (the job's
+    `output_pattern`, checked when the job was submitted: output_names.py), else the worker's
+    (0250.png)."""
+    pattern = job.get("output_pattern")
+    frame = part_results.frame_of(name) if pattern else None
+    return name if pattern is None or frame is None else output_names.entry_name(pattern, frame)
 
 
 MAX_ASSEMBLY_FAILURES = 3

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, cast
 
-from framefarm.common import frameset
+from framefarm.common import frameset, output_names
 from framefarm.common.blendfile import BlendFileError, read_blend_info
 
 from . import (cleanup, estimates, finishing, framestats, keys, longpoll, ordering, parts, quotas, scene_files, staging,
@@ -47,6 +47,7 @@ class JobRequest:
     finish: finishing.Finish | None = None  # the job's finishing task, run once every frame is in
     still: stills.Still | None = None  # one frame split into pieces (stills.py); None: frames as parts
     notify: str | dict[str, str] | None = None  # a webhook for the job's end (webhooks.py), as sent
+    output: dict[str, Any] | None = None  # the frames' names in the zip (output_names.py), checked
     order: str = "preview"  # the order frames are handed out in (ordering.py)
     estimate: bool = False  # render the sample frames only, then wait to be resumed (estimates.py)
 
@@ -70,7 +71,20 @@ class JobRequest:
                    body.get("max_frame_seconds"), body.get("format"),
                    finish=finishing.Finish.from_body(body.get("finish")), still=still,
                    target_part_seconds=body.get("target_part_seconds"), notify=body.get("notify"),
-                   order=body.get("order", "preview"), estimate=bool(body.get("estimate")))
+                   order=body.get("order", "preview"), estimate=bool(body.get("estimate")),
+                   output=_output(body.get("output")))
+
+
+def _output(output: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The job's `output`, if its pattern is one the client could have made from a scene: 400 for
+    one that would name a zip entry outside the job's folder (output_names.check)."""
+    if output is None:
+        return None
+    try:
+        output_names.check(output["pattern"])
+    except ValueError as e:
+        raise bad_request(str(e), "bad_output") from None
+    return output
 
 
 def _check_path(path: str) -> None:
@@ -149,6 +163,9 @@ def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None,
             fields["max_frame_seconds"] = req.max_frame_seconds
         if req.output_format:
             fields["format"] = req.output_format
+        if req.output and req.still is None:  # a still's image keeps its plain name
+            fields["output_pattern"] = req.output["pattern"]
+            fields["output_multilayer"] = int(bool(req.output.get("multilayer")))
         if notify:
             fields["notify"] = notify.to_json()
         if timed:
@@ -232,6 +249,8 @@ def view(farm: Farm, job: dict[str, str], *, parts_from: int | None = None) -> d
         "waiting_reason": waiting_reason(farm, job),
         "max_frame_seconds": int(job["max_frame_seconds"]) if "max_frame_seconds" in job else None,
         "format": job.get("format"),
+        "output": {"pattern": job["output_pattern"], "multilayer": job.get("output_multilayer") == "1"}
+        if "output_pattern" in job else None,
         "target_part_seconds": int(job["target_ms"]) // 1000 if "target_ms" in job else None,
         "finish": finishing.view(farm, job),
         "paused": job.get("paused") == "1" and job["status"] in ACTIVE,

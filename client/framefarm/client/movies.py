@@ -1,6 +1,6 @@
 """Which movie a job asks the farm for: the scene's own video output, or a preview of its frames.
 
-A scene set to a video output (FFMPEG, or Blender's old AVI types) renders on the farm as
+A scene set to a video output (FFMPEG, or Blender's old AVI types: scene_output.py) renders on the farm as
 lossless PNG frames, and the job's finishing task (the farm's "encode") makes the movie the
 scene asks for. `--format` overrides that, as Blender's `-F` does: frames in that format, no
 movie. `--movie` asks for an H.264 MP4 preview of any job's frames, beside them.
@@ -13,33 +13,11 @@ product, so they are always kept.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from .formats import LOSSLESS_DEFAULT
 
-__all__ = ["plan", "scene_is_video"]
-
-# Blender's R_IMF_IMTYPE_* of movie formats (DNA_scene_types.h): AVIRAW, AVIJPEG, FFMPEG, and the
-# old H264, THEORA and XVID, which Blender reads as FFMPEG.
-_MOVIE_IMTYPES = {15, 16, 24, 25, 26, 27}
-
-
-def scene_is_video(blend: Path) -> bool | None:
-    """Whether the scene Blender renders from `blend` (the file's current scene) is set to a video
-    output; None when the file cannot be read that way (then the farm's worker tells)."""
-    from blender_asset_tracer import blendfile
-
-    try:
-        bf = blendfile.open_cached(Path(blend))
-        try:
-            scene = bf.find_blocks_from_code(b"GLOB")[0].get_pointer(b"curscene")
-            return scene is not None and int(scene.get((b"r", b"im_format", b"imtype"))) in _MOVIE_IMTYPES
-        finally:
-            blendfile.close_all_cached()
-    except (OSError, LookupError, ValueError, TypeError, blendfile.exceptions.BlendFileError):
-        return None  # a file BAT cannot read this way (a newer layout): the worker's check decides
-
+__all__ = ["plan"]
 
 def plan(*, video_scene: bool, output_format: str | None, movie: bool,
          keep_frames: bool) -> tuple[str | None, dict[str, Any] | None]:

@@ -14,7 +14,7 @@ from typing import Any, Callable, cast
 from framefarm.common.api import FarmAPI
 from framefarm.common.api_types import Job, JobRequest, Notify
 from framefarm.common.http import FarmError
-from . import movies
+from . import movies, scene_output
 from .formats import IMAGE_FORMATS
 from .packing import pack_scene
 from .stills import scene_denoises
@@ -82,7 +82,8 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
             stats.uploaded_files += 1
         # A video scene's movie is made on the farm (its frames too with `keep_frames`); `movie`: an
         # MP4 preview of any job's frames (movies.py).
-        output_format, finish = movies.plan(video_scene=bool(movies.scene_is_video(blend)),
+        scene = scene_output.read(blend)
+        output_format, finish = movies.plan(video_scene=bool(scene and scene.is_video),
                                             output_format=output_format, movie=movie, keep_frames=keep_frames)
         payload: JobRequest = {"manifest": manifest, "main": packed.main, "frames": frames, "step": step,
                    "priority": priority, "name": name or Path(blend).stem}
@@ -111,6 +112,9 @@ def submit_scene(api: FarmAPI, blend: Path, *, frames: str, step: int = 1, chunk
             payload["format"] = cast(Any, output_format)  # checked just above against the spec's enum
         if finish is not None:
             payload["finish"] = cast(Any, finish)  # movies.plan's: of the spec's Finish shape
+        output = None if still else scene_output.output_of(scene, output_format)
+        if output is not None:  # frames named as a local render names them (output_names.py)
+            payload["output"] = cast(Any, output)
         job = api.submit(payload, idempotency_key or str(uuid.uuid4()))
     return job, stats
 

@@ -360,6 +360,7 @@ def extract_frames(archive: Path, output: Path) -> list[Path]:
             target = (root / info.filename).resolve()
             if root not in target.parents or info.is_dir():
                 raise FarmError(f"refusing unexpected entry {info.filename!r} in the archive")
+            target.parent.mkdir(parents=True, exist_ok=True)  # the scene's output folders (output_names.py)
             with zf.open(info) as src, open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst, BLOCK)
             written.append(target)

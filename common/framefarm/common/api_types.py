@@ -20,6 +20,7 @@ __all__ = [
     "FinishKind",
     "FinishOptions",
     "Finish",
+    "OutputNames",
     "WebhookUrl",
     "WebhookFormat",
     "Notify2",
@@ -143,6 +144,11 @@ class Finish(TypedDict):
     options: NotRequired[FinishOptions]
 
 
+class OutputNames(TypedDict):
+    pattern: str
+    multilayer: NotRequired[bool]
+
+
 WebhookUrl: TypeAlias = str
 
 
@@ -172,6 +178,7 @@ class JobRequest(TypedDict):
     still: NotRequired[bool]
     denoise: NotRequired[bool]
     pieces: NotRequired[int | None]
+    output: NotRequired[None | OutputNames]
     notify: NotRequired[None | Notify]
     order: NotRequired[Literal['preview', 'sequential']]
     estimate: NotRequired[bool]
@@ -261,6 +268,7 @@ class Job(TypedDict):
     waiting_reason: str | None
     max_frame_seconds: NotRequired[int | None]
     format: NotRequired[str | None]
+    output: NotRequired[None | OutputNames]
     paused: NotRequired[bool]
     finish: NotRequired[None | FinishState]
     still: NotRequired[None | JobStill2]
