@@ -234,11 +234,80 @@ def scenario_still(addon: object) -> None:
     step("still")
 
 
+def record(addon: object, job_id: str) -> dict:
+    return dict(addon.state.current.store.find(job_id)[1])  # type: ignore[attr-defined]
+
+
+def scenario_artist(addon: object) -> None:
+    """Issue 12 in the add-on: an estimate first ("Estimate", then "Render All"), the strip of
+    previews filling as frames finish, the flipbook of them, and "Download Frames" writing each
+    frame where F12 / Ctrl-F12 would, refusing to overwrite unless asked."""
+    configure(addon, CONFIG["gateways"], CONFIG["token"])
+    bpy.ops.wm.open_mainfile(filepath=CONFIG["scene"])
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end, scene.frame_step = CONFIG["frames"]
+    scene.render.filepath = CONFIG["output"]
+    scene.render.fps, scene.render.fps_base = CONFIG["fps"]
+    scene.framefarm.chunk = 1
+    st = addon.state.current
+    result = call(bpy.ops.framefarm.submit, estimate=CONFIG["estimate"], wait=True)
+    OUT["submit"] = result
+    job_id = (st.last_submission.get("job") or {}).get("id")
+    OUT["job_id"] = job_id
+    step("submitted")
+    if not job_id:
+        OUT["messages"] = list(st.messages)
+        return
+    if CONFIG["estimate"]:
+        wait(addon, lambda: record(addon, job_id)["status"] == "estimated" and record(addon, job_id)["estimate"],
+             CONFIG["timeout"])
+        OUT["estimated"] = record(addon, job_id)
+        OUT["estimate_lines"] = addon.gui.estimate_lines(OUT["estimated"]["estimate"]) \
+            if OUT["estimated"].get("estimate") else []
+        samples = sorted((OUT["estimated"].get("estimate") or {}).get("samples", []))
+        wait(addon, lambda: addon.thumbs.frames(job_id) == samples, 30)
+        OUT["estimated_thumbs"] = list(addon.thumbs.frames(job_id))
+        step("estimated")
+        OUT["render_all"] = call(bpy.ops.framefarm.resume, job_id=job_id)
+    OUT["notified"] = wait(addon, lambda: st.notification.get("job_id") == job_id, CONFIG["timeout"])
+    OUT["done"] = record(addon, job_id)
+    step("done")
+    total = OUT["done"]["total"]
+    OUT["strip_complete"] = wait(addon, lambda: len(addon.thumbs.frames(job_id)) == total, 60)
+    OUT["thumbs"] = list(addon.thumbs.frames(job_id))
+    cache = addon.thumbs.folder(job_id)
+    OUT["cache"] = {p.name: p.read_bytes().hex() for p in sorted(cache.iterdir()) if p.is_file()}
+    OUT["strip"] = addon.thumbs.strip(job_id)
+    step("strip")
+    OUT["flipbook_result"] = call(bpy.ops.framefarm.flipbook, job_id=job_id, wait=True)
+    book = dict(st.flipbook)
+    image = bpy.data.images.get(book.get("image", ""))
+    OUT["flipbook"] = {**book, "source": image.source if image else None,
+                       "bytes": [Path(f).read_bytes().hex() for f in book.get("files", [])],
+                       "scene_fps": scene.render.fps / scene.render.fps_base}
+    step("flipbook")
+    targets = {f: scene.render.frame_path(frame=f) for f in range(scene.frame_start, scene.frame_end + 1,
+                                                                    scene.frame_step)}
+    OUT["targets"] = targets
+    OUT["download"] = call(bpy.ops.framefarm.download, job_id=job_id, wait=True)
+    OUT["downloaded"] = {f: Path(p).read_bytes().hex() if Path(p).exists() else None for f, p in targets.items()}
+    OUT["downloads_state"] = list(st.downloads.get(job_id, []))
+    step("downloaded")
+    first = Path(targets[min(targets)])
+    first.write_bytes(b"the artist's own frame")
+    OUT["again"] = call(bpy.ops.framefarm.download, job_id=job_id, wait=True)
+    OUT["kept"] = first.read_bytes().hex()
+    OUT["overwrite"] = call(bpy.ops.framefarm.download, job_id=job_id, overwrite=True, wait=True)
+    OUT["replaced"] = first.read_bytes().hex()
+    OUT["messages"] = list(st.messages)
+    step("overwrite")
+
+
 def main() -> None:
     try:
         addon = install()
         {"e2e": scenario_e2e, "checks": scenario_checks, "reopen": scenario_reopen,
-         "missing": scenario_missing, "still": scenario_still}[CONFIG["scenario"]](addon)
+         "missing": scenario_missing, "still": scenario_still, "artist": scenario_artist}[CONFIG["scenario"]](addon)
     except Exception:
         OUT["exception"] = traceback.format_exc()
         traceback.print_exc()

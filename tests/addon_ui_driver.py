@@ -39,6 +39,7 @@ DRAW_ERRORS: list[str] = []
 POPUPS: list[dict[str, Any]] = []
 UPLOAD_SHOWN = threading.Event()  # the panel's upload progress is on screen: the held upload may go on
 HOLD_S = 30.0
+STRIP = 8  # the previews a job's row shows (thumbs.STRIP)
 
 
 class RecordingLayout:
@@ -200,6 +201,36 @@ def scenario(addon: Any) -> Iterator[float]:
     yield from until("the finish notification", lambda: cur.notification.get("job_id") == job["id"], 90)
     yield from until("the finished job", lambda: DRAWS.get("done"), 10)
     yield from screenshot("done")  # with the popup
+    total = job["frames"]["total"]
+    yield from until("every frame's preview fetched", lambda: len(addon.thumbs.frames(job["id"])) == total, 60)
+    for _ in range(20):  # the strip is drawn once the panel redraws with the previews loaded
+        yield from redrawn()
+        if strip_drawn(total):
+            break
+    yield from screenshot("strip")
+    window, area, region = properties()
+    with bpy.context.temp_override(window=window, area=area, region=region):
+        OUT["flipbook"] = sorted(bpy.ops.framefarm.flipbook(job_id=job["id"]))
+    yield from until("the flipbook playing in its window", lambda: flipbook_playing(addon, total), 10)
+
+
+def flipbook_playing(addon: Any, total: int) -> bool:
+    """A new window's Image Editor shows the flipbook's sequence of `total` frames, playing."""
+    book = addon.state.current.flipbook
+    for window in bpy.context.window_manager.windows[1:]:
+        for area in window.screen.areas:
+            space = area.spaces.active
+            if area.type == "IMAGE_EDITOR" and space.image and space.image.name == book.get("image"):
+                return (space.image.source == "SEQUENCE" and space.image_user.frame_duration == total
+                        and window.screen.is_animation_playing)
+    return False
+
+
+def strip_drawn(total: int) -> bool:
+    """The done job's row shows its latest previews as icons, and the flipbook button."""
+    done = DRAWN.get("done", [])
+    icons = [item for item in done if item[0] == "template_icon"]
+    return len(icons) == min(total, STRIP) and ["operator", "framefarm.flipbook", None] in done
 
 
 def texts(items: list, call: str = "label") -> list[str]:
@@ -232,7 +263,9 @@ def checks(addon: Any) -> dict[str, bool]:
         "popup offers the link and download": link_buttons <= {w for k, w, _t in popup["items"] if k == "operator"},
         "notification frame count": cur.notification.get("frames") == total,
         "no error reported": not [m for m in cur.messages if m[0] == "ERROR"],
-        "screenshots saved": sorted(OUT.get("screenshots", {})) == ["blocked", "done", "running", "uploading"]
+        "the thumbnail strip drawn": strip_drawn(total),
+        "the flipbook plays in a new window": OUT.get("flipbook") == ["FINISHED"] and flipbook_playing(addon, total),
+        "screenshots saved": sorted(OUT.get("screenshots", {})) == ["blocked", "done", "running", "strip", "uploading"]
         and all(Path(s["path"]).is_file() for s in OUT["screenshots"].values()),
     }
 

@@ -17,7 +17,7 @@ import bpy
 # after the script, and Blender 3.4 crashes on exit when it walks sys.modules. Only child
 # processes that multiprocessing spawns need the alias, and the add-on starts none.
 _HAD_MP_MAIN = "__mp_main__" in sys.modules
-from . import gui, jobs_store, notify, operators, preferences, props, state, taskrunner  # noqa: E402
+from . import gui, jobs_store, notify, operators, preferences, props, state, taskrunner, thumbs  # noqa: E402
 
 if not _HAD_MP_MAIN:
     sys.modules.pop("__mp_main__", None)
@@ -53,7 +53,9 @@ def register() -> None:
         bpy.utils.register_class(cls)
     props.register()
     taskrunner.begin()
-    state.current = state.State(store=jobs_store.JobStore(store_path()))
+    store = store_path()
+    state.current = state.State(store=jobs_store.JobStore(store), cache=store.parent / "previews")
+    thumbs.register()
     bpy.app.timers.register(notify.timer, first_interval=0.5, persistent=True)
     bpy.app.handlers.load_post.append(_on_load)
     notify.watch_active()
@@ -65,6 +67,7 @@ def unregister() -> None:
         bpy.app.handlers.load_post.remove(_on_load)
     if bpy.app.timers.is_registered(notify.timer):
         bpy.app.timers.unregister(notify.timer)
+    thumbs.unregister()
     props.unregister()
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

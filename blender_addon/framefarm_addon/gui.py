@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import bpy
 
-from . import operators, props, state
+from . import operators, props, state, thumbs
 from ._vendor.framefarm.client.submission import TERMINAL
 
 if TYPE_CHECKING:
@@ -16,7 +16,9 @@ else:
 
 STATUS_ICONS: dict[str, Icon] = {"queued": "TIME", "running": "RENDER_ANIMATION", "assembling": "PACKAGE",
                                  "done": "CHECKMARK", "failed": "ERROR", "cancelled": "CANCEL",
-                                 "expired": "GHOST_DISABLED"}
+                                 "expired": "GHOST_DISABLED", "estimated": "TIME"}
+THUMB_SCALE = 4.0  # a strip thumbnail, in icon widths
+STRIP_COLUMNS = 4
 
 
 def progress(layout: bpy.types.UILayout, fraction: float, text: str) -> None:
@@ -36,6 +38,30 @@ def wrapped_label(layout: bpy.types.UILayout, context: bpy.types.Context, text: 
     col = layout.column(align=True)
     for i, line in enumerate(textwrap.wrap(text, max(16, int((width - 50 * scale) / (6.5 * scale))))):
         col.label(text=line, icon=icon if i == 0 else "BLANK1")
+
+
+def duration(seconds: float) -> str:
+    """'2 h 05 min', '4 min 10 s', '12.5 s'."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    if seconds >= 60:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{seconds:.1f} s"
+
+
+def estimate_lines(est: dict) -> list[str]:
+    """An estimate's numbers (the job view's `estimate`), as the panel says them."""
+    spf = est["seconds_per_frame"]
+    lines = [f"{len(est['samples'])} sample frame(s): {spf['min']:.1f}-{spf['max']:.1f} s per frame "
+             f"(mean {spf['mean']:.1f} s)"]
+    if est.get("projected_seconds") is None:
+        lines.append("The rest: no worker can take it now")
+    else:
+        lines.append(f"The rest: about {duration(est['projected_seconds'])} on {est['workers']} worker(s)")
+    if est.get("cost") is not None:
+        lines.append(f"Cost: {est['cost']:.2f} {est.get('currency') or ''} "
+                     f"(at {est['price_per_worker_hour']:g} per worker-hour)".replace("  ", " "))
+    return lines
 
 
 class FRAMEFARM_PT_output(bpy.types.Panel):
@@ -81,9 +107,11 @@ class FRAMEFARM_PT_output(bpy.types.Panel):
             layout.prop(ff, "keep_frames")  # the farm makes the scene's movie; its frames on request
         else:
             layout.prop(ff, "movie")
-        row = layout.row()
+        row = layout.row(align=True)
         row.scale_y = 1.4
         row.operator("framefarm.submit", icon="RENDER_STILL" if props.is_still(scene) else "RENDER_ANIMATION")
+        if not props.is_still(scene):  # a few sample frames first: the time and cost of the rest
+            row.operator("framefarm.submit", text="Estimate", icon="TIME").estimate = True
         blocker = operators.submit_blocker(context)
         cur = state.current
         if blocker and not cur.submitting:
@@ -117,6 +145,8 @@ class FRAMEFARM_PT_output(bpy.types.Panel):
                 row.operator("framefarm.resume" if paused else "framefarm.pause", text="",
                              icon="PLAY" if paused else "PAUSE").job_id = rec["id"]
                 row.operator("framefarm.cancel", text="", icon="X").job_id = rec["id"]
+            elif rec["status"] == "estimated":
+                row.operator("framefarm.cancel", text="", icon="X").job_id = rec["id"]
             elif rec["status"] == "done":
                 row.operator("framefarm.download", text="", icon="IMPORT").job_id = rec["id"]
                 row.operator("framefarm.open_link", text="", icon="URL").job_id = rec["id"]
@@ -128,6 +158,32 @@ class FRAMEFARM_PT_output(bpy.types.Panel):
             note = rec.get("error") or rec.get("waiting")
             if note:
                 wrapped_label(col, context, note, "ERROR" if rec.get("error") else "INFO")
+            self.draw_estimate(col, context, rec)
+            self.draw_strip(col, rec)
+
+    @staticmethod
+    def draw_estimate(layout: bpy.types.UILayout, context: bpy.types.Context, rec: dict) -> None:
+        est = rec.get("estimate")
+        if not est:
+            return
+        for line in estimate_lines(est):
+            wrapped_label(layout, context, line, "TIME")
+        if rec["status"] == "estimated":
+            layout.operator("framefarm.resume", text="Render All", icon="RENDER_ANIMATION").job_id = rec["id"]
+
+    @staticmethod
+    def draw_strip(layout: bpy.types.UILayout, rec: dict) -> None:
+        """The latest finished frames' previews, and the flipbook of all of them."""
+        shown = [(frame, icon) for frame, icon in thumbs.strip(rec["id"]) if icon]
+        if not shown:
+            return
+        # Rows of STRIP_COLUMNS: the Properties editor is narrow, and an icon shrinks to its cell's width.
+        grid = layout.grid_flow(row_major=True, columns=STRIP_COLUMNS, even_columns=True, align=True)
+        for frame, icon in shown:
+            cell = grid.column(align=True)
+            cell.template_icon(icon_value=icon, scale=THUMB_SCALE)
+            cell.label(text=str(frame))
+        layout.operator("framefarm.flipbook", icon="PLAY").job_id = rec["id"]
 
 
 

@@ -27,6 +27,10 @@ def record_from_job(job: dict[str, Any], old: Record | None = None) -> Record:
                frames=f"{job['frames']['start']}-{job['frames']['end']}",
                error=job.get("error") or "", waiting=job.get("waiting_reason") or "",
                blender=job.get("blender_version", ""), paused=bool(job.get("paused")))
+    rec["step"] = job["frames"].get("step", 1)
+    output = job.get("output")  # where "Download Frames" finds each frame in the zip (output_names.py)
+    rec["output"] = output.get("pattern") if isinstance(output, dict) else None
+    rec["estimate"] = job.get("estimate")  # an estimate's numbers once its sample frames are in
     if job.get("download_url"):
         rec["download_url"] = job["download_url"]
     rec.setdefault("submitted_at", time.time())

@@ -10,7 +10,7 @@ from typing import Any
 
 import bpy
 
-from . import jobs_store, preferences, state, taskrunner, tasks
+from . import gui, jobs_store, preferences, state, taskrunner, tasks, thumbs
 
 TIMER_BUSY_S = 0.2
 TIMER_IDLE_S = 1.0
@@ -92,6 +92,12 @@ def _submit_failed(message: str, missing: list[str] | None = None) -> None:
 def _job(job: dict[str, Any]) -> None:
     cur = state.current
     rec = cur.store.update_job(job) if cur.store else None
+    if rec is not None and rec["done"] > 0:  # the strip: the previews of the frames done since
+        thumbs.fetch(rec["id"], rec["rev"])
+    if rec is not None and rec["status"] == "estimated" and rec.get("estimate") and not rec.get("estimate_told"):
+        cur.store.set_field(rec["id"], estimate_told=True)  # type: ignore[union-attr]
+        _announce("INFO", f"Estimate of '{rec['name']}' is in: {' '.join(gui.estimate_lines(rec['estimate']))}",
+                  title="Framefarm: estimate")
     if rec is not None and rec["status"] in ("done", "failed") and not rec.get("notified"):
         cur.store.set_field(rec["id"], notified=True)  # type: ignore[union-attr]
         if rec["status"] == "done":
@@ -106,6 +112,14 @@ def _job(job: dict[str, Any]) -> None:
     _redraw()
 
 
+@taskrunner.on("previews")
+def _previews(job_id: str, frames: list[int], rev: int | None, message: str = "") -> None:
+    thumbs.landed(job_id, frames, rev)
+    if message:
+        state.current.say("ERROR", f"Could not fetch the previews of job {job_id}: {message}")
+    _redraw()
+
+
 @taskrunner.on("watch_failed")
 def _watch_failed(job_id: str, message: str, gone: bool) -> None:
     if gone and state.current.store is not None:
@@ -115,11 +129,13 @@ def _watch_failed(job_id: str, message: str, gone: bool) -> None:
 
 
 @taskrunner.on("downloaded")
-def _downloaded(job_id: str, directory: str, files: list[str]) -> None:
+def _downloaded(job_id: str, directory: str, files: list[str], kept: list[str] | None = None) -> None:
+    """`kept`: frames that were there already and were not overwritten."""
     cur = state.current
     cur.downloads[job_id] = files
     cur.progress_text, cur.progress_fraction = "", None
-    _announce("INFO", f"Downloaded {len(files)} frames of job {job_id} into {directory}")
+    extra = f"; kept {len(kept)} existing file(s)" if kept else ""
+    _announce("INFO", f"Downloaded {len(files)} frames of job {job_id} into {directory}{extra}")
     _redraw()
 
 

@@ -1,4 +1,4 @@
-"""`bpy.ops.framefarm.*`: submit, cancel, pause, resume, download, and the link buttons.
+"""`bpy.ops.framefarm.*`: submit (or estimate), cancel, pause, resume, download, flipbook, and the link buttons.
 
 Every operator works from a button and from a script (`execute`). Slow work goes
 to a background thread (see taskrunner); an operator only reads Blender's data and
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import bpy
 
-from . import preferences, props, state, taskrunner, tasks
+from . import preferences, props, state, taskrunner, tasks, thumbs
 from ._vendor.framefarm.common.frameset import FrameSpecError
 
 if TYPE_CHECKING:
@@ -82,6 +82,10 @@ class FRAMEFARM_OT_submit(bpy.types.Operator):
         name="Submit Anyway", default=False, options={"SKIP_SAVE"},
         description="Submit even if files the scene references are missing; the farm renders without them, "
                     "as Blender does")
+    estimate: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Estimate", default=False, options={"SKIP_SAVE"},
+        description="Render only a few sample frames (first, middle, last), then say the time per frame, the "
+                    "projected time and cost of the rest; \"Render All\" renders the rest, reusing the samples")
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -104,6 +108,7 @@ class FRAMEFARM_OT_submit(bpy.types.Operator):
                    "allow_missing": self.allow_missing, "format": props.output_format(scene)}
         # A video scene's movie is made by the farm (framefarm.client.movies); these say what else comes back.
         request.update(movie=ff.movie, keep_frames=ff.keep_frames)
+        request["estimate"] = self.estimate and not props.is_still(scene)
         if props.is_still(scene):  # the current frame, split into pieces
             request.update(frames=str(scene.frame_current), step=1, chunk=None, still=True, pieces=ff.pieces or None)
             what = f"frame {scene.frame_current} as a still"
@@ -120,7 +125,8 @@ class FRAMEFARM_OT_submit(bpy.types.Operator):
         cur.submitting, cur.progress_text, cur.progress_fraction = True, "Packing the scene", None
         cur.missing_files = []
         taskrunner.start("submit", tasks.submit, farm, copy, request)
-        self.report({"INFO"}, f"Framefarm: submitting {request['name']} ({what}) in the background")
+        how = "estimating" if request["estimate"] else "submitting"
+        self.report({"INFO"}, f"Framefarm: {how} {request['name']} ({what}) in the background")
         if self.wait:
             taskrunner.drain_until(lambda: not cur.submitting, WAIT_TIMEOUT_S)
             job = cur.last_submission.get("job")
@@ -205,15 +211,38 @@ class FRAMEFARM_OT_resume(_JobAction):
 
 
 class FRAMEFARM_OT_download(_JobOperator):
-    """Download the finished job's frames into the scene's output folder"""
+    """Download the finished job's frames to where a local render writes them (the scene's output path)"""
 
     bl_idname = "framefarm.download"
     bl_label = "Download Frames"
 
     directory: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Folder", subtype="DIR_PATH", options={"SKIP_SAVE"},
-        description="Where to put the frames; empty for the scene's output folder")
+        description="Put the frames in this folder as the zip names them; empty: each frame where F12 / "
+                    "Ctrl-F12 writes it (the scene's output path)")
+    overwrite: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Overwrite", default=False, options={"SKIP_SAVE"},
+        description="Replace frames that exist already at the scene's output path (else they are kept and "
+                    "nothing is downloaded)")
     wait: bpy.props.BoolProperty(name="Wait", default=False, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+
+    def targets(self, scene: bpy.types.Scene, rec: dict) -> dict[int, str]:
+        """Frame -> the file a local render of that frame writes."""
+        start, _, end = str(rec.get("frames", "")).partition("-")
+        frames = range(int(start), int(end or start) + 1, max(1, int(rec.get("step") or 1)))
+        return {f: scene.render.frame_path(frame=f) for f in frames}
+
+    def existing(self, context: bpy.types.Context, rec: dict) -> list[str]:
+        scene = context.scene
+        return [p for p in self.targets(scene, rec).values() if os.path.exists(p)] if scene and not self.directory else []
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[Result]:
+        """From the panel: asks before replacing frames that are there already."""
+        rec = self.record()
+        if rec is not None and rec.get("status") == "done" and self.existing(context, rec) and context.window_manager:
+            self.overwrite = True  # what the artist confirms in the popup
+            return context.window_manager.invoke_confirm(self, event)
+        return self.execute(context)
 
     def execute(self, context: bpy.types.Context) -> set[Result]:
         farm, rec = self.farm(), self.record()
@@ -223,13 +252,20 @@ class FRAMEFARM_OT_download(_JobOperator):
             self.report({"ERROR"}, f"Framefarm: job {self.job_id} is {rec.get('status')}, not done")
             return {"CANCELLED"}
         scene = context.scene
-        directory = self.directory or (output_folder(scene) if scene is not None else "")
-        if not directory:
-            self.report({"ERROR"}, "Framefarm: no folder given and no scene to take the output folder from")
-            return {"CANCELLED"}
-        folder = Path(bpy.path.abspath(directory))
         name = f"download-{self.job_id}"
-        taskrunner.start(name, tasks.download, farm, self.job_id, folder)
+        if self.directory:
+            taskrunner.start(name, tasks.download, farm, self.job_id, Path(bpy.path.abspath(self.directory)))
+        elif scene is not None:
+            there = self.existing(context, rec)
+            if there and not self.overwrite:
+                self.report({"ERROR"}, f"Framefarm: {len(there)} frame(s) exist already, e.g. {there[0]}; "
+                                       "download with Overwrite on to replace them")
+                return {"CANCELLED"}
+            taskrunner.start(name, tasks.download_frames, farm, self.job_id, self.targets(scene, rec),
+                             rec.get("output"), self.overwrite)
+        else:
+            self.report({"ERROR"}, "Framefarm: no folder given and no scene to take the output path from")
+            return {"CANCELLED"}
         if self.wait:
             cur = state.current
             cur.downloads.pop(self.job_id, None)
@@ -241,11 +277,28 @@ class FRAMEFARM_OT_download(_JobOperator):
         return {"FINISHED"}
 
 
-def output_folder(scene: bpy.types.Scene) -> str:
-    """The folder of the scene's output path ('//render/' -> <blend folder>/render)."""
-    path = bpy.path.abspath(scene.render.filepath)
-    folder = path if path.endswith(("/", os.sep)) else os.path.dirname(path)
-    return folder or tempfile.gettempdir()
+class FRAMEFARM_OT_flipbook(_JobOperator):
+    """Play the job's finished frames in order at the scene's frame rate, from the farm's small previews"""
+
+    bl_idname = "framefarm.flipbook"
+    bl_label = "Flipbook"
+
+    wait: bpy.props.BoolProperty(name="Wait", default=False, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> set[Result]:
+        rec, scene = self.record(), context.scene
+        if rec is None or scene is None:
+            return {"CANCELLED"}
+        if self.wait:  # a script: every preview the farm has now, first
+            thumbs.fetch(self.job_id, rec.get("rev", 0))
+            name = f"previews-{self.job_id}"
+            taskrunner.drain_until(lambda: not taskrunner.running(name), WAIT_TIMEOUT_S)
+            taskrunner.drain()
+        image = thumbs.flipbook(self.job_id, scene, open_window=not bpy.app.background)
+        if image is None:
+            self.report({"ERROR"}, f"Framefarm: no previews of job {self.job_id} yet")
+            return {"CANCELLED"}
+        return {"FINISHED"}
 
 
 class FRAMEFARM_OT_open_link(_JobOperator):
@@ -285,6 +338,7 @@ class FRAMEFARM_OT_forget(_JobOperator):
     def execute(self, context: bpy.types.Context) -> set[Result]:
         if state.current.store is not None:
             state.current.store.remove(self.job_id)
+        thumbs.forget(self.job_id)
         return {"FINISHED"}
 
 
@@ -314,4 +368,4 @@ class FRAMEFARM_OT_test_connection(bpy.types.Operator):
 
 
 CLASSES = (FRAMEFARM_OT_submit, FRAMEFARM_OT_cancel, FRAMEFARM_OT_pause, FRAMEFARM_OT_resume, FRAMEFARM_OT_download,
-           FRAMEFARM_OT_open_link, FRAMEFARM_OT_copy_link, FRAMEFARM_OT_forget, FRAMEFARM_OT_test_connection)
+           FRAMEFARM_OT_flipbook, FRAMEFARM_OT_open_link, FRAMEFARM_OT_copy_link, FRAMEFARM_OT_forget, FRAMEFARM_OT_test_connection)

@@ -7,6 +7,7 @@ there is no popup to look at), e.g. `state.current.notification`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .jobs_store import JobStore
@@ -25,6 +26,9 @@ class State:
     downloads: dict[str, list[str]] = field(default_factory=dict)  # job id -> extracted files
     missing_files: list[str] = field(default_factory=list)  # of the last submission refused for them
     store: JobStore | None = None
+    cache: Path | None = None  # the add-on's folder of each job's previews (thumbs.py)
+    thumbs: dict[str, list[int]] = field(default_factory=dict)  # job id -> frames whose preview is cached
+    flipbook: dict[str, Any] = field(default_factory=dict)  # the latest flipbook: job, image, frames, fps
 
     def say(self, level: str, text: str) -> None:
         self.messages = (self.messages + [(level, text)])[-50:]

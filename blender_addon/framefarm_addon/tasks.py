@@ -8,21 +8,27 @@ the same client code the `framefarm` CLI uses (bundled under `_vendor`).
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import tempfile
 import threading
 import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from ._vendor.framefarm.common.api import FarmAPI, extract_frames
 from ._vendor.framefarm.common.http import Client, FarmError, FarmUnavailable
+from ._vendor.framefarm.common.output_names import entry_name
 from ._vendor.framefarm.client.packing import PackError
 from ._vendor.framefarm.client.submission import TERMINAL, MissingFiles, submit_scene
 
 Post = Callable[..., None]
 WATCH_WAIT_S = 10.0  # one long-poll per job at a time; short enough to stop promptly
 RETRY_FOR_S = 30.0
+PREVIEWS_AT_ONCE = 4  # previews per message: the strip fills a few at a time as they land
+_PLAIN_ENTRY = re.compile(r"(\d+)\.[A-Za-z0-9]+")  # a job without an output pattern: 0001.png
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,7 @@ def submit(post: Post, settings: FarmSettings, copy: Path, request: dict[str, An
                                   allow_missing=request.get("allow_missing", False),
                                   movie=request.get("movie", False), keep_frames=request.get("keep_frames", False),
                                   output_format=request.get("format"), still=request.get("still", False),
-                                  pieces=request.get("pieces"),
+                                  pieces=request.get("pieces"), estimate=request.get("estimate", False),
                                   on_status=on_status, on_upload=on_upload, idempotency_key=str(uuid.uuid4()))
     except MissingFiles as exc:  # the artist decides: fix them, or "Submit Anyway"
         post("submit_failed", message=f"The scene references {len(exc.files)} file(s) that do not exist",
@@ -174,6 +180,90 @@ def download(post: Post, settings: FarmSettings, job_id: str, directory: Path) -
     finally:
         archive.unlink(missing_ok=True)
     post("downloaded", job_id=job_id, directory=str(directory), files=[str(f) for f in files])
+
+
+def preview_name(frame: int) -> str:
+    """A cached preview's file name: by frame number, so the folder lists in frame order."""
+    return f"{frame:07d}.jpg"
+
+
+def fetch_previews(post: Post, settings: FarmSettings, job_id: str, folder: Path, rev: int) -> None:
+    """Fetch the job's small previews that `folder` (its cache) lacks, posting each few as they
+    land; never the full frames. `rev`: the job's revision this fetch was started for."""
+    got: list[int] = []
+    message = ""
+    try:
+        api = settings.api(retry_for=10.0)
+        for frame in api.previews(job_id)["frames"]:
+            path = folder / preview_name(frame)
+            if path.exists():
+                continue
+            data = api.preview(job_id, frame)
+            if data is None:  # gone since the list (the job was assembled): the next fetch finds it
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            part = path.with_suffix(".part")
+            part.write_bytes(data)
+            os.replace(part, path)  # whole or not at all: the panel never loads half a JPEG
+            got.append(frame)
+            if len(got) >= PREVIEWS_AT_ONCE:
+                post("previews", job_id=job_id, frames=got, rev=None)
+                got = []
+    except Exception as exc:
+        message = describe(exc)
+    post("previews", job_id=job_id, frames=got, rev=rev, message=message)
+
+
+def frame_entries(names: list[str], pattern: str | None, frames: list[int]) -> dict[int, str]:
+    """Each frame's entry in the job's zip: named by the job's output pattern (output_names.py),
+    or `0001.png` where the job has none (older jobs, stills)."""
+    present = set(names)
+    if pattern:
+        found = {f: entry_name(pattern, f) for f in frames}
+        return {f: name for f, name in found.items() if name in present}
+    plain = {int(m[1]): n for n in names if (m := _PLAIN_ENTRY.fullmatch(n))}
+    return {f: plain[f] for f in frames if f in plain}
+
+
+def download_frames(post: Post, settings: FarmSettings, job_id: str, targets: dict[int, str], pattern: str | None,
+                    overwrite: bool) -> None:
+    """Fetch the job's zip and write frame N to `targets[N]` (where a local render writes it,
+    scene.render.frame_path), creating folders; an existing file is kept unless `overwrite`."""
+    got = {"bytes": 0}
+
+    def progress(n: int) -> None:
+        got["bytes"] += n
+        post("progress", text=f"Downloading {got['bytes'] / 1e6:.1f} MB", fraction=None)
+
+    written: list[str] = []
+    kept: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="framefarm-download-") as tmp:
+        archive = Path(tmp) / "job.zip"
+        try:
+            settings.api().download_archive(job_id, archive, progress)
+            with zipfile.ZipFile(archive) as zf:
+                entries = frame_entries(zf.namelist(), pattern, sorted(targets))
+                for frame, name in sorted(entries.items()):
+                    target = Path(targets[frame])
+                    if target.suffix.lower() != Path(name).suffix.lower() and target.suffix:
+                        target = target.with_suffix(Path(name).suffix)  # the job's format override
+                    if target.exists() and not overwrite:
+                        kept.append(str(target))
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    part = target.with_name(target.name + ".part")
+                    with zf.open(name) as src, open(part, "wb") as out:
+                        shutil.copyfileobj(src, out, 1024 * 1024)
+                    os.replace(part, target)
+                    written.append(str(target))
+        except Exception as exc:
+            post("download_failed", job_id=job_id, message=describe(exc))
+            return
+    if not written and not kept:
+        post("download_failed", job_id=job_id, message="the job's zip holds none of its frames")
+        return
+    folders = sorted({str(Path(f).parent) for f in written + kept})
+    post("downloaded", job_id=job_id, directory=", ".join(folders), files=written, kept=kept)
 
 
 def test_connection(post: Post, settings: FarmSettings) -> None:

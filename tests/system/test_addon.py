@@ -249,3 +249,64 @@ def test_still_mode_splits_the_current_frame_and_brings_back_one_image(cluster, 
     assert out["download"] == ["FINISHED"]
     assert [p.name for p in (tmp_path / "still").iterdir()] == ["0002.png"]
     assert Image.open(tmp_path / "still" / "0002.png").size == (64, 64)
+
+
+# Debian's Blender and the newest bpy; 4.2 and 4.5 pass too (add them here to check), and the e2e test
+# above installs, submits and downloads on every version.
+@pytest.mark.parametrize("blender", ["3.4", "bpy"], ids=["blender-3.4", "bpy-5.0"])
+def test_estimate_strip_flipbook_and_frames_where_a_local_render_puts_them(blender, cluster, addon_zip, tmp_path):
+    """Issue 12 in the add-on: "Estimate" renders the sample frames and shows what the rest takes,
+    "Render All" renders the rest; the strip's previews land in the job's cache folder (small
+    JPEGs, never the frames), the flipbook plays them in order at the scene's rate, and
+    "Download Frames" writes frame N to scene.render.frame_path(frame=N), keeping an existing
+    frame unless Overwrite is on."""
+    from farmtools import make_scene
+
+    scene = make_scene(tmp_path / "scene" / "scene.blend", "--frames", "1-5", "--size", "64", "--animated")
+    cluster.add_gateway()
+    cluster.add_worker()
+    if blender != "3.4":  # the scene the add-on saves needs a worker of its Blender
+        cluster.add_worker(blender=str(launcher_for(blender.partition("-")[2] or "5.0", tmp_path)))
+    cluster.wait_registered(len(cluster.workers))
+    frames = (2, 8, 2)  # 2, 4, 6, 8: stepped, so the flipbook's numbering is not the frames'
+    config = {"scenario": "artist", "zip": str(addon_zip), "scene": str(scene), "gateways": cluster.urls[0],
+              "token": cluster.tokens.client, "timeout": 150, "frames": frames, "fps": [24000, 1001],
+              "output": "//render/shot010_###", "estimate": True}
+    out = run_driver(blender, config, tmp_path, timeout=400)
+    assert out["job_id"], out.get("messages")
+    wanted = list(range(frames[0], frames[1] + 1, frames[2]))
+    est = out["estimated"]["estimate"]
+    assert out["estimated"]["status"] == "estimated" and len(est["samples"]) == 3, est
+    assert est["samples"][0] == 2 and est["samples"][-1] == 8 and set(est["samples"]) <= set(range(2, 9, 2)), est
+    assert out["estimated_thumbs"] == sorted(est["samples"]), "the strip shows the samples while it waits"
+    assert 0 < est["seconds_per_frame"]["min"] <= est["seconds_per_frame"]["mean"] <= est["seconds_per_frame"]["max"]
+    assert any("sample frame(s)" in line for line in out["estimate_lines"]), out["estimate_lines"]
+    assert out["render_all"] == ["FINISHED"]
+    assert out["notified"] and out["done"]["status"] == "done", out["log"]
+    # The strip: every frame's preview in the job's cache folder, small JPEGs only.
+    assert out["strip_complete"] and out["thumbs"] == wanted, out["thumbs"]
+    cache = {name: bytes.fromhex(data) for name, data in out["cache"].items()}
+    assert sorted(cache) == [f"{f:07d}.jpg" for f in wanted]
+    for data in cache.values():
+        with Image.open(io.BytesIO(data)) as im:
+            assert im.format == "JPEG" and im.size[0] <= 64
+    assert [frame for frame, _icon in out["strip"]] == wanted
+    # The flipbook: the previews as one image sequence, in frame order, at the scene's rate.
+    book = out["flipbook"]
+    assert out["flipbook_result"] == ["FINISHED"] and book["source"] == "SEQUENCE"
+    assert book["frames"] == wanted and abs(book["fps"] - 24000 / 1001) < 1e-9 and book["scene_fps"] == book["fps"]
+    assert [bytes.fromhex(b) for b in book["bytes"]] == [cache[f"{f:07d}.jpg"] for f in wanted]
+    assert [Path(p).name for p in book["files"]] == [f"{i:06d}.jpg" for i in range(1, len(wanted) + 1)]
+    # Download Frames: where Blender's own render writes (//render/shot010_###: three digits).
+    targets = {int(f): Path(p) for f, p in out["targets"].items()}
+    assert targets == {f: tmp_path / "scene" / "render" / f"shot010_{f:03d}.png" for f in wanted}
+    assert out["download"] == ["FINISHED"]
+    for f, data in out["downloaded"].items():
+        assert data is not None, f"frame {f} was not written to {targets[int(f)]}"
+        with Image.open(io.BytesIO(bytes.fromhex(data))) as im:
+            assert im.format == "PNG" and im.size == (64, 64)
+    assert "exist already" in out["again"] and "Overwrite" in out["again"], out["again"]
+    assert bytes.fromhex(out["kept"]) == b"the artist's own frame"
+    assert out["overwrite"] == ["FINISHED"]
+    assert bytes.fromhex(out["replaced"]) == bytes.fromhex(out["downloaded"][str(wanted[0])])
+    assert not [m for m in out["messages"] if m[0] == "ERROR"], out["messages"]

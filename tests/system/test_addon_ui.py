@@ -6,6 +6,9 @@ server (Xvfb, software OpenGL): its event loop runs the add-on's timers, the Pro
 editor draws the Framefarm panel, and a finished job pops up. tests/addon_ui_driver.py
 submits a scene to a live test farm from inside that window and checks, in Blender, what
 was drawn; this test checks its verdict, Blender's stderr and the screenshots it took.
+
+The docs' screenshot of the panel with its thumbnail strip:
+FRAMEFARM_SCREENSHOTS=docs/images python -m pytest tests/system/test_addon_ui.py
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import json
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -73,9 +77,11 @@ def test_panel_progress_and_finish_popup_in_a_window(xvfb_run, cluster, scenes, 
     assert "Traceback" not in proc.stderr, proc.stderr[-6000:]
     popup = next(p for p in out["popups"] if p["title"] == "Framefarm: frames ready")
     assert any(f"{out['job']['total']} frames" in (text or "") for _kind, _arg, text in popup["items"])
-    for shot in out["screenshots"].values():
+    for name, shot in out["screenshots"].items():
         with Image.open(shot["path"]) as im:
             assert im.size == tuple(shot["window"])
             x, y, w, h = shot["area"]
             panel = im.convert("RGB").crop((x, im.height - y - h, x + w, im.height - y))
             assert len(panel.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 20, "the Properties editor is blank"
+            if name == "strip" and os.environ.get("FRAMEFARM_SCREENSHOTS"):  # for the docs: the panel alone
+                panel.save(Path(os.environ["FRAMEFARM_SCREENSHOTS"]) / "addon-strip.png", optimize=True)
