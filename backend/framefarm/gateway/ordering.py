@@ -15,9 +15,8 @@ are the first, the last and the middle one, then the frames halfway between thos
   The probes are one-frame parts, the size every timed job's first parts have anyway (before a
   frame is measured, `first_part_frames`, 1). What is lost is at most `PREVIEW_PROBES` parts'
   overhead (a claim and an upload each; the scene is loaded once per slot by warm Blender
-  whatever frames it renders) and, later, bigger parts: a claim takes at most its share of the
-  live workers *of its run*, so a job of many fast frames ends in more, smaller parts than in
-  sequential order.
+  whatever frames it renders), and each run ending in a part of its own: a job in preview order
+  ends with a few more parts than in sequential order (docs/benchmarks.md, *Preview order*).
 - A job with a chunk (given, or chosen by the farm): its chunks, each contiguous as asked, are
   handed out in bisecting order.
 - **sequential** keeps the frames in order (the first part holds the first frames).

@@ -14,8 +14,8 @@ import json
 
 import pytest
 
-from apitools import (bearer, claim, expect_error, farm_of, get_job, put_result, register_worker, scene_bytes,  # noqa: F401
-                      scene_sha, submit, unchanged, upload)
+from apitools import (bearer, claim, expect_error, fail_part, farm_of, get_job, put_result, register_worker,  # noqa: F401
+                      scene_bytes, scene_sha, submit, unchanged, upload)
 from farmtools import zip_bytes
 from framefarm.gateway import cleanup, framestats, keys
 from framefarm.gateway.app import create_app
@@ -136,3 +136,15 @@ def test_an_estimate_left_alone_expires_and_lets_go_of_everything(settings, toke
     assert not farm.redis.exists(keys.job_held(job["id"]))
     assert not list(farm.storage.list_prefix(keys.job_parts(job["id"])))
     assert not farm.redis.zscore(keys.ESTIMATED, job["id"])
+
+
+def test_a_failed_estimate_retried_renders_its_samples_not_the_rest(http, tokens, scene_sha):
+    job = submit(http, tokens.client, scene_sha, frames="1-20", chunk=None, estimate=True)
+    wid = register_worker(http, tokens.worker)
+    part = claim(http, tokens.worker, wid)
+    assert fail_part(http, tokens.worker, part, "boom", deterministic=True).status_code == 200
+    assert get_job(http, tokens.client, job["id"])["status"] == "failed"
+    assert act(http, tokens.client, job["id"], "retry").status_code == 200
+    other = register_worker(http, tokens.worker, name="other")  # the first one is kept away from it now
+    assert sorted(render_all(http, tokens.worker, other)) == [[1], [10], [20]]
+    assert get_job(http, tokens.client, job["id"])["status"] == "estimated"

@@ -27,7 +27,7 @@ from . import session
 bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static",
                static_url_path="/dashboard/static")
 
-STATUSES = ("queued", "running", "assembling", "done", "failed", "cancelled", "expired")
+STATUSES = ("queued", "running", "assembling", "estimated", "done", "failed", "cancelled", "expired")
 LIVE_WAIT_S = 20.0  # one long-poll; the script asks again at once (after a second, for the list)
 PARTS_SHOWN = 200  # parts per page of a job's parts table
 THUMBS_SHOWN = 48  # the latest frames' previews on a job's page

@@ -11,8 +11,9 @@ local now = now_ms()
 
 -- Parts sized by time (jobs.py: a job with `target_ms`): the part just popped keeps the frames
 -- that fill the target at the job's time per frame (the workers' stats, else the leases' wall
--- time; none yet: `first_frames`), at most its share of the live workers (so every worker gets
--- some, and parts shrink towards the end), at least `min_frames`; the rest of its frames become
+-- time; none yet: `first_frames`), at most its share of the job's queued frames among the live
+-- workers (so every worker gets some, and parts shrink towards the end), at least `min_frames`;
+-- the rest of its frames become
 -- a new part, index parts_total, queued behind the job's others. A finishing part, or one
 -- leased before (a retry), is never cut.
 local function carve(pid, job_id)
@@ -30,7 +31,14 @@ local function carve(pid, job_id)
   elseif tonumber(j[4] or '0') > 0 then ms = tonumber(j[5]) / tonumber(j[4]) end
   if ms then
     take = math.floor(tonumber(j[1]) / math.max(ms, 1))
-    take = math.min(take, math.ceil(count / math.max(1, redis.call('ZCARD', K_WORKERS))))
+    -- The share is of the job's queued frames, not only this part's: a job in preview order
+    -- (ordering.py) has several runs queued, and sharing each run alone would cut every one of
+    -- them into ever smaller parts. A timed job's queue is short (its first frames and runs).
+    local left = count
+    for _, i in ipairs(redis.call('ZRANGE', k_job_queue(job_id), 0, 63)) do
+      left = left + tonumber(redis.call('HGET', k_part(job_id .. ':' .. i), 'count') or '0')
+    end
+    take = math.min(take, math.ceil(left / math.max(1, redis.call('ZCARD', K_WORKERS))))
   end
   take = math.max(take, tonumber(j[7]), 1)
   if take >= count then return end
