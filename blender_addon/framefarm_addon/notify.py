@@ -92,8 +92,8 @@ def _submit_failed(message: str, missing: list[str] | None = None) -> None:
 def _job(job: dict[str, Any]) -> None:
     cur = state.current
     rec = cur.store.update_job(job) if cur.store else None
-    if rec is not None and rec["done"] > 0:  # the strip: the previews of the frames done since
-        thumbs.fetch(rec["id"], rec["rev"])
+    if rec is not None:  # the strip: the previews of the frames done since
+        thumbs.changed(rec)
     if rec is not None and rec["status"] == "estimated" and rec.get("estimate") and not rec.get("estimate_told"):
         cur.store.set_field(rec["id"], estimate_told=True)  # type: ignore[union-attr]
         _announce("INFO", f"Estimate of '{rec['name']}' is in: {' '.join(gui.estimate_lines(rec['estimate']))}",

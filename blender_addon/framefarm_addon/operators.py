@@ -289,8 +289,8 @@ class FRAMEFARM_OT_flipbook(_JobOperator):
         rec, scene = self.record(), context.scene
         if rec is None or scene is None:
             return {"CANCELLED"}
+        thumbs.fetch(self.job_id, rec.get("rev", 0))  # any the strip missed (e.g. Blender was closed meanwhile)
         if self.wait:  # a script: every preview the farm has now, first
-            thumbs.fetch(self.job_id, rec.get("rev", 0))
             name = f"previews-{self.job_id}"
             taskrunner.drain_until(lambda: not taskrunner.running(name), WAIT_TIMEOUT_S)
             taskrunner.drain()

@@ -19,6 +19,7 @@ from . import preferences, state, taskrunner, tasks
 STRIP = 8  # the latest frames shown per job
 _icons: Any = None  # the ImagePreviewCollection, made on register
 _wanted: dict[str, int] = {}  # job id -> the newest revision a fetch was asked for while one ran
+_seen: dict[str, tuple[int, str]] = {}  # job id -> (frames done, status) its previews were last fetched at
 
 
 def register() -> None:
@@ -32,6 +33,7 @@ def unregister() -> None:
         bpy.utils.previews.remove(_icons)
     _icons = None
     _wanted.clear()
+    _seen.clear()
 
 
 def folder(job_id: str) -> Path | None:
@@ -66,6 +68,15 @@ def icon(job_id: str, frame: int) -> int:
 def strip(job_id: str) -> list[tuple[int, int]]:
     """(frame, icon) of the job's latest cached previews, for the panel."""
     return [(f, icon(job_id, f)) for f in frames(job_id)[-STRIP:]]
+
+
+def changed(rec: dict) -> None:
+    """A job's record changed: fetch its new previews when it has more frames done, or a new status
+    (once assembled, its previews are read from the job's own previews file)."""
+    seen = (rec["done"], rec["status"])
+    if rec["done"] > 0 and _seen.get(rec["id"]) != seen:
+        _seen[rec["id"]] = seen
+        fetch(rec["id"], rec["rev"])
 
 
 def fetch(job_id: str, rev: int) -> None:

@@ -7,12 +7,14 @@ They share one per-process `MetaCache`, so a result is opened once whoever asks.
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import cast
 
 from flask import Response
 
 from . import keys
-from .dashboard.meta import MetaCache
+from .dashboard.meta import NOTHING, MetaCache
 from .downloads import gateway_link
 from .errors import ApiError
 from .farm import Farm
@@ -20,6 +22,35 @@ from .parts import SPAN_FIELDS, span_from
 
 cache = MetaCache()
 PIPELINE_PARTS = 1000  # part hashes read per Redis round trip
+LISTED_RESULTS = 100_000  # results whose frame numbers are kept (a few ints each)
+
+
+class _Listed:
+    """Which frames each stored result has a preview of. The list of a long job would otherwise
+    open every result again once its previews' bytes outgrow the MetaCache, on each call (the
+    add-on asks as each part lands); a result's frames are a few ints, kept for many more results."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, tuple[int, ...]] = OrderedDict()
+
+    def get(self, farm: Farm, result_key: str) -> tuple[int, ...]:
+        with self._lock:
+            got = self._items.get(result_key)
+            if got is not None:
+                self._items.move_to_end(result_key)
+                return got
+        meta = cache.get(farm, result_key)
+        found = tuple(sorted(meta.previews))
+        if meta is not NOTHING:  # unreadable now: ask again next time
+            with self._lock:
+                self._items[result_key] = found
+                while len(self._items) > LISTED_RESULTS:
+                    self._items.popitem(last=False)
+        return found
+
+
+_listed = _Listed()
 
 
 def assembled(job: dict[str, str]) -> bool:
@@ -31,7 +62,7 @@ def frames(farm: Farm, job: dict[str, str]) -> dict[int, int | None]:
     """Frame -> the index of the part whose result holds its preview (None: the previews zip),
     for every frame that has a preview now."""
     if assembled(job):
-        return {f: None for f in cache.get(farm, keys.previews(job["id"])).previews}
+        return {f: None for f in _listed.get(farm, keys.previews(job["id"]))}
     found: dict[int, int | None] = {}
     total = int(job.get("parts_total") or 0)
     for start in range(0, total, PIPELINE_PARTS):
@@ -40,7 +71,7 @@ def frames(farm: Farm, job: dict[str, str]) -> dict[int, int | None]:
             pipe.hmget(keys.part(keys.part_id(job["id"], i)), "index", "state", "result")
         for index, state, result in pipe.execute():
             if index is not None and state == "done" and result:
-                found.update({f: int(index) for f in cache.get(farm, result).previews})
+                found.update({f: int(index) for f in _listed.get(farm, result)})
     return found
 
 
