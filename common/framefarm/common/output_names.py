@@ -62,13 +62,17 @@ def check(value: str) -> None:
     if not value or _CONTROL.search(value) or "\\" in value:
         raise ValueError("the output pattern must be a non-empty relative path without control characters "
                          "or backslashes")
-    if len(value.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate (JSON allows "\ud800"): no file system's name
+        raise ValueError("the output pattern is not valid Unicode text") from None
+    if size > MAX_BYTES:
         raise ValueError(f"the output pattern is longer than {MAX_BYTES} bytes (Blender's longest path)")
     parts = value.split("/")
     if value.startswith("/") or _DRIVE.match(value) or any(part in ("", ".", "..") for part in parts):
         raise ValueError("the output pattern must stay inside the job's folder: no absolute path, drive, "
                          "empty, '.' or '..' part")
-    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES - 8 for part in parts):
+    if any(len(part.encode("utf-8")) > MAX_NAME_BYTES - 8 for part in parts):
         # -8: the frame number may lengthen the name (a negative frame past a short run)
         raise ValueError(f"a name in the output pattern is longer than {MAX_NAME_BYTES - 8} bytes")
     if "#" not in parts[-1]:

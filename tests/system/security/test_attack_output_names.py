@@ -24,6 +24,7 @@ HOSTILE = [
     "C:/Windows/x_####.png", "c:x_####", "render\\..\\..\\x_####", "x_####\x00.png", "x_####.png\n",
     "./x_####", "render//x_####", "render/x.png",  # no `#` run: two frames would share one name
     "a" * 250 + "_####.png", "d/" * 520 + "x_####", "#" * 2000,
+    "\ud800_####.png",  # a lone surrogate, which JSON can carry and no file name (nor Redis) can
 ]
 
 
