@@ -9,7 +9,8 @@ float, and the view transform, dither and file format are applied once, to the w
 scale with an uneven band split, OpenEXR, a compositor that blurs across the bands, and
 with a piece's worker killed midway, on a 3.4 farm; on a bpy 5.0 farm (whose compositor is
 a node group) the same for a blurring compositor, and a denoised still, denoised once after
-the merge, against Blender 5.0's own denoised render (close, not identical: measured).
+the merge, against Blender 5.0's own denoised render (close, not identical: measured), and
+a hostile piece without the denoising passes refused by the merge.
 A 3.4-only farm refuses a denoised still at submit. One farm per Blender, each with its own
 redis-server, serves the module.
 """
@@ -303,3 +304,17 @@ def test_on_blender_5_a_denoised_still_is_denoised_once_after_the_merge(farm50, 
     assert merged["a"] == merged["b"], merged
     assert merged["max_diff"] <= 1.5 / 255 and merged["rms"] < 1e-4, merged
     assert merged["rms"] * 20 < undenoised["rms"], (merged, undenoised)
+
+
+def test_a_denoised_merge_refuses_a_piece_without_the_denoising_passes(launcher50, base_scene, tmp_path):
+    """A hostile or broken worker's piece that passed the gateway's checks (the frame, as
+    OpenEXR) but carries no albedo and normal: the merge refuses it by number, as final."""
+    info = probe_blender(str(launcher50))
+    scene = variant(base_scene, "denoised-hostile", denoise=True)
+    pieces = {index: render_frames(info, source, PartSpan(index, 1, 1, 1), tmp_path / f"piece-{index}",
+                                   still_piece={"index": index, "of": 2, "frame": 1, **extra})[0]
+              for index, source, extra in ((0, scene, {"denoise": True}), (1, base_scene, {}))}  # 1: plain RGBA
+    with pytest.raises(RenderError) as refused:
+        merge_still(info, scene, pieces, tmp_path / "merged", frame=1)
+    assert "piece 1's image has no single Combined.R channel" in refused.value.message
+    assert refused.value.deterministic
