@@ -47,16 +47,15 @@ def local_render(scene: Path, where: Path, *args: str) -> Path:
 
 
 def farm_render(farm, scene: Path, out: Path, *args: str) -> dict:
-    """The farm renders `scene` through the CLI into `out`; the job as `framefarm status --json` shows it."""
+    """The farm renders `scene` through the CLI into `out`; the job as `submit --json` shows it."""
     import json
 
     res = framefarm_cli("submit", str(scene), *args, "--wait", "--output", str(out), "--json",
                         env=farm.client_env(), timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:] + farm.logs()
-    job = json.loads(res.stdout)
-    status = framefarm_cli("status", job["id"], "--json", env=farm.client_env())
-    assert status.returncode == 0, status.stderr
-    return dict(json.loads(status.stdout))
+    job = dict(json.loads(res.stdout))
+    assert job["folder"] == str(out.resolve())  # beside the job's own `output`, the naming pattern
+    return job
 
 
 # (output path, make_scene options, submit/-F options, the name Blender gives frame 7 relative to the .blend).
@@ -95,6 +94,8 @@ def test_an_absolute_output_path_keeps_its_file_name(farm, tmp_path: Path) -> No
     job = farm_render(farm, scene, tmp_path / "farm", "--frames", f"{FRAME}-{FRAME + 1}")
     assert job["output"] == {"pattern": "abs_##.png", "multilayer": False}
     assert files_under(tmp_path / "farm") == {"abs_07.png", "abs_08.png"}
+    status = framefarm_cli("status", job["id"], env=farm.client_env())
+    assert "frames named: abs_##.png" in status.stdout, status.stdout + status.stderr
     same_pixels(tmp_path / "farm" / "abs_07.png", elsewhere / "abs_07.png")
 
 

@@ -252,7 +252,8 @@ def _wait_and_fetch(api: FarmAPI, job: Job, output: Path | None, as_json: bool) 
     output = output or Path(f"{_safe(job['name'])}-{job['id']}")
     frames = _fetch(api, job["id"], output)
     if as_json:
-        print(json.dumps({**job, "output": str(output.resolve())}, indent=2))
+        # `folder`: the job's own `output` is how its frames are named (output_names.py)
+        print(json.dumps({**job, "folder": str(output.resolve())}, indent=2))
     else:
         print(f"{len(frames)} frames in {output.resolve()}")
     return 0
@@ -277,6 +278,8 @@ def _print_job(job: Job, as_json: bool) -> None:
     for key in ("error", "waiting_reason", "download_url", "movie_url"):
         if job.get(key):
             print(f"  {key.replace('_', ' ')}: {job[key]}")
+    if job.get("output"):
+        print(f"  frames named: {job['output']['pattern']}")  # as the scene's output path names them
     if job["status"] == "estimated":
         print(estimate_text(job))
 
