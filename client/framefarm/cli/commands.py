@@ -278,8 +278,8 @@ def _print_job(job: Job, as_json: bool) -> None:
     for key in ("error", "waiting_reason", "download_url", "movie_url"):
         if job.get(key):
             print(f"  {key.replace('_', ' ')}: {job[key]}")
-    if job.get("output"):
-        print(f"  frames named: {job['output']['pattern']}")  # as the scene's output path names them
+    if output := job.get("output"):
+        print(f"  frames named: {output['pattern']}")  # as the scene's output path names them
     if job["status"] == "estimated":
         print(estimate_text(job))
 
