@@ -100,6 +100,10 @@ class TooDeep(ValueError):
     """A JSON body nested past MAX_DEPTH."""
 
 
+class BadText(ValueError):
+    """A JSON body with a string that is not text (a lone surrogate)."""
+
+
 def _strict_json(value: bytes) -> Any:
     """JSON as RFC 8259 has it: NaN and Infinity are not numbers a client can send; nor is
     nesting past MAX_DEPTH (json.loads recurses: 50,000 `[` raised RecursionError, a 500)."""
@@ -114,13 +118,23 @@ def _strict_json(value: bytes) -> Any:
     return parsed
 
 
+# A `\ud800` escape with no partner: json.loads accepts it, but the string is not text; it
+# could not be encoded as UTF-8 for Redis (a job named with one was a 500).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _depth(value: Any) -> int:
     """How deep arrays and objects nest in `value`, counted without recursing. A body that
     json.loads just managed to read could still overflow the stack when the view reads it
-    again a few frames deeper, so the limit is a fixed number, far below Python's."""
+    again a few frames deeper, so the limit is a fixed number, far below Python's.
+    The same walk refuses strings (keys too) holding a lone surrogate (BadText)."""
     deepest, stack = 0, [(value, 1)]
     while stack:
         node, level = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((key, level) for key in node)
+        if isinstance(node, str) and _SURROGATE.search(node):
+            raise BadText("the body holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is not text")
         children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
         if children is not None:
             deepest = max(deepest, level)
@@ -255,7 +269,7 @@ class Contract:
         assert op.body_validator is not None
         try:
             value = _strict_json(data)
-        except TooDeep as e:
+        except (TooDeep, BadText) as e:
             raise ApiError(400, "bad_request", str(e)) from None
         except ValueError:  # UnicodeDecodeError and JSONDecodeError included
             raise ApiError(400, "bad_request", "the body is not valid JSON") from None

@@ -69,6 +69,31 @@ def test_a_body_nested_within_the_limit_is_read_as_usual(http, tokens):
     assert "nests" not in expect_error(resp, 400)["message"]
 
 
+@pytest.mark.parametrize("body", [
+    b'{"name": "shot \\ud800", "scene": "%s", "main": "scene.blend", "frames": "1-2"}',  # a lone high half
+    b'{"name": "\\udfff", "scene": "%s", "main": "scene.blend", "frames": "1-2"}',  # a lone low half
+    b'{"\\ud800": 1, "scene": "%s", "main": "scene.blend", "frames": "1-2"}',  # in a key
+    b'{"name": "x", "scene": "%s", "main": "scene.blend", "frames": "1-2", "manifest": {"\\udc80.png": "%s"}}',
+])
+def test_a_lone_surrogate_anywhere_in_a_body_is_refused_400_on_every_json_route(http, tokens, body):
+    """A job named "\\ud800" was a 500: json.loads takes the escape, Redis cannot store the string."""
+    contract: Contract = http.application.extensions["framefarm.contract"]
+    body = body.replace(b"%s", b"0" * 64)
+    headers = {**bearer(tokens.admin), "Content-Type": "application/json",
+               "X-Lease-Token": "a" * 32, "X-Worker-Id": PATH_VALUES["wid"]}
+    for method, rule, path in routes(http, "POST", "PUT", "DELETE", "PATCH"):
+        op = contract.operation(rule, method.lower())
+        if op is None or op.body_schema is None:
+            continue
+        with unchanged(http):
+            resp = http.open(path, method=method, data=body, headers=headers)
+        assert "surrogate" in expect_error(resp, 400, "bad_request")["message"], (method, path)
+    # A proper pair (an emoji written as two escapes) is text, and a job may be named with it.
+    pair = b'{"name": "\\ud83c\\udfac"}'
+    resp = http.post("/v1/jobs", data=pair, headers={**bearer(tokens.client), "Content-Type": "application/json"})
+    assert "surrogate" not in expect_error(resp, 400)["message"]
+
+
 def test_a_trailing_newline_in_any_path_parameter_is_refused(http, tokens):
     """`$` in Python matches before a final newline: `POST /v1/files/<sha>%0A/commit` was a 500.
     The API's routes answer its JSON error (the dashboard's pages: the test below)."""
