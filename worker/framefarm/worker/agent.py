@@ -65,6 +65,13 @@ EARLY_EMPTY_MIN_S = 1.0  # a farm whose claims do not wait at all (claim_wait_s 
 EMPTY_BACKOFF_MAX_S = 10.0
 # The jobs whose scenes warm slots hold, sent with each claim (the farm prefers their parts).
 MAX_HELD = 16
+# A slot claims its next part while the current one renders, this long before the render is
+# expected to end (the job's measured seconds per frame, which a claim answers; never while
+# none is known yet), and fetches that part's scene meanwhile: a new job's scene (gigabytes,
+# for a production shot) then downloads while Blender works, not between parts. The part
+# waits leased, renewed by the heartbeat, for about this long: the price is that another
+# worker cannot take it meanwhile (`framefarm worker --no-prefetch` turns it off).
+LOOKAHEAD_S = 10.0
 
 
 @dataclass
@@ -74,11 +81,20 @@ class Held:
     handed_back: bool = False  # by its slot or by the stopping main thread, whichever comes first
 
 
+@dataclass
+class Ahead:
+    """A slot's next part, claimed while its current part renders (LOOKAHEAD_S)."""
+    done: threading.Event = field(default_factory=threading.Event)  # the render ended: claim nothing more
+    claimed: threading.Event = field(default_factory=threading.Event)  # the claim was made, or never will be
+    part: Lease | None = None
+    fetching: threading.Thread | None = None  # claims, then fetches the part's scene
+
+
 class Agent:
     def __init__(self, api: FarmAPI, info: BlenderInfo, *, workdir: Path, device: str = "auto",
                  slots: int = 1, name: str | None = None, cores: int | None = None,
                  sandbox: Sandbox = NO_SANDBOX, max_memory: int | None = None,
-                 warm: WarmSettings | None = WarmSettings()) -> None:
+                 warm: WarmSettings | None = WarmSettings(), prefetch: bool = True) -> None:
         self.api, self.info, self.slots = api, info, slots
         self.sandbox, self.max_memory = sandbox, max_memory
         self.device = choose_device(device, info)
@@ -91,6 +107,8 @@ class Agent:
         # One WarmSlot per slot (None: the cold path, `framefarm worker --no-warm`).
         self.warm: list[WarmSlot] | None = None if warm is None else [
             WarmSlot(info, workdir / "warm" / f"slot-{i}", sandbox=sandbox, settings=warm) for i in range(slots)]
+        self.prefetch = prefetch  # claim the next part and fetch its scene while a part renders
+        self._fetching: dict[str, threading.Thread] = {}  # part id -> the thread fetching its scene ahead
         self.stop = threading.Event()
         self.stop_now = threading.Event()
         self._disk_full = threading.Event()  # set by a failure put down to a full disk
@@ -247,11 +265,22 @@ class Agent:
                     continue
                 empty = 0
             if self.stop.is_set():
-                self._release(part)
+                self._give_back(part)
                 return
             part = self.process(part, slot)
         if part is not None:
+            self._give_back(part)
+
+    def _give_back(self, part: Lease) -> None:
+        """Hand back a part this slot has not started: once, also when the stopping main thread
+        hands back every held part (a part claimed ahead is held from its claim on)."""
+        with self._lock:
+            held = self.held.pop(part["id"], None)
+            self._released.notify_all()
+        if held is None:
             self._release(part)
+        else:
+            self._hand_back(held)
 
     def _held_jobs(self) -> list[str]:
         """The jobs whose scenes this worker's warm slots hold loaded (interface 2)."""
@@ -278,11 +307,17 @@ class Agent:
         """Render `part` and send its result; the worker's next part when the result's answer
         brought one (the result and the next claim in one request), else None."""
         pid, token = part["id"], part["token"]
-        held = Held(part)
-        with self._lock:
-            self.held[pid] = held
+        with self._lock:  # a part claimed ahead is held already, its cancel event the heartbeat's
+            held = self.held.setdefault(pid, Held(part))
+        fetching = self._fetching.pop(pid, None)
+        if fetching is not None:
+            fetching.join()  # its scene, fetched while the last part rendered
         out = self.workdir / "parts" / f"{pid.replace(':', '-')}-{token}"
+        ahead: Ahead | None = None
         try:
+            if held.cancel.is_set():  # abandoned while it waited its turn (its job was cancelled)
+                log.info("part %s abandoned before it started", pid)
+                return None
             if part.get("kind", finishing.RENDER) != finishing.RENDER:  # a job's finishing task (finishing.py)
                 self.api.upload_result(pid, token, self._zip(self._finish(part, held, out), out / "result.zip"))
                 log.info("part %s done", pid)
@@ -294,6 +329,11 @@ class Agent:
             per_slot = max(1, self.cores // self.slots)
             limits = Limits(part.get("max_frame_seconds"), self.max_memory)
             processes = process_policy(span.count, per_slot, part.get("seconds_per_frame"))
+            spf = part.get("seconds_per_frame")
+            # Not before the job's time per frame is known: the farm sizes the next part by what this
+            # one measures (a part claimed sooner would be cut as one more small first part).
+            if self.prefetch and spf is not None and not self.stop.is_set():
+                ahead = self._look_ahead(part, spf * span.count / processes)
             stats = RenderStats()
             if self.warm is not None and not part.get("piece"):  # a still's piece renders cold: still_piece.py
                 files = self.warm[slot].render(part["job"], scene_dir / part["main"], span, out / "frames",
@@ -307,12 +347,13 @@ class Agent:
                                       scene_root=scene_dir, limits=limits, output_format=part.get("format"),
                                       stats=stats, still_piece=part.get("piece"))
             archive = self._zip(files, out / "result.zip", stats)
+            following = self._settle(ahead)
             # No wait for the next part here: the result is counted first, and a claim's long-poll
             # inside the upload would, if the connection broke, send the counted result again.
-            reply = self.api.upload_result(pid, token, archive, next_wait=None if self.stop.is_set() else 0,
-                                           held=self._held_jobs())
+            reply = self.api.upload_result(pid, token, archive, held=self._held_jobs(),
+                                           next_wait=None if self.stop.is_set() or following else 0)
             log.info("part %s done", pid)
-            return reply.get("next")
+            return following or reply.get("next")
         except RenderCancelled:
             if self.stop.is_set():
                 self._hand_back(held)
@@ -339,7 +380,51 @@ class Agent:
                 self.held.pop(pid, None)
                 self._released.notify_all()
             shutil.rmtree(out, ignore_errors=True)
-        return None
+        return self._settle(ahead)  # a part claimed ahead is still this slot's next, whatever became of this one
+
+    def _look_ahead(self, current: Lease, expected_s: float) -> Ahead:
+        """Claim the slot's next part LOOKAHEAD_S before the current render is expected to end,
+        on a thread, and fetch its scene there; `_settle` ends it when the render is done."""
+        ahead = Ahead()
+
+        def run() -> None:
+            try:
+                if ahead.done.wait(max(0.0, expected_s - LOOKAHEAD_S)) or self.stop.is_set():
+                    return
+                held = list(dict.fromkeys([current["job"], *self._held_jobs()]))[:MAX_HELD]
+                part = self.api.claim(self.worker_id, 0, held=held)
+                if part is None:
+                    return
+                with self._lock:
+                    self.held[part["id"]] = Held(part)  # renewed by the heartbeat from now on
+                ahead.part = part
+            except FarmError as e:  # the result's answer claims the next part instead
+                log.info("claiming ahead failed: %s", e.message)
+                return
+            finally:
+                ahead.claimed.set()
+            if part.get("kind", finishing.RENDER) == finishing.RENDER:
+                try:
+                    self._scene(part)
+                except (CacheError, FarmError, OSError) as e:  # met again, and reported, when it renders
+                    log.info("fetching part %s's scene ahead failed: %s", part["id"], e)
+
+        thread = threading.Thread(target=run, name="look-ahead", daemon=True)
+        ahead.fetching = thread
+        thread.start()
+        return ahead
+
+    def _settle(self, ahead: Ahead | None) -> Lease | None:
+        """End a look-ahead: no claim after this; the part it claimed, if any (its scene may still
+        be on its way: `process` waits for that before rendering it)."""
+        if ahead is None:
+            return None
+        ahead.done.set()
+        ahead.claimed.wait()
+        part, ahead.part = ahead.part, None  # handed on once
+        if part is not None and ahead.fetching is not None:
+            self._fetching[part["id"]] = ahead.fetching
+        return part
 
     def _finish(self, part: Lease, held: Held, out: Path) -> list[Path]:
         def scene() -> tuple[Path, Path]:
