@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import resource
 import statistics
 import threading
 import time
@@ -25,7 +26,7 @@ from claims import write_job
 from scheduling import cpu_seconds, gateway_host, result_zip
 
 from framefarm.common.api import FarmAPI
-from framefarm.common.http import Client, FarmError
+from framefarm.common.http import Client, FarmError, backoff
 from framefarm.gateway import keys
 
 PROCESSES = 4
@@ -38,15 +39,19 @@ def idle_worker(url: str, token: str, folder: Path, stop: threading.Event, claim
     agent does: a registration not renewed by a claim within the worker timeout expires)."""
     api = FarmAPI(Client([url], token, discover=False))
     wid = None
+    failures = 0
     while not stop.is_set():
         try:
             if wid is None:
                 wid = api.register({"name": "idle", "blender_version": "3.4"})["id"]
             part = api.claim(wid, WAIT_S)
+            failures = 0
         except FarmError as e:
-            if e.code != "unknown_worker":
-                raise
-            wid = None
+            if e.code == "unknown_worker":
+                wid = None
+            else:  # a gateway too busy to answer in time: try again later, as the agent does
+                failures += 1
+                stop.wait(backoff(failures, 2.0))
             continue
         if part is not None:
             claimed.put((part["job"], time.time()))
@@ -70,12 +75,17 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--jobs", type=int, default=10)
     args = ap.parse_args()
+    # Every fake worker holds a socket or two, and the processes forked below inherit this
+    # process's limit on open files (1024 on many systems): lift it to the hard limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with scratch("ffbench-idle-") as (root, procs):
         redis, farm, token, gw = gateway_host(root, procs,
                                               {"FRAMEFARM_MAX_WORKERS_PER_TOKEN": str(args.workers + 100)})
         ctx = multiprocessing.get_context("fork")
         claimed = ctx.Queue()
-        until = time.time() + args.seconds + args.jobs * 8 + 120
+        until = time.time() + args.seconds + args.jobs * 8 + 720
         workers = [ctx.Process(target=idle_workers, args=(gw.url, token, args.workers // PROCESSES,
                                                            str(root / f"p{i}"), claimed, until), daemon=True)
                    for i in range(PROCESSES)]
@@ -85,7 +95,7 @@ def main() -> None:
         t0 = time.time()
         while farm.redis.zcard(keys.WORKERS) < n:
             time.sleep(0.5)
-            if time.time() - t0 > RAMP_S + 120:
+            if time.time() - t0 > RAMP_S + 600:  # on a loaded machine registrations take a while
                 print((root / "gateway.log").read_text(errors="replace")[-3000:])
                 raise SystemExit(f"only {farm.redis.zcard(keys.WORKERS)} of {n} workers registered")
         time.sleep(WAIT_S + 2)  # every worker's first claim answered 204 once, now all waiting again

@@ -4,8 +4,10 @@ afresh for every part (cold) and kept warm between parts (the worker's default)?
 For each scenario, the same scene and frames are rendered, side by side in each round:
 - plain: `blender -b scene.blend -o out/#### -s 1 -e N -a`, one process;
 - cold: `framefarm submit --wait` on a local farm (private redis-server, gunicorn gateway)
-  with one `framefarm worker --no-warm`;
-- warm: the same with one `framefarm worker` (warm Blender, the default);
+  with one `framefarm worker --no-warm --no-prefetch`;
+- warm: the same with one `framefarm worker --no-prefetch` (warm Blender);
+- prefetch: the same with one `framefarm worker` (the default: warm Blender, and each next part
+  claimed, its scene fetched, while the current part renders);
 upload, splitting, rendering, checking, assembling, downloading and extracting included. The
 worker of each kind is started and registered before its clock starts, and stopped after.
 Rounds alternate the kinds so that a noisy machine hurts all alike; ratios of the medians are
@@ -36,7 +38,8 @@ from framefarm.gateway import keys
 from framefarm.gateway.auth import create_token
 from framefarm.gateway.localfarm import GatewayProcess, RedisServer, WorkerProcess, free_port
 
-KINDS = ("plain", "cold", "warm")
+KINDS = ("plain", "cold", "warm", "prefetch")
+FLAGS = {"cold": ["--no-warm", "--no-prefetch"], "warm": ["--no-prefetch"], "prefetch": []}  # worker options
 
 
 def plain(scene: Path, frames: int, out: Path) -> float:
@@ -69,7 +72,7 @@ class Farm:
         r = self.redis.client()
         worker = WorkerProcess(f"bench-{kind}-{self.runs}", [self.gateway.url], self.worker_token,
                                self.root / f"w-{self.runs}", self.root / f"w-{self.runs}.log", device="CPU",
-                               extra=["--no-warm"] if kind == "cold" else []).start()
+                               extra=FLAGS[kind]).start()
         try:
             wait_for(lambda: r.zcard(keys.WORKERS) == 1, 60, "the worker to register")
             start = time.perf_counter()
@@ -123,9 +126,11 @@ def main() -> None:
                     print(f"{name} round {n + 1}: {kind:<5} {t:7.2f} s", flush=True)
             med = {kind: statistics.median(times[kind]) for kind in KINDS}
             results[name] = {"frames": frames, "times": times, "medians": med}
-            print(f"{name}: plain {med['plain']:.2f} s, cold farm {med['cold']:.2f} s, warm farm {med['warm']:.2f} s;"
-                  f" cold/plain = {med['cold'] / med['plain']:.3f}, warm/plain = {med['warm'] / med['plain']:.3f},"
-                  f" warm/cold = {med['warm'] / med['cold']:.3f}", flush=True)
+            print(f"{name}: plain {med['plain']:.2f} s, cold farm {med['cold']:.2f} s, warm farm {med['warm']:.2f} s, "
+                  f"warm+prefetch farm {med['prefetch']:.2f} s; cold/plain = {med['cold'] / med['plain']:.3f}, "
+                  f"warm/plain = {med['warm'] / med['plain']:.3f}, prefetch/plain = {med['prefetch'] / med['plain']:.3f}, "
+                  f"warm/cold = {med['warm'] / med['cold']:.3f}, prefetch/warm = {med['prefetch'] / med['warm']:.3f}",
+                  flush=True)
         print(json.dumps({"cpus": os.cpu_count(), "machine": platform.platform(), "args": vars(args),
                           "results": results}))
 

@@ -7,9 +7,10 @@
    the client can, the result brings the next claim (`?next`). The fake workers run in their
    own processes, on the same cores as the gateway. Printed per count: cycles/s, and the CPU
    the gateway's processes and redis-server spent per cycle. With `--compare`, each count runs
-   also "as before" on a second gateway host, alternating: the gateway without its token cache
-   (FRAMEFARM_TOKEN_CACHE_S=0) and the fake workers asking for an upload URL before each result
-   (FRAMEFARM_INLINE_RESULT_BYTES=0), which was a cycle's second request; the ratios are printed.
+   also "as before" on a second gateway host, alternating: the fake workers ask for an upload
+   URL before each result (FRAMEFARM_INLINE_RESULT_BYTES=0), which was a cycle's second request;
+   and with `--token-cache S`, a third host whose gateway keeps tokens S seconds
+   (FRAMEFARM_TOKEN_CACHE_S, off by default). The ratios to "before" are printed.
 2. **Claim latency at 100 and at 100,000 queued parts** through the gateway (FarmAPI.claim,
    each part handed back at once so the queue keeps its length): the median round trip and
    the ratio. `bench/claims.py` measures the same inside Redis, without HTTP.
@@ -83,6 +84,8 @@ def fake_worker(url: str, token: str, until: float, folder: Path, counts: list[i
             if part is None:
                 continue
         path = result_zip(folder, part["frames"])
+        if not inline:
+            api._direct_results = None  # as before: the client asked for an upload URL before each result
         if with_next:
             reply = api.upload_result(part["id"], part["token"], path, next_wait=0)
             part = reply.get("next")
@@ -163,8 +166,8 @@ def gateway_host(root: Path, procs: list, env: dict[str, str] | None = None
     return redis, farm, token, gw
 
 
-# What --compare runs "as before": the gateway looks every token up, each result asks for an upload URL.
-BEFORE = ({"FRAMEFARM_TOKEN_CACHE_S": "0"}, False)
+# What --compare runs "as before": each result asks for an upload URL first.
+BEFORE: tuple[dict[str, str], bool] = ({}, False)
 
 
 def main() -> None:
@@ -174,9 +177,11 @@ def main() -> None:
     ap.add_argument("--parts", type=int, default=100_000)
     ap.add_argument("--claims", type=int, default=300)
     ap.add_argument("--compare", action="store_true", help="also run each count as before, alternating")
+    ap.add_argument("--token-cache", type=float, default=0, help="also run with this FRAMEFARM_TOKEN_CACHE_S")
     args = ap.parse_args()
     with scratch("ffbench-sched-") as (root, procs):
-        configs = {"now": ({}, True), **({"before": BEFORE} if args.compare else {})}
+        configs = {"now": ({}, True), **({"before": BEFORE} if args.compare else {}),
+                   **({"cache": ({"FRAMEFARM_TOKEN_CACHE_S": str(args.token_cache)}, True)} if args.token_cache else {})}
         hosts = {name: (gateway_host(root / name, procs, env), inline) for name, (env, inline) in configs.items()}
         runs: dict[str, list[dict]] = {name: [] for name in configs}
         for n in args.workers.split(","):
@@ -191,10 +196,11 @@ def main() -> None:
                 print(f"  {name:>6} {r['workers']:>3} workers: {r['cycles_per_s']:7.0f} cycles/s, gateway "
                       f"{r['gateway_ms_per_cycle']:.2f} ms CPU per cycle ({r['gateway_cores']:.2f} cores), redis "
                       f"{r['redis_ms_per_cycle']:.3f} ms per cycle")
-        for now, before in zip(runs["now"], runs.get("before", [])):
-            print(f"  now / before, {now['workers']:>3} workers: cycles/s "
-                  f"{now['cycles_per_s'] / max(before['cycles_per_s'], 1e-9):.2f}, gateway CPU per cycle "
-                  f"{now['gateway_ms_per_cycle'] / before['gateway_ms_per_cycle']:.2f}")
+        for name in [n for n in runs if n != "before"]:
+            for now, before in zip(runs[name], runs.get("before", [])):
+                print(f"  {name} / before, {now['workers']:>3} workers: cycles/s "
+                      f"{now['cycles_per_s'] / max(before['cycles_per_s'], 1e-9):.2f}, gateway CPU per cycle "
+                      f"{now['gateway_ms_per_cycle'] / before['gateway_ms_per_cycle']:.2f}")
         print(f"claim latency through the gateway (median of {args.claims}): 100 parts {small:.2f} ms, "
               f"{args.parts} parts {big:.2f} ms, ratio {big / small:.2f}")
         print(json.dumps({"cycles": runs, "claim_ms": {"100": small, str(args.parts): big}}))

@@ -66,10 +66,12 @@ class Settings:
     # are off by default: a worker token shared by many machines makes many requests.
     client_requests_per_min: int = 1200
     worker_requests_per_min: int = 0
-    # Each gateway process remembers a token it found in Redis for this long (auth.TokenCache),
+    # Each gateway process may remember a token it found in Redis for this long (auth.TokenCache),
     # so a worker's claims and results do not look their token up each time: a revoked or
-    # deleted token is refused by every gateway at most this long after; 0 looks up every request.
-    token_cache_s: float = 5.0
+    # deleted token is then refused by every gateway at most this long after. 0 (the default)
+    # looks up every request: with it on, test_contention's 200 claimers at once met connect
+    # timeouts on a loaded two-core machine, which nobody has explained yet (docs/benchmarks.md).
+    token_cache_s: float = 0.0
     # Parts per page of a job's part list (GET /v1/jobs/{id}?parts=1).
     part_page_size: int = 1000
     # A part's result: at most this many bytes per frame once unpacked (8K RGBA float EXR

@@ -16,7 +16,7 @@ from apitools import (bearer, claim, expect_error, put_result, register_worker, 
 from framefarm.gateway import auth, keys
 from framefarm.gateway.app import create_app
 
-TTL = 5.0
+TTL = 5.0  # FRAMEFARM_TOKEN_CACHE_S as a farm would set it (the default, 0, keeps nothing)
 
 
 class Clock:

@@ -35,6 +35,9 @@ def add_worker(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("--no-warm", dest="warm", action="store_false",
                    help="start Blender afresh for every part (the scene loads once per part) instead of "
                         "keeping each slot's Blender, with the job's scene loaded, between parts of a job")
+    p.add_argument("--no-prefetch", dest="prefetch", action="store_false",
+                   help="claim the next part only when a part is done, instead of a few seconds before its "
+                        "render is expected to end, with the next part's scene fetched while it renders")
     p.add_argument("--warm-parts", type=int, default=50, metavar="N",
                    help="replace a warm Blender after it rendered this many parts (default 50)")
     p.add_argument("--warm-max-memory", type=_size, default=None, metavar="SIZE",
@@ -94,7 +97,8 @@ def worker(args: argparse.Namespace) -> int:
         info, sandbox = _probe(blender, choose(args.sandbox), args.sandbox)
         agent = Agent(api, info, workdir=workdir, device=args.device, slots=args.slots, name=args.name,
                       sandbox=sandbox, max_memory=args.max_blender_memory,
-                      warm=WarmSettings(args.warm_parts, args.warm_max_memory) if args.warm else None)
+                      warm=WarmSettings(args.warm_parts, args.warm_max_memory) if args.warm else None,
+                      prefetch=args.prefetch)
     except RenderError as e:
         print(f"framefarm worker: {e.message}", file=sys.stderr)
         return 1
