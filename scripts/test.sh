@@ -25,4 +25,7 @@ wait $p50 && wait $p45 && wait $p42
 export FRAMEFARM_BPY_PYTHON="${FRAMEFARM_BPY_PYTHON:-$PWD/.venv-bpy/bin/python}"
 export FRAMEFARM_BPY45_PYTHON="${FRAMEFARM_BPY45_PYTHON:-$PWD/.venv-bpy45/bin/python}"
 export FRAMEFARM_BPY42_PYTHON="${FRAMEFARM_BPY42_PYTHON:-$PWD/.venv-bpy42/bin/python}"
-exec python -m pytest "$@"
+# Two test files at a time (pytest-xdist, a file per process: a module's farm fixture is made
+# once): most tests wait on Blender, gunicorn and Redis processes, not on this one's CPU.
+# FRAMEFARM_TEST_PROCESSES=0 runs them in one process.
+exec python -m pytest -n "${FRAMEFARM_TEST_PROCESSES:-2}" --dist loadfile "$@"
