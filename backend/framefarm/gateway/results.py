@@ -71,7 +71,7 @@ def leased(farm: Farm, pid: str, token: str, worker_id: str, owner: str) -> Leas
     pipe = farm.redis.pipeline(transaction=False)  # one round trip for all three
     pipe.hgetall(keys.part(pid))
     pipe.hget(keys.worker(worker_id), "owner")
-    pipe.hget(keys.job(keys.job_of_part(pid)), "still_pieces")  # what stills.is_piece reads
+    pipe.hget(keys.job(keys.job_of_part(pid)), stills.PIECES_FIELD)
     part, registered_by, still_pieces = cast(tuple[dict[str, str], str | None, str | None], pipe.execute())
     if not part:
         raise not_found(f"part {pid}")
@@ -81,7 +81,7 @@ def leased(farm: Farm, pid: str, token: str, worker_id: str, owner: str) -> Leas
                        f"{part.get('state')}", "stale_lease")
     kind = part.get("kind", finishing.RENDER)
     return LeasedPart(pid, part["job"], token, worker_id, parts.span_from([part[f] for f in parts.SPAN_FIELDS]),
-                      kind, kind == finishing.RENDER and bool(still_pieces))
+                      kind, stills.is_piece(kind, still_pieces))
 
 
 def frame_of(name: str) -> int | None:

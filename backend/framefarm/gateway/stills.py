@@ -103,9 +103,14 @@ def pieces_of(job: dict[str, str]) -> int | None:
     return int(job["still_pieces"]) if job.get("still_pieces") else None
 
 
-def is_piece(farm: Farm, job_id: str, kind: str) -> bool:
-    """Whether a part of kind `kind` of job `job_id` is a still's piece (its merge is not)."""
-    return kind == finishing.RENDER and bool(farm.redis.hget(keys.job(job_id), "still_pieces"))
+# The job field that marks a split still; results.py reads it in its lease check's round trip.
+PIECES_FIELD = "still_pieces"
+
+
+def is_piece(kind: str, still_pieces: str | None) -> bool:
+    """Whether a part of kind `kind`, of a job whose PIECES_FIELD is `still_pieces`, is a still's
+    piece (its merge is not)."""
+    return kind == finishing.RENDER and bool(still_pieces)
 
 
 def denoises(job: dict[str, str]) -> bool:
