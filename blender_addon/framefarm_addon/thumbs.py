@@ -61,7 +61,11 @@ def icon(job_id: str, frame: int) -> int:
         path = where / tasks.preview_name(frame)
         if not path.exists():
             return 0
-        _icons.load(key, str(path), "IMAGE")
+        preview = _icons.load(key, str(path), "IMAGE")
+        # Read both sizes now, on the main thread: a preview left to load lazily is read by a
+        # preview job on another thread while the panel draws it, and Blender 3.4 crashed
+        # (segfault) in that race under load. Reading a size loads it synchronously (a small JPEG).
+        preview.icon_size[:], preview.image_size[:]
     return int(_icons[key].icon_id)
 
 

@@ -63,18 +63,24 @@ def test_panel_progress_and_finish_popup_in_a_window(xvfb_run, cluster, scenes, 
     cfg = tmp_path / "ui-config.json"
     cfg.write_text(json.dumps(config))
     env = {**user_env(tmp_path), "TMPDIR": str(tmp_path)}  # Blender's quit.blend lands here, not in /tmp
-    args = ["--factory-startup", "--window-geometry", "0", "0", str(SCREEN[0]), str(SCREEN[1]),
+    # --debug-jobs: Blender logs each job it ran (a thumbnail loaded on a job's thread is checked below).
+    args = ["--debug-jobs", "--factory-startup", "--window-geometry", "0", "0", str(SCREEN[0]), str(SCREEN[1]),
             "--python-exit-code", "1", str(scene), "--python", str(DRIVER), "--", str(cfg)]
     proc = run_blender_window(xvfb_run, args, env, timeout=150)
     log = proc.stdout[-6000:] + proc.stderr[-6000:]
+    crash = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*.crash.txt"))  # Blender's own report
     result = out_dir / "out.json"
-    assert result.exists(), f"the driver wrote nothing (exit {proc.returncode}):\n{log}"
+    assert result.exists(), f"the driver wrote nothing (exit {proc.returncode}):\n{log}\n{crash}"
     out = json.loads(result.read_text())
     assert "exception" not in out, out["exception"] + "\n" + log
     failed = [name for name, ok in out["checks"].items() if not ok]
     assert not failed, f"{failed}\n{json.dumps({k: out[k] for k in ('draws', 'drawn', 'popups')}, indent=1)}\n{log}"
     assert proc.returncode == 0, log
     assert "Traceback" not in proc.stderr, proc.stderr[-6000:]
+    # A thumbnail left to load lazily is read by Blender's 'Load Previews' job on another thread
+    # while the panel draws it; Blender 3.4 crashed (segfault) in that race. thumbs.icon loads each
+    # one on the main thread before the strip draws it.
+    assert "Job 'Load Previews'" not in proc.stdout, log
     popup = next(p for p in out["popups"] if p["title"] == "Framefarm: frames ready")
     assert any(f"{out['job']['total']} frames" in (text or "") for _kind, _arg, text in popup["items"])
     for name, shot in out["screenshots"].items():
