@@ -103,6 +103,13 @@ def kill_machine(proc: Process) -> float:
     return sent
 
 
+def blender_rendering(worker: Process) -> bool:
+    """The worker's Blender has begun rendering a part's frames (it said `Fra:` in a part's log):
+    the part was handed to Blender, which is no longer only starting or loading the scene."""
+    workdir = Path(worker.argv[worker.argv.index("--workdir") + 1])
+    return any("Fra:" in log.read_text(errors="replace") for log in workdir.rglob("blender.log"))
+
+
 def blender_gone(worker: Process) -> bool:
     """No live child left under a (possibly stopped) worker, and no process anywhere else
     working in its folder: its Blender has exited, sandbox and all (a sandbox's own processes

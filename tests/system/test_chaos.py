@@ -15,8 +15,8 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from faulttools import (TracingClient, blender_gone, check_archive, fields, kill_machine, part_states, parts_done,
-                        rendering, wait_requeued, wait_terminal)
+from faulttools import (TracingClient, blender_gone, blender_rendering, check_archive, fields, kill_machine,
+                        part_states, parts_done, rendering, wait_requeued, wait_terminal)
 from farmtools import wait_for
 from framefarm.common.api import FarmAPI
 from framefarm.common.http import Client
@@ -105,6 +105,9 @@ def test_a_paused_workers_late_result_is_refused_and_leaves_the_archive_alone(cl
     api = farm_api(cluster)
     job, _ = submit_scene(api, scene, frames="1-4", chunk=4)
     pid, token = wait_rendering(cluster, redis_client, 0)
+    # Frozen before it handed the part to its warm Blender, the agent would leave Blender
+    # idle (it exits after a while) and have no frames to send: wait for Blender to render.
+    wait_for(lambda: blender_rendering(zombie), 60, "the zombie's Blender rendering the part")
     zombie.signal(signal.SIGSTOP)
     try:
         # Its Blender goes on and finishes while the agent is frozen past its lease.
