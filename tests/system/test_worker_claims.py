@@ -8,13 +8,21 @@ test; the bounds are an order of magnitude away from a tight loop's hundreds per
 """
 from __future__ import annotations
 
+import http.client
+import json
 import re
 import time
+from urllib.parse import urlsplit
 
 from farmtools import wait_for
 from framefarm.common import http as farm_http
 from framefarm.common.api import FarmAPI
+from framefarm.common.frameset import FrameRange, split
 from framefarm.common.http import Client
+from framefarm.gateway import keys, staging, workers
+from framefarm.gateway.api_worker import CLIENT_GONE
+from framefarm.gateway.config import Settings
+from framefarm.gateway.farm import Farm
 from framefarm.gateway.localfarm import GatewayProcess
 
 WINDOW_S = 8.0
@@ -83,3 +91,76 @@ def test_the_client_keeps_one_connection_alive_and_survives_its_gateway_restarti
     cluster.gateways.append(again.start())
     assert api.jobs() == []
     assert len(opened) == 2 and not client._down
+
+
+def waiting_claim(url: str, token: str, wid: str) -> http.client.HTTPConnection:
+    """A claim sent on a connection of its own, waiting; its answer is read with getresponse()."""
+    where = urlsplit(url)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=60)
+    conn.request("POST", f"/v1/workers/{wid}/claim", body=json.dumps({"wait": 60}),
+                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    return conn
+
+
+def farm_of(cluster) -> Farm:
+    """The cluster's farm, as this test process reaches it (its Redis, storage and settings)."""
+    return Farm.from_settings(Settings.from_env({**cluster.env, "FRAMEFARM_REDIS_URL": cluster.redis.url,
+                                                 "FRAMEFARM_STORAGE": f"file://{cluster.root / 'storage'}"}))
+
+
+def test_a_claim_whose_worker_went_away_hands_its_part_back_at_once(cluster):
+    """A worker's process ends while its claim waits (its connection closes): when a part comes,
+    the waiting claim must not take it for nobody until the lease runs out (4 s here, minutes
+    on a farm); the gateway sees the closed connection and hands the part straight back,
+    counting no attempt. A worker still waiting on an open connection then gets that part."""
+    cluster.env["FRAMEFARM_CLAIM_WAIT_S"] = "60"
+    gateway = cluster.add_gateway(processes=1)
+    api = FarmAPI(Client([gateway.url], cluster.tokens.worker, discover=False))
+    ghost = api.register({"name": "ghost", "blender_version": "3.4"})["id"]
+    live = api.register({"name": "live", "blender_version": "3.4"})["id"]
+    waiting_claim(gateway.url, cluster.tokens.worker, ghost).close()  # as a killed process's socket is
+
+    farm = farm_of(cluster)
+    record = staging.JobRecord("0a1b2c3d4e5f", "owner", "", 304, 0, "{}",
+                               {"name": "j", "start": 1, "step": 1, "chunk": 1, "blender_version": 304,
+                                "scene_hash": "0" * 64, "main": "scene.blend"})
+    staging.write(farm, record, 1, split(FrameRange(1, 1), 1))  # wakes the waiting claim
+    part_key = keys.part(keys.part_id(record.job_id, 0))
+    handed_back = f"released by worker {ghost}: {CLIENT_GONE}"
+    wait_for(lambda: farm.redis.hget(part_key, "error") == handed_back, 30,
+             "the part handed back by the claim whose worker went away")
+    part = farm.redis.hgetall(part_key)
+    assert part["state"] == "queued" and int(part.get("attempts", 0)) == 0, part
+    assert f"claim of worker {ghost}: its connection closed" in gateway.log_path.read_text(errors="replace")
+
+    conn = waiting_claim(gateway.url, cluster.tokens.worker, live)
+    answer = conn.getresponse()
+    got = json.loads(answer.read())["part"]
+    conn.close()
+    assert answer.status == 200 and got["job"] == record.job_id and got["worker"] == live and got["attempts"] == 0
+
+
+def test_a_waiting_claim_keeps_its_worker_present_and_a_closed_one_lets_it_go(cluster):
+    """An idle worker sends nothing but its claim, which waits for minutes (claim_wait_s): while
+    its connection stays open the gateway renews its presence (it stays live past the worker
+    timeout, 4 s here), and once the connection closes the worker drops out of the live
+    workers within a worker timeout, not at the end of the claim's wait."""
+    timeout_s = 4.0
+    cluster.env.update(FRAMEFARM_CLAIM_WAIT_S="60", FRAMEFARM_WORKER_TIMEOUT_S=str(timeout_s))
+    gateway = cluster.add_gateway(processes=1)
+    api = FarmAPI(Client([gateway.url], cluster.tokens.worker, discover=False))
+    farm = farm_of(cluster)
+    waiting = api.register({"name": "waiting", "blender_version": "3.4"})["id"]
+    gone = api.register({"name": "gone", "blender_version": "3.4"})["id"]
+    started = time.monotonic()
+    conn = waiting_claim(gateway.url, cluster.tokens.worker, waiting)
+    waiting_claim(gateway.url, cluster.tokens.worker, gone).close()
+
+    def live() -> set[str]:
+        return {w["id"] for w in workers.live(farm)}
+
+    wait_for(lambda: gone not in live(), 3 * timeout_s, "the worker whose claim's connection closed let go")
+    while time.monotonic() - started < 3 * timeout_s:  # three worker timeouts into the wait
+        assert waiting in live(), f"the worker with a waiting claim was let go after {time.monotonic() - started:.1f} s"
+        time.sleep(0.2)  # how often presence is checked, not a wait for anything
+    conn.close()

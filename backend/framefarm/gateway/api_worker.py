@@ -14,7 +14,7 @@ import re
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from . import finishing, jobs, keys, results, scheduling, uploads, workers
+from . import finishing, jobs, keys, longpoll, results, scheduling, uploads, workers
 from .auth import requires
 from .downloads import send_stored, storage_link
 from .errors import ApiError, TooMany, not_found
@@ -26,6 +26,8 @@ log = logging.getLogger("framefarm.gateway.worker")
 
 MAX_MESSAGE = 4000
 MAX_LOG_TAIL = 16000
+CLIENT_GONE = "its connection closed while its claim waited"
+WAITING_CLAIMS = "framefarm.waiting_claims"  # app.extensions: this process's workers.WaitingClaims
 _VERSION = re.compile(r"(\d{1,2})\.(\d{1,2})(\.|\Z)", re.ASCII)
 
 
@@ -80,10 +82,18 @@ def unregister(wid: str):
 @bp.post("/workers/<wid>/claim")
 @requires("worker")
 def claim(wid: str):
-    body = _body()
-    got = scheduling.claim_for(current_farm(), wid, g.identity.owner, body.get("wait"), _waiters(),
-                               body.get("held", ()))
+    f, body = current_farm(), _body()
+    with current_app.extensions[WAITING_CLAIMS].holding(wid, request.environ):  # its worker stays present
+        got = scheduling.claim_for(f, wid, g.identity.owner, body.get("wait"), _waiters(), body.get("held", ()))
     if got is None:
+        return "", 204
+    if longpoll.client_gone(request.environ):
+        # The worker went away while its claim waited: the part goes back to the queue now,
+        # without counting an attempt, not after its lease runs out with nobody rendering it.
+        lease = got.lease
+        results.release(f, results.LeasedPart(lease.part_id, got.job_id, lease.token, wid, lease.span), CLIENT_GONE)
+        log.info("claim of worker %s: its connection closed while it waited; part %s handed back",
+                 wid, lease.part_id)
         return "", 204
     return jsonify({"part": _part(got, wid)})
 

@@ -13,7 +13,7 @@ from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import (api_admin, api_client, api_public, api_webhooks, api_worker, archive, auth, blender_builds, cleanup,
-               contract, errors, gateways, metrics, redisconn, scheduling, upgrade, webhooks)
+               contract, errors, gateways, metrics, redisconn, scheduling, upgrade, webhooks, workers)
 from .background import loop
 from .dashboard import bp as dashboard
 from .config import Settings
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, *, background: bool = False) ->
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it
     app.extensions["framefarm"] = farm
     app.extensions["framefarm.waiters"] = scheduling.Waiters(settings.max_waiters, settings.max_waiters_per_token)
+    app.extensions[api_worker.WAITING_CLAIMS] = workers.WaitingClaims()
     app.extensions[auth.TOKENS] = auth.TokenCache(settings.token_cache_s)
     errors.install(app)
     metrics.install(app)  # first: every request is timed, refused ones too
@@ -73,6 +74,8 @@ def start_background(farm: Farm, app: Flask) -> threading.Event:
         log.warning("FRAMEFARM_PUBLIC_URL is not set: signed links point at %s (the listen address); "
                     "set it to the URL clients reach this gateway by", s.link_base)
     loop("reaper", 1.0, lambda: scheduling.reap(farm), stop)
+    waiting: workers.WaitingClaims = app.extensions[api_worker.WAITING_CLAIMS]
+    loop("presence", workers.renew_s(farm), lambda: waiting.renew(farm), stop)
     loop("assembler", 1.0, lambda: archive.assemble_pending(farm), stop)
     loop("cleanup", s.cleanup_period_s, lambda: cleanup.step(farm), stop)
     loop("webhooks", 1.0, webhooks.Deliverer(farm, app).step, stop)

@@ -32,8 +32,12 @@ class Settings:
     max_attempts: int = 3
     # A worker that fails the same job this many times is kept away from it.
     block_after: int = 2
-    # How long a claim or a job long-poll may wait before answering "nothing yet".
-    claim_wait_s: float = 20.0
+    # How long a claim or a job long-poll may wait before answering "nothing yet". An idle
+    # worker's claim is all it sends (the gateway renews its presence while the claim waits:
+    # workers.WaitingClaims), so its wait sets what idle workers cost, one request per worker
+    # per wait. A frozen gateway (alive, answering nothing) holds its idle workers for this
+    # plus 30 s.
+    claim_wait_s: float = 120.0
     job_wait_max_s: float = 30.0
     # A gateway or worker silent for this long is considered gone.
     gateway_timeout_s: float = 10.0

@@ -11,8 +11,10 @@ whatever its first ask found; only its wait is refused, with 429 and Retry-After
 """
 from __future__ import annotations
 
+import _socket
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -98,3 +100,28 @@ def poll(farm: Farm, waiters: Waiters, party: str, topic: str, ask: Callable[[],
                 got = ask()
             if got is not None:
                 return got
+
+
+def client_gone(environ: dict) -> bool:
+    """Whether the client of this request has closed its connection: a worker whose process
+    ended while its claim waited, whose claim must not take a part nobody will render. Only
+    gunicorn says which socket a request came on (elsewhere: never gone). A peer that vanished
+    without closing (its machine lost power) is not seen here; its lease runs out instead. Over
+    TLS a client's close_notify reads as data, so such a client is not seen as gone either."""
+    sock = environ.get("gunicorn.socket")
+    if sock is None:
+        return False
+    try:
+        # Peeked through a plain socket on a copy of the descriptor: gevent's socket object (or
+        # one with a timeout) would wait for data to come instead of answering at once.
+        peer = _socket.socket(fileno=os.dup(sock.fileno()))
+    except OSError:  # gunicorn already closed it
+        return True
+    try:
+        return peer.recv(1, _socket.MSG_PEEK | _socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):  # open, and nothing sent since the request
+        return False
+    except OSError:  # reset by the peer
+        return True
+    finally:
+        peer.close()

@@ -38,6 +38,7 @@ class Scripts:
         # Leases (scheduling.py, workers.py, results.py).
         self.claim = load("claim")
         self.heartbeat = load("heartbeat")
+        self.presence = load("presence")
         self.reap = load("reap")
         self.complete = load("complete")
         self.fail = load("fail")

@@ -1,19 +1,23 @@
 """Workers: registration, presence (heartbeats), who is live and able, and blocklists.
 
 A worker registers once and is then known by its id until it is silent for
-`worker_timeout_s` (its Redis hash expires; heartbeats and claims renew it). A worker
+`worker_timeout_s` (its Redis hash expires; heartbeats and claims renew it, and so does
+the gateway while a claim of it waits on an open connection: WaitingClaims). A worker
 that keeps failing one job is put on that job's blocklist (lua/fail.lua) and is never
 handed its parts again.
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 import secrets
+import threading
 from dataclasses import dataclass
-from typing import cast
+from typing import Iterator, cast
 
 from flask import g, has_request_context
 
-from . import keys, quotas
+from . import keys, longpoll, quotas
 from .errors import ApiError
 from .farm import Farm
 from .gateways import redis_now_ms
@@ -123,3 +127,50 @@ def capable(farm: Farm, min_version: int, job_id: str | None = None) -> list[dic
         kept_away = blocked(farm, job_id)
         workers = [w for w in workers if w["id"] not in kept_away]
     return workers
+
+
+# Renewals of the workers whose claims wait, per worker_timeout_s: a worker whose connection
+# closed is let go within one worker timeout (and no sooner than half of one).
+RENEWALS_PER_TIMEOUT = 2
+
+
+class WaitingClaims:
+    """The claims one gateway process holds waiting, and their workers' presence.
+
+    A claim waits up to claim_wait_s (minutes), and an idle worker sends nothing else in that
+    time. While a claim waits on an open connection its worker is present: `renew` (the
+    process's background loop, every `renew_s`) renews all of them in one Redis call, and
+    leaves out those whose connection has closed (a worker whose process ended), which drop
+    out of the live workers within one worker timeout. Checking a connection is a peek at its
+    socket, so a waiting claim costs the gateway nothing between its start and its end."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[int, tuple[str, dict]] = {}
+        self._ids = itertools.count()
+
+    @contextlib.contextmanager
+    def holding(self, wid: str, environ: dict) -> Iterator[None]:
+        """A claim of worker `wid` waits on the request whose WSGI environ is `environ`."""
+        key = next(self._ids)
+        with self._lock:
+            self._waiting[key] = (wid, environ)
+        try:
+            yield
+        finally:
+            with self._lock:
+                del self._waiting[key]
+
+    def renew(self, farm: Farm) -> int:
+        """Renew the presence of every worker with a claim waiting on an open connection;
+        returns how many were renewed."""
+        with self._lock:
+            waiting = list(self._waiting.values())
+        present = sorted({wid for wid, environ in waiting if not longpoll.client_gone(environ)})
+        if not present:
+            return 0
+        return int(farm.scripts.presence(args=[int(farm.settings.worker_timeout_s), *present]))
+
+
+def renew_s(farm: Farm) -> float:
+    return farm.settings.worker_timeout_s / RENEWALS_PER_TIMEOUT

@@ -4,6 +4,14 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- A worker heard from (a heartbeat, or a claim waiting on an open connection): live for
+-- ttl_s more, seen at `now`.
+local function renew_worker(wid, now, ttl_s)
+  redis.call('ZADD', K_WORKERS, now, wid)
+  redis.call('HSET', k_worker(wid), 'last_seen', now)
+  redis.call('EXPIRE', k_worker(wid), ttl_s)
+end
+
 local function job_of(pid) return string.match(pid, '^(.*):%d+$') end
 
 -- Every change a client may be waiting for bumps the job's revision.

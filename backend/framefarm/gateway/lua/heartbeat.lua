@@ -5,9 +5,7 @@
 local wid, lease_ms = ARGV[1], tonumber(ARGV[2])
 if redis.call('EXISTS', k_worker(wid)) == 0 then return {'unknown_worker'} end
 local now = now_ms()
-redis.call('ZADD', K_WORKERS, now, wid)
-redis.call('HSET', k_worker(wid), 'last_seen', now)
-redis.call('EXPIRE', k_worker(wid), tonumber(ARGV[3]))
+renew_worker(wid, now, tonumber(ARGV[3]))
 local out = {'ok'}
 for i = 4, #ARGV, 2 do
   local pid, token = ARGV[i], ARGV[i + 1]
