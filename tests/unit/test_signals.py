@@ -18,8 +18,11 @@ import time
 CHILD = textwrap.dedent("""
     import threading, time, sys
     from framefarm.common.procs import on_stop_signals
-    stop = threading.Event()
-    on_stop_signals(stop.set, lambda: print("now", flush=True))
+    stop, now = threading.Event(), threading.Event()
+    # `now` only notes the call: printing from the relay thread while the main thread's exit
+    # flushes stdout can abort the interpreter at shutdown (a daemon thread holding the
+    # stream's lock), which is CPython's, not the handler's.
+    on_stop_signals(stop.set, now.set)
     # Busy threads, so the kernel often delivers the signal to one of them, not to main.
     for _ in range(3):
         threading.Thread(target=lambda: [sum(range(1000)) for _ in iter(int, 1)], daemon=True).start()
