@@ -142,7 +142,7 @@ class WaitingClaims:
     process's background loop, every `renew_s`) renews all of them in one Redis call, and
     leaves out those whose connection has closed (a worker whose process ended), which drop
     out of the live workers within one worker timeout. Checking a connection is a peek at its
-    socket, so a waiting claim costs the gateway nothing between its start and its end."""
+    socket, so between its start and its end a waiting claim costs the gateway next to nothing."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -173,4 +173,5 @@ class WaitingClaims:
 
 
 def renew_s(farm: Farm) -> float:
+    """How often a gateway process renews the workers whose claims it holds."""
     return farm.settings.worker_timeout_s / RENEWALS_PER_TIMEOUT
