@@ -5,6 +5,7 @@ config is the one the tests run with, the compose file is a complete farm, and R
 URLs with TLS or Sentinel connect as configured."""
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -21,6 +22,7 @@ from packaging.requirements import Requirement
 from farmtools import REPO, require
 from framefarm.cli.main import ENTRY_POINTS, build_parser
 from framefarm.gateway.localfarm import GatewayProcess, Process, RedisServer, free_port
+from framefarm.gateway.metrics_files import MULTIPROC_ENV
 from framefarm.gateway.config import Settings
 from framefarm.gateway.redisconn import RedisURLError, parse_sentinel_url, redact, redis_from_url
 
@@ -214,6 +216,25 @@ def test_the_units_stop_gracefully_and_are_hardened():
 
 
 def gunicorn_settings(source: str) -> dict:
+    """The settings gunicorn reads from a config module or file, read in this process. The
+    config prepares a metrics folder for its gunicorn master on import (metrics_files.py) and
+    names it in the environment: that is undone here, or every gateway a later test of this
+    process starts would inherit the folder and delete it when it stops, under the next test
+    that serves /metrics in-process (a 500)."""
+    before = os.environ.get(MULTIPROC_ENV)
+    try:
+        return _gunicorn_settings(source)
+    finally:
+        made = os.environ.get(MULTIPROC_ENV)
+        if made != before:
+            if before is None:
+                del os.environ[MULTIPROC_ENV]
+            else:
+                os.environ[MULTIPROC_ENV] = before
+            shutil.rmtree(made or "", ignore_errors=True)
+
+
+def _gunicorn_settings(source: str) -> dict:
     from gunicorn.app.base import Application
     from gunicorn.config import Config
 
