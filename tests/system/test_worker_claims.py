@@ -1,7 +1,9 @@
 """How a worker asks for work, against real gunicorn gateways: it honours Retry-After and
 backs off (with jitter) after claims answered "nothing" without waiting, never claiming in
 a tight loop; and the project's client keeps its connections to a gateway alive, still
-failing over as before when a pooled connection has gone stale.
+failing over as before when a pooled connection has gone stale. While a claim waits (minutes),
+the gateway keeps its worker present as long as the claim's connection is open, lets it go
+once it closes, and hands back at once a part found for a worker that went away.
 
 Rates are counted over a fixed window (the gateway's access log), which is what is under
 test; the bounds are an order of magnitude away from a tight loop's hundreds per second.
