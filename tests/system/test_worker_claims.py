@@ -133,7 +133,9 @@ def test_a_claim_whose_worker_went_away_hands_its_part_back_at_once(cluster):
              "the part handed back by the claim whose worker went away")
     part = farm.redis.hgetall(part_key)
     assert part["state"] == "queued" and int(part.get("attempts", 0)) == 0, part
-    assert f"claim of worker {ghost}: its connection closed" in gateway.log_path.read_text(errors="replace")
+    # The gateway logs it after the part is back in Redis: wait for the line, do not race it.
+    wait_for(lambda: f"claim of worker {ghost}: its connection closed" in gateway.log_path.read_text(errors="replace"),
+             10, "the gateway's log line for the part handed back")
 
     conn = waiting_claim(gateway.url, cluster.tokens.worker, live)
     answer = conn.getresponse()
