@@ -40,7 +40,7 @@ RAMP_S = 40.0
 
 def idle_worker(url: str, token: str, folder: Path, stop: threading.Event, claimed) -> None:
     """Claim, waiting, over and over; register again when the farm forgot this worker (as the
-    agent does: a registration not renewed by a claim within the worker timeout expires)."""
+    agent does: a registration nothing renewed within the worker timeout expires)."""
     api = FarmAPI(Client([url], token, discover=False))
     wid, wait_s = None, 0.0
     failures = 0

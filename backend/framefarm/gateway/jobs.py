@@ -173,7 +173,7 @@ def create(farm: Farm, owner: str, req: JobRequest, idempotency_key: str | None,
         if finish:
             fields.update(finish.fields())
         if spans is not None:
-            fields["still_pieces"] = len(spans)
+            fields[stills.PIECES_FIELD] = len(spans)
             held = 0
         else:  # a still's pieces are one frame: the order does not apply
             fields["order"] = req.order
@@ -257,7 +257,7 @@ def view(farm: Farm, job: dict[str, str], *, parts_from: int | None = None) -> d
         "seconds_per_frame": stats.seconds_per_frame,
         "peak_rss_bytes": stats.peak_rss_bytes or None,
         "still": stills.view(job),
-        "order": job.get("order", "sequential") if "still_pieces" not in job else None,
+        "order": job.get("order", "sequential") if stills.PIECES_FIELD not in job else None,
         "estimate": estimates.view(farm, job),
     }
     if out["still"] is not None:  # every piece renders the frame: it is done once merged

@@ -98,13 +98,14 @@ class Still:
                                 needs=MERGE_DENOISE if self.denoise else None)
 
 
+# The job field that marks a split still (its number of pieces); results.py reads it in its
+# lease check's round trip.
+PIECES_FIELD = "still_pieces"
+
+
 def pieces_of(job: dict[str, str]) -> int | None:
     """A still job's number of pieces; None for any other job."""
-    return int(job["still_pieces"]) if job.get("still_pieces") else None
-
-
-# The job field that marks a split still; results.py reads it in its lease check's round trip.
-PIECES_FIELD = "still_pieces"
+    return int(job[PIECES_FIELD]) if job.get(PIECES_FIELD) else None
 
 
 def is_piece(kind: str, still_pieces: str | None) -> bool:
