@@ -53,11 +53,13 @@ def test_a_job_without_a_chunk_starts_small_then_fills_its_target(http, tokens, 
     wids = [register_worker(http, tokens.worker, name=f"w{n}") for n in range(2)]
     first = claim(http, tokens.worker, wids[0])
     assert first["frames"] == [1] and first["seconds_per_frame"] is None
+    assert first["frames_left"] == 1000  # the job's work left, which a warm worker weighs its processes by
     second = claim(http, tokens.worker, wids[1])  # nothing measured yet: small again
-    assert second["frames"] == [2]
+    assert second["frames"] == [2] and second["frames_left"] == 1000  # frames leased are not done
     assert put_result(http, tokens.worker, first, result_with(first["frames"], 0.5)).status_code == 200
     third = claim(http, tokens.worker, wids[0])  # 10 s at 0.5 s a frame
     assert third["frames"] == list(range(3, 23)) and third["seconds_per_frame"] == pytest.approx(0.5)
+    assert third["frames_left"] == 999
     view = get_job(http, tokens.client, job["id"])
     assert view["parts"]["total"] == 4 and view["frames"] == {**view["frames"], "total": 1000, "done": 1}
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from framefarm.common.frameset import FrameRange, FrameSpecError, PartSpan
 from framefarm.worker.render import (BlenderInfo, RenderError, as_span, choose_device, probe_blender,
-                                     process_policy, render_frames, slices)
+                                     process_policy, render_frames, slices, warm_policy)
 
 
 def test_probe_missing_binary() -> None:
@@ -62,6 +62,25 @@ def test_process_policy(frames: int, cores: int, expected: int) -> None:
 def test_process_policy_weighs_the_measured_time_per_frame(frames: int, seconds: float, cores: int,
                                                             expected: int) -> None:
     assert process_policy(frames, cores, seconds) == expected
+
+
+@pytest.mark.parametrize("frames, left, seconds, cores, expected", [
+    (9, 35, 1.0, 2, 2),  # a nine-frame part of a job with 35 s left: two warm processes, loaded once
+    (9, 9, 1.0, 2, 1),  # the job's last nine seconds: a second load is not repaid
+    (1, 40, None, 2, 2),  # a job's first frame, timed in one process while a spare loads
+    (1, 5, None, 16, 1),  # a job of five frames never repays a second load
+    (1, 400, 1.0, 2, 2),  # a preview frame: the spare stays loaded for the runs after it
+    (40, 40, None, 2, 2),  # nothing measured yet: by frame count
+    (14, 50, 0.33, 2, 1),  # quick frames: 4.6 s of a part is not worth splitting
+    (59, 59, 0.15, 16, 1),
+    (250, 250, 0.5, 16, 4),  # 125 s of frames: never more than four processes
+    (9, None, 1.0, 2, 1),  # an older gateway says nothing of the job: the part alone decides
+    (3, 400, 60.0, 2, 2)])  # never more than the cores
+def test_a_warm_slot_weighs_its_processes_by_the_jobs_work_left(frames: int, left: int | None,
+                                                                  seconds: float | None, cores: int,
+                                                                  expected: int) -> None:
+    assert warm_policy(frames, left, cores, seconds) == expected
+    assert process_policy(frames, cores, seconds) <= expected  # a cold part: by the part alone
 
 
 # -- a part's span, and its slices among Blender processes --------------------------------------

@@ -107,6 +107,7 @@ def _part(got: scheduling.Claim, wid: str) -> dict:
         "attempts": lease.attempts, "scene_hash": got.scene_hash, "main": got.main,
         "blender_version": got.blender_version, "max_frame_seconds": got.max_frame_seconds,
         "format": got.output_format, "kind": got.kind, "seconds_per_frame": got.seconds_per_frame,
+        "frames_left": got.frames_left,
         "finish": got.finish, "options": got.options, "piece": got.piece}
 
 

@@ -54,6 +54,7 @@ class Claim:
     max_frame_seconds: int | None = None  # the job's limit on one frame; None: none
     output_format: str | None = None  # the job's -F override of the scene's format; None: the scene's
     seconds_per_frame: float | None = None  # the job's measured mean (framestats.py); None: not yet
+    frames_left: int = 0  # the job's frames not yet counted done, this part's included
     kind: str = "render"
     finish: str | None = None  # the job's finishing kind (finishing.py), on all its parts; None: none
     options: dict | None = None  # a finishing part's options (the job's finish.options)
@@ -117,4 +118,5 @@ def claim_for(farm: Farm, worker_id: str, owner: str, wait_s: float | None, wait
     limit = job.get("max_frame_seconds")
     return Claim(lease, job_id, job["scene_hash"], job["main"], int(job["blender_version"]),
                  int(limit) if limit else None, job.get("format"), framestats.JobStats.of(job).seconds_per_frame,
+                 max(0, int(job.get("frames_total", 0)) - int(job.get("frames_done", 0))),
                  **finishing.claim_fields(job, lease.span.index), piece=stills.claim_piece(job, lease.span.index))

@@ -362,6 +362,7 @@ class Lease(TypedDict):
     options: NotRequired[dict[str, Any] | None]
     piece: NotRequired[None | LeasePiece2]
     seconds_per_frame: NotRequired[float | None]
+    frames_left: NotRequired[int]
 
 
 NextLease: TypeAlias = Lease | None

@@ -35,7 +35,7 @@ from framefarm.common.http import FarmError, backoff
 from . import finishing, previews
 from .limits import Limits
 from .render import (BlenderInfo, RenderCancelled, RenderError, RenderStats, choose_device, process_policy,
-                     render_frames)
+                     render_frames, warm_policy)
 from .sandbox import NO_SANDBOX, Sandbox
 from .scene_cache import CacheError, SceneCache
 from .warm import WarmSettings, WarmSlot
@@ -328,14 +328,17 @@ class Agent:
             scene_dir = self._scene(part)
             per_slot = max(1, self.cores // self.slots)
             limits = Limits(part.get("max_frame_seconds"), self.max_memory)
-            processes = process_policy(span.count, per_slot, part.get("seconds_per_frame"))
             spf = part.get("seconds_per_frame")
+            warm = self.warm is not None and not part.get("piece")  # a still's piece renders cold: still_piece.py
+            processes = process_policy(span.count, per_slot, spf)
+            if warm:  # the processes the slot keeps loaded for the job; the part uses those it has frames for
+                processes = warm_policy(span.count, part.get("frames_left"), per_slot, spf)
             # Not before the job's time per frame is known: the farm sizes the next part by what this
             # one measures (a part claimed sooner would be cut as one more small first part).
             if self.prefetch and spf is not None and not self.stop.is_set():
-                ahead = self._look_ahead(part, spf * span.count / processes)
+                ahead = self._look_ahead(part, spf * span.count / min(processes, span.count))
             stats = RenderStats()
-            if self.warm is not None and not part.get("piece"):  # a still's piece renders cold: still_piece.py
+            if warm:
                 files = self.warm[slot].render(part["job"], scene_dir / part["main"], span, out / "frames",
                                                device=self.device, processes=processes, scene_root=scene_dir,
                                                cancel=held.cancel, log_path=out / "blender.log", limits=limits,

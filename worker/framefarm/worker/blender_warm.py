@@ -7,7 +7,8 @@ must stay valid in every Blender's Python (3.10+), Debian's 3.4 and the bpy 5.0 
 Protocol, one JSON object per line. The worker writes requests to Blender's stdin:
 `{"frames": [...], "start": S, "end": E, "step": J, "expect": PATH, "threads": T}` renders
 those frames, as `blender -t T -s S -e E -j J -a` would (T null: the scene's own threads), with the scene's own settings (persistent data is kept
-between parts where the scene turns it on: this is one session). Blender answers on stdout,
+between parts where the scene turns it on: this is one session); `{"ping": true}`, sent to a
+spare process a part does not use, only keeps it from idling out. Blender answers on stdout,
 each answer a line that starts with the process's marker, a random word the worker chose
 and passed in the script, which the scene cannot learn and so cannot print: `{"ready": true}`
 once the scene is loaded and checked, `{"frame": F,
@@ -70,6 +71,8 @@ def _blender_warm(params: dict) -> None:
         if not line.strip():
             continue
         request = json.loads(line)
+        if request.get("ping"):  # a spare the part does not use: only its idle clock restarts
+            continue
         scene = bpy.context.scene
         # Blender's -s/-e/-j set exactly these before -a renders.
         scene.frame_start, scene.frame_end, scene.frame_step = request["start"], request["end"], request["step"]

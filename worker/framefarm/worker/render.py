@@ -183,6 +183,35 @@ def process_policy(frame_count: int, cores: int, seconds_per_frame: float | None
     return max(1, min(wanted, cores))
 
 
+# A warm process already loaded costs a part no start-up, but each process of a part still pays a
+# request's set-up and waits for the slowest slice at the part's end: it pays back with at least
+# this many seconds of the part's frames (60 quick frames of 0.33 s in parts of 6 to 14 frames, as
+# bench/overhead.py's quick scenario, single runs: 1.31x plain Blender's time with two processes a
+# part, 1.17x and 1.18x with one).
+MIN_WARM_PART_WORK_S = 4.0
+
+
+def warm_policy(frame_count: int, frames_left: int | None, cores: int, seconds_per_frame: float | None = None) -> int:
+    """How many Blender processes a warm slot (warm.py) gives a part of a job.
+
+    A warm process pays its start-up and scene load once per job, not once per part, so what
+    must repay starting it is the job's work left (the claim's `frames_left`, at
+    `seconds_per_frame` once the farm has measured it, else by frame count), by process_policy's
+    measure, not the part's; and each process a part uses must get at least MIN_WARM_PART_WORK_S
+    of its frames. So a scene that takes a second to sync, whose runs of nine frames each got
+    one process by the part's own measure, renders them in two, loaded once for the job. A
+    one-frame part (a job's first, which the farm times, and the preview frames after it)
+    renders in one process, and the count is what the slot keeps: a spare loads the scene
+    meanwhile, on a core the single frame leaves partly idle, ready for the job's longer parts
+    (docs/benchmarks.md: 40 frames of that scene, 0.92 of plain Blender's time with the spare
+    loading during the first part and the previews, 0.97 with it started at the first longer part).
+    """
+    for_job = process_policy(max(frame_count, frames_left or 0), cores, seconds_per_frame)
+    if seconds_per_frame is None or seconds_per_frame <= 0 or frame_count == 1:
+        return for_job
+    return max(1, min(for_job, int(frame_count * seconds_per_frame // MIN_WARM_PART_WORK_S)))
+
+
 @dataclass
 class RenderStats:
     """What a render measured, for the part's `_meta/stats.json`: each frame's time and

@@ -96,6 +96,8 @@ class WarmSlot:
         self._parts = 0
         self._baseline: int | None = None  # the processes' memory after their first part
         self._idle_since = 0.0  # when the processes answered their last request
+        # Per process: when it started, last answered a request or was pinged (_keep_spares).
+        self._asked: dict[_Blender, float] = {}
         self._serial = 0  # numbers the processes' scripts and notes in the slot's folder
         self._log_lock = threading.Lock()
         self._lock = threading.Lock()  # the processes: started, used and stopped under it
@@ -120,14 +122,16 @@ class WarmSlot:
         out_dir.mkdir(parents=True, exist_ok=True)  # the part's log lies beside it
         with self._lock:
             try:
-                if (key != self._key or any(run.proc.poll() is not None for run in self._runs)
-                        or time.monotonic() - self._idle_since > self.settings.idle_s / 2):
+                if key != self._key:
                     self._stop_all()
                     self._key, self._parts, self._baseline = key, 0, None
                     self._prepare_folder(key)
-                # As many processes as the policy gives this part: more are started (each loads
-                # the scene once), spare ones stopped (they hold memory).
-                wanted = len(slices(span, max(1, processes)))
+                else:
+                    self._drop_unusable()
+                # As many processes as the policy gives (render.warm_policy): more are started
+                # (each loads the scene once), spare ones stopped (they hold memory). The part
+                # renders in as many as it has frames for; the others load the scene meanwhile.
+                wanted = max(1, processes)
                 started = self._start(key, scene_root.resolve() if scene_root else scene.parent,
                                       wanted - len(self._runs))
                 if len(self._runs) > wanted:
@@ -191,15 +195,28 @@ class WarmSlot:
                     blender_command(self.info.path, key.scene, self.folder / "out", script, None, key.device,
                                     None, key.output_format),
                     read_only=[scene_root], writable=[self.folder], gpu=key.device != "CPU")
-                self._runs.append(_Blender(cmd, self.folder / "tmp" / f"expected-{index}.json", f"[{index}] ", None,
-                                           self._log_lock, FrameClock([]), self.sandbox.bwrap is not None,
-                                           control=marker))
+                run = _Blender(cmd, self.folder / "tmp" / f"expected-{index}.json", f"[{index}] ", None,
+                               self._log_lock, FrameClock([]), self.sandbox.bwrap is not None, control=marker)
+                self._runs.append(run)
+                self._asked[run] = time.monotonic()
         except OSError as exc:
             raise RenderError(f"cannot start Blender {self.info.path!r}: {exc}") from None
         return time.monotonic()
 
+    def _drop_unusable(self) -> None:
+        """Stop, one by one, the processes that exited (crashed between parts, or idle past their
+        limit) or that were idle for more than half of `idle_s` (they may be exiting): one that
+        died goes alone, the others keep the scene loaded."""
+        now = time.monotonic()
+        usable = [run for run in self._runs
+                  if run.proc.poll() is None and now - self._asked.get(run, 0.0) <= self.settings.idle_s / 2]
+        if len(usable) < len(self._runs):
+            _close([run for run in self._runs if run not in usable])
+            self._runs = usable
+        self._asked = {run: self._asked[run] for run in usable if run in self._asked}
+
     def _stop_all(self) -> None:
-        runs, self._runs, self._key = self._runs, [], None
+        runs, self._runs, self._key, self._asked = self._runs, [], None, {}
         _close(runs)
 
     def _retire_if_spent(self) -> None:
@@ -239,17 +256,14 @@ class WarmSlot:
                 run.log = part_log
                 request = {"frames": piece.frames(), "start": piece.start, "end": piece.end, "step": piece.step,
                            "expect": str(run.expect), "threads": threads}
-                try:
-                    assert run.proc.stdin is not None
-                    run.proc.stdin.write(json.dumps(request) + "\n")
-                    run.proc.stdin.flush()
-                except OSError:
-                    pass  # it died: _await finds it exited and says why
+                _send(run, request)  # if it died, _await finds it exited and says why
             try:
                 frames, ready = self._await(runs, cancel, limits)
             finally:
                 for run in runs:
                     run.log = None
+        answered = time.monotonic()
+        self._asked.update((run, answered) for run in runs)
         files = _verify(runs, out)
         if stats is not None:
             stats.frames += frames
@@ -266,6 +280,7 @@ class WarmSlot:
         frames: list[FrameStat] = []
         ready: list[float] = []
         while waiting:
+            self._keep_spares(runs)
             if cancel is not None and cancel.is_set():
                 raise RenderCancelled("warm render cancelled")
             over = _over_limit(runs, limits)
@@ -293,6 +308,15 @@ class WarmSlot:
                     time.sleep(POLL_S)
         return frames, ready
 
+    def _keep_spares(self, used: list[_Blender]) -> None:
+        """A spare process (one the job's one-frame parts do not use) waits for the job's longer
+        parts: a ping, every quarter of `idle_s`, keeps it from exiting as idle meanwhile."""
+        now = time.monotonic()
+        for spare in self._runs:
+            if spare not in used and now - self._asked.get(spare, 0.0) > self.settings.idle_s / 4:
+                _send(spare, {"ping": True})
+                self._asked[spare] = now
+
     def _move(self, files: list[Path], out_dir: Path) -> list[Path]:
         moved = []
         for path in files:
@@ -308,6 +332,16 @@ def _restarted(clock: FrameClock, piece: PartSpan) -> FrameClock:
     fresh = FrameClock(piece.frames())
     fresh.since = fresh.started = clock.started
     return fresh
+
+
+def _send(run: _Blender, request: dict) -> None:
+    """One request to a warm process; a process that died is found by whoever awaits it."""
+    try:
+        assert run.proc.stdin is not None
+        run.proc.stdin.write(json.dumps(request) + "\n")
+        run.proc.stdin.flush()
+    except OSError:
+        pass
 
 
 def _close(runs: list[_Blender]) -> None:
