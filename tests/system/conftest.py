@@ -4,20 +4,17 @@ They live here, not in tests/conftest.py, so that the unit tests never import th
 gateway or start anything (see tests/unit/conftest.py)."""
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from farmtools import make_scene, require, require_blender, wait_for
-from framefarm.gateway import keys
+from clustertools import Cluster, Tokens, cluster_env, make_tokens
+from farmtools import make_scene, require, require_blender
 from framefarm.gateway.app import create_app
-from framefarm.gateway.auth import create_token
 from framefarm.gateway.config import Settings
-from framefarm.gateway.localfarm import GatewayProcess, RedisServer, WorkerProcess, free_port
+from framefarm.gateway.localfarm import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -43,21 +40,9 @@ def redis_client(redis_server):
     return r
 
 
-@dataclass
-class Tokens:
-    client: str
-    client2: str
-    worker: str
-    admin: str
-
-
-def _make_tokens(r) -> Tokens:
-    return Tokens(*(create_token(r, role) for role in ("client", "client", "worker", "admin")))
-
-
 @pytest.fixture
 def tokens(redis_client) -> Tokens:
-    return _make_tokens(redis_client)
+    return make_tokens(redis_client)
 
 
 @pytest.fixture
@@ -93,53 +78,6 @@ def scenes(short_tmp):
     return get
 
 
-@dataclass
-class Cluster:
-    """A real farm: redis-server, gunicorn gateways, `framefarm worker` processes."""
-
-    root: Path
-    redis: RedisServer
-    tokens: Tokens
-    env: dict[str, str]
-    gateways: list[GatewayProcess] = field(default_factory=list)
-    workers: list[WorkerProcess] = field(default_factory=list)
-
-    def add_gateway(self, processes: int = 2) -> GatewayProcess:
-        gw = GatewayProcess(free_port(), self.redis.url, f"file://{self.root / 'storage'}",
-                            self.root / f"gateway-{len(self.gateways)}.log", processes=processes, threads=16,
-                            waiters=8, env=self.env)
-        self.gateways.append(gw.start())
-        return gw
-
-    def add_worker(self, **kwargs) -> WorkerProcess:
-        n = len(self.workers)
-        w = WorkerProcess(f"test-{n}", [g.url for g in self.gateways], self.tokens.worker,
-                          self.root / f"worker-{n}", self.root / f"worker-{n}.log", device="CPU", **kwargs)
-        self.workers.append(w.start())
-        return w
-
-    def wait_registered(self, count: int, timeout: float = 60) -> None:
-        """Until `count` workers are registered: a started worker process needs a moment
-        (Python, probing Blender) before the farm knows it."""
-        r = self.redis.client()
-        wait_for(lambda: r.zcard(keys.WORKERS) >= count, timeout, f"{count} worker(s) to register")
-
-    @property
-    def urls(self) -> list[str]:
-        return [g.url for g in self.gateways]
-
-    def client_env(self) -> dict[str, str]:
-        return {"FRAMEFARM_GATEWAYS": ",".join(self.urls), "FRAMEFARM_TOKEN": self.tokens.client,
-                "FRAMEFARM_HOME": str(self.root / "home")}
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.tail(40)}" for p in self.gateways + self.workers)
-
-    def stop(self) -> None:
-        for p in self.workers + self.gateways:
-            p.stop(timeout=20)
-
-
 def _run_cluster(c: Cluster, request):
     yield c
     c.stop()
@@ -147,14 +85,10 @@ def _run_cluster(c: Cluster, request):
         print(c.logs())
 
 
-def _cluster_env() -> dict[str, str]:
-    return {"FRAMEFARM_LEASE_S": "4", "FRAMEFARM_HEARTBEAT_S": "1", "FRAMEFARM_CLAIM_WAIT_S": "5"}
-
-
 @pytest.fixture
 def cluster(redis_server, redis_client, tokens, tmp_path, request):
     require_blender()
-    yield from _run_cluster(Cluster(tmp_path, redis_server, tokens, _cluster_env()), request)
+    yield from _run_cluster(Cluster(tmp_path, redis_server, tokens, cluster_env()), request)
 
 
 def _own_cluster(short_tmp: Path, root: Path, request):
@@ -163,7 +97,7 @@ def _own_cluster(short_tmp: Path, root: Path, request):
     folder = Path(tempfile.mkdtemp(prefix="redis-", dir=short_tmp))
     server = RedisServer(folder, folder / "redis.log").start()
     try:
-        yield from _run_cluster(Cluster(root, server, _make_tokens(server.client()), _cluster_env()), request)
+        yield from _run_cluster(Cluster(root, server, make_tokens(server.client()), cluster_env()), request)
     finally:
         server.stop()
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from apitools import bearer, expect_error, job_body, scene_bytes, scene_sha, submit, unchanged
-from conftest import Cluster, _cluster_env, _make_tokens
+from clustertools import Cluster, cluster_env, make_tokens
 from farmtools import REPO, check_frames, framefarm_cli, make_scene, require, require_blender, skip_or_fail
 from framefarm.client.formats import IMAGE_FORMATS
 from framefarm.gateway.localfarm import RedisServer
@@ -50,7 +50,7 @@ def farm(short_tmp, tmp_path_factory):
     require("redis-server")
     folder = Path(tempfile.mkdtemp(prefix="redis-", dir=short_tmp))
     server = RedisServer(folder, folder / "redis.log").start()
-    cluster = Cluster(tmp_path_factory.mktemp("farm"), server, _make_tokens(server.client()), _cluster_env())
+    cluster = Cluster(tmp_path_factory.mktemp("farm"), server, make_tokens(server.client()), cluster_env())
     try:
         cluster.add_gateway()
         cluster.add_worker()

@@ -37,7 +37,7 @@ from framefarm.gateway.localfarm import RedisServer
 from framefarm.worker.render import RenderError, probe_blender, render_frames
 from framefarm.worker.still_merge import merge_still
 
-from conftest import Cluster, _cluster_env, _make_tokens
+from clustertools import Cluster, cluster_env, make_tokens
 
 SIZE = 96
 # Compares two images' pixels as Blender decodes them (16-bit PNG and OpenEXR included,
@@ -135,7 +135,7 @@ def still_farm(root: Path, blender: str | None = None) -> Iterator[Cluster]:
     with `blender` (a path; None: Debian's)."""
     require("redis-server")
     server = RedisServer(root / "redis", root / "redis.log").start()
-    c = Cluster(root, server, _make_tokens(server.client()), _cluster_env())
+    c = Cluster(root, server, make_tokens(server.client()), cluster_env())
     try:
         c.add_gateway()
         for _ in range(2):
