@@ -17,7 +17,7 @@ Scenarios: `quick`, 60 frames of about 0.15 s (scripts/make_scene.py, 128 px); `
 40 frames of a scene that takes seconds to load (bench/heavy_scene.py: a finely subdivided grid).
 
     python bench/overhead.py [--scenarios quick,slow-load] [--rounds 2] [--frames 60] [--size 128]
-        [--samples 64] [--slow-frames 40] [--grid 800] [--chunk N]
+        [--samples 64] [--slow-frames 40] [--grid 800] [--chunk N] [--order preview|sequential]
 """
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ class Farm:
                     "FRAMEFARM_HOME": str(root / "home")}
         self.runs = 0
 
-    def render(self, kind: str, scene: Path, frames: int, out: Path, chunk: int | None = None) -> float:
+    def render(self, kind: str, scene: Path, frames: int, out: Path, chunk: int | None = None,
+               order: str | None = None) -> float:
         self.runs += 1
         r = self.redis.client()
         worker = WorkerProcess(f"bench-{kind}-{self.runs}", [self.gateway.url], self.worker_token,
@@ -77,7 +78,8 @@ class Farm:
             wait_for(lambda: r.zcard(keys.WORKERS) == 1, 60, "the worker to register")
             start = time.perf_counter()
             subprocess.run([sys.executable, "-m", "framefarm.cli", "submit", str(scene), "--frames", f"1-{frames}",
-                            *(["--chunk", str(chunk)] if chunk else []), "--wait", "--output", str(out)],
+                            *(["--chunk", str(chunk)] if chunk else []), *(["--order", order] if order else []),
+                            "--wait", "--output", str(out)],
                            check=True, capture_output=True,
                            env={**os.environ, **self.env})
             elapsed = time.perf_counter() - start
@@ -110,6 +112,8 @@ def main() -> None:
     ap.add_argument("--grid", type=int, default=800)
     ap.add_argument("--chunk", type=int, default=None,
                     help="frames per part (default: the farm sizes parts by their measured time)")
+    ap.add_argument("--order", choices=("preview", "sequential"), default=None,
+                    help="the order the farm hands frames out in (default: the farm's, preview first)")
     args = ap.parse_args()
     with scratch("ffbench-") as (root, procs):
         farm = Farm(root, procs)
@@ -121,7 +125,7 @@ def main() -> None:
                 for kind in KINDS:
                     out = root / f"out-{name}-{kind}-{n}"
                     t = (plain(scene, frames, out) if kind == "plain"
-                         else farm.render(kind, scene, frames, out, args.chunk))
+                         else farm.render(kind, scene, frames, out, args.chunk, args.order))
                     times[kind].append(t)
                     print(f"{name} round {n + 1}: {kind:<5} {t:7.2f} s", flush=True)
             med = {kind: statistics.median(times[kind]) for kind in KINDS}
