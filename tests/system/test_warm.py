@@ -97,10 +97,12 @@ def test_a_slot_grows_and_shrinks_with_the_processes_its_parts_get(info, sandbox
 
 def test_a_spare_loads_during_a_short_part_and_waits_for_the_longer_ones(info, sandbox, scenes, tmp_path):
     """A one-frame part given two processes (render.warm_policy: the job's work left repays a
-    second load) renders in one while the spare loads the scene; the next longer part renders in
-    both without loading anything. Through one-frame parts for longer than its own idle limit the
-    spare is kept alive (pinged), and one that died between parts is replaced alone: the busy
-    process keeps its scene."""
+    second load) renders in one while the spare loads the scene. Through one-frame parts for
+    longer than its own idle limit the spare is kept alive (pinged); the next longer part renders
+    in both without loading anything, the spare's frames timed from their request (the job's
+    frame limit is shorter than the spare's wait). A part told to use one process leaves the
+    spare alone, and a spare that died between parts is replaced alone: the busy process keeps
+    its scene."""
     scene = scenes("--animated", "--frames", "1-20", "--size", "64", "--samples", "8")
     cold = render_frames(info, scene, PartSpan(0, 1, 5, 1), tmp_path / "cold", sandbox=sandbox)
     settings = WarmSettings(idle_s=6, max_parts=1000)  # many one-frame parts below
@@ -109,20 +111,27 @@ def test_a_spare_loads_during_a_short_part_and_waits_for_the_longer_ones(info, s
         warm = slot.render("job", scene, PartSpan(0, 1, 1, 1), tmp_path / "w0", processes=2)
         first, spare = pids(slot)
         wait_for(lambda: not slot._runs[1].answers.empty(), 60, "the spare to say its scene is loaded")
+        loaded, n = time.monotonic(), 0
+        while time.monotonic() - loaded <= settings.idle_s + 1:  # one-frame parts: the spare waits
+            n += 1
+            slot.render("job", scene, PartSpan(n, 4, 1, 1), tmp_path / f"short-{n}", processes=2)
+        assert pids(slot) == [first, spare] and slot._runs[1].proc.poll() is None, "the spare idled out"
+        # Its first frames: no load, and timed from their request, not from the spare's start.
         stats = RenderStats()
-        warm += slot.render("job", scene, PartSpan(1, 2, 2, 1), tmp_path / "w1", processes=2, stats=stats)
+        warm += slot.render("job", scene, PartSpan(98, 2, 2, 1), tmp_path / "w1", processes=2, stats=stats,
+                            limits=Limits(max_frame_s=settings.idle_s / 2))
         assert pids(slot) == [first, spare] and stats.load_seconds == 0, "a process was started for the part"
         assert sorted(s.frame for s in stats.frames) == [2, 3]
-        spare_used, n = time.monotonic(), 0
-        while time.monotonic() - spare_used <= settings.idle_s + 1:  # one-frame parts: the spare waits
-            n += 1
-            slot.render("job", scene, PartSpan(1 + n, 4, 1, 1), tmp_path / f"short-{n}", processes=2)
-        assert pids(slot) == [first, spare] and slot._runs[1].proc.poll() is None, "the spare idled out"
-        warm += slot.render("job", scene, PartSpan(99, 4, 2, 1), tmp_path / "w2", processes=2)
+        slot.render("job", scene, PartSpan(99, 4, 2, 1), tmp_path / "one", processes=2, use=1,
+                    log_path=tmp_path / "one.log")
+        assert pids(slot) == [first, spare]
+        lines = (tmp_path / "one.log").read_text().splitlines()
+        assert any(line.startswith("[1] Fra:") for line in lines) and not any(l.startswith("[2] ") for l in lines)
+        warm += slot.render("job", scene, PartSpan(100, 4, 2, 1), tmp_path / "w2", processes=2)
         assert pids(slot) == [first, spare]
         os.killpg(spare, signal.SIGKILL)
         wait_for(lambda: slot._runs[1].proc.poll() is not None, 10, "the killed spare to exit")
-        slot.render("job", scene, PartSpan(100, 7, 2, 1), tmp_path / "w3", processes=2)
+        slot.render("job", scene, PartSpan(101, 7, 2, 1), tmp_path / "w3", processes=2)
         assert pids(slot)[0] == first and len(pids(slot)) == 2 and spare not in pids(slot)
     finally:
         slot.close()

@@ -64,23 +64,25 @@ def test_process_policy_weighs_the_measured_time_per_frame(frames: int, seconds:
     assert process_policy(frames, cores, seconds) == expected
 
 
-@pytest.mark.parametrize("frames, left, seconds, cores, expected", [
-    (9, 35, 1.0, 2, 2),  # a nine-frame part of a job with 35 s left: two warm processes, loaded once
-    (9, 9, 1.0, 2, 1),  # the job's last nine seconds: a second load is not repaid
-    (1, 40, None, 2, 2),  # a job's first frame, timed in one process while a spare loads
-    (1, 5, None, 16, 1),  # a job of five frames never repays a second load
-    (1, 400, 1.0, 2, 2),  # a preview frame: the spare stays loaded for the runs after it
-    (40, 40, None, 2, 2),  # nothing measured yet: by frame count
-    (14, 50, 0.33, 2, 1),  # quick frames: 4.6 s of a part is not worth splitting
-    (59, 59, 0.15, 16, 1),
-    (250, 250, 0.5, 16, 4),  # 125 s of frames: never more than four processes
-    (9, None, 1.0, 2, 1),  # an older gateway says nothing of the job: the part alone decides
-    (3, 400, 60.0, 2, 2)])  # never more than the cores
+@pytest.mark.parametrize("frames, left, seconds, cores, kept, used", [
+    (9, 35, 1.0, 2, 2, 2),  # a nine-frame part of a job with 35 s left: two warm processes, loaded once
+    (9, 9, 1.0, 2, 1, 1),  # the job's last nine seconds: a second load is not repaid
+    (1, 40, None, 2, 2, 1),  # a job's first frame, timed in one process while a spare loads
+    (1, 400, None, 16, 2, 1),  # before anything is measured, one spare at most
+    (1, 5, None, 16, 1, 1),  # a job of five frames never repays a second load
+    (1, 400, 1.0, 2, 2, 1),  # a preview frame: the spare stays loaded for the runs after it
+    (40, 40, None, 2, 2, 2),  # nothing measured yet: the part renders as a cold one would
+    (14, 50, 0.33, 2, 2, 1),  # quick frames: 4.6 s of a part is not worth splitting; the spare waits
+    (2, 400, 1.5, 2, 2, 1),  # a short part keeps the spare for the longer ones
+    (59, 59, 0.15, 16, 1, 1),
+    (250, 250, 0.5, 16, 4, 4),  # 125 s of frames: never more than four processes
+    (9, None, 1.0, 2, 1, 1),  # an older gateway says nothing of the job: the part alone decides
+    (3, 400, 60.0, 2, 2, 2)])  # never more than the cores
 def test_a_warm_slot_weighs_its_processes_by_the_jobs_work_left(frames: int, left: int | None,
                                                                   seconds: float | None, cores: int,
-                                                                  expected: int) -> None:
-    assert warm_policy(frames, left, cores, seconds) == expected
-    assert process_policy(frames, cores, seconds) <= expected  # a cold part: by the part alone
+                                                                  kept: int, used: int) -> None:
+    assert warm_policy(frames, left, cores, seconds) == (kept, used)
+    assert process_policy(frames, cores, seconds) <= kept  # a cold part: by the part alone
 
 
 # -- a part's span, and its slices among Blender processes --------------------------------------

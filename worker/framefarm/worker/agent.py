@@ -329,20 +329,21 @@ class Agent:
             per_slot = max(1, self.cores // self.slots)
             limits = Limits(part.get("max_frame_seconds"), self.max_memory)
             spf = part.get("seconds_per_frame")
-            warm = self.warm is not None and not part.get("piece")  # a still's piece renders cold: still_piece.py
-            processes = process_policy(span.count, per_slot, spf)
-            if warm:  # the processes the slot keeps loaded for the job; the part uses those it has frames for
-                processes = warm_policy(span.count, part.get("frames_left"), per_slot, spf)
+            # A still's piece renders cold (still_piece.py).
+            warm = self.warm[slot] if self.warm is not None and not part.get("piece") else None
+            processes = kept = process_policy(span.count, per_slot, spf)
+            if warm is not None:  # the slot keeps `kept` loaded for the job; the part renders in `processes`
+                kept, processes = warm_policy(span.count, part.get("frames_left"), per_slot, spf)
             # Not before the job's time per frame is known: the farm sizes the next part by what this
             # one measures (a part claimed sooner would be cut as one more small first part).
             if self.prefetch and spf is not None and not self.stop.is_set():
                 ahead = self._look_ahead(part, spf * span.count / min(processes, span.count))
             stats = RenderStats()
-            if warm:
-                files = self.warm[slot].render(part["job"], scene_dir / part["main"], span, out / "frames",
-                                               device=self.device, processes=processes, scene_root=scene_dir,
-                                               cancel=held.cancel, log_path=out / "blender.log", limits=limits,
-                                               output_format=part.get("format"), stats=stats)
+            if warm is not None:
+                files = warm.render(part["job"], scene_dir / part["main"], span, out / "frames",
+                                    device=self.device, processes=kept, use=processes, scene_root=scene_dir,
+                                    cancel=held.cancel, log_path=out / "blender.log", limits=limits,
+                                    output_format=part.get("format"), stats=stats)
             else:
                 files = render_frames(self.info, scene_dir / part["main"], span, out / "frames",
                                       device=self.device, processes=processes,

@@ -169,12 +169,8 @@ def process_policy(frame_count: int, cores: int, seconds_per_frame: float | None
     however many there are. Until then it goes by frame count: 1 below 8 frames, 2
     below 32, else 4. Never more than the cores available.
 
-    A warm slot (warm.py) follows the same count part by part, keeping the processes it
-    already has loaded: a job's first part, a single frame the farm times, gets one process,
-    and the longer parts after it a second one beside it (started, and its scene loaded, once
-    for the job), since per process the same work must repay the same start-up. Measured with
-    bench/overhead.py (docs/benchmarks.md): a slot held at its first part's one process took
-    twice as long as two cold processes on 60 quick frames on two cores.
+    A warm slot (warm.py), whose processes load the scene once per job, weighs the job's work
+    left instead (warm_policy).
     """
     if seconds_per_frame is not None and seconds_per_frame > 0:
         wanted = min(4, frame_count, max(1, int(frame_count * seconds_per_frame // MIN_WORK_PER_PROCESS_S)))
@@ -191,25 +187,32 @@ def process_policy(frame_count: int, cores: int, seconds_per_frame: float | None
 MIN_WARM_PART_WORK_S = 4.0
 
 
-def warm_policy(frame_count: int, frames_left: int | None, cores: int, seconds_per_frame: float | None = None) -> int:
-    """How many Blender processes a warm slot (warm.py) gives a part of a job.
+def warm_policy(frame_count: int, frames_left: int | None, cores: int,
+                seconds_per_frame: float | None = None) -> tuple[int, int]:
+    """How many Blender processes a warm slot (warm.py) keeps loaded for a part of a job, and
+    how many of them the part renders in.
 
     A warm process pays its start-up and scene load once per job, not once per part, so what
-    must repay starting it is the job's work left (the claim's `frames_left`, at
-    `seconds_per_frame` once the farm has measured it, else by frame count), by process_policy's
-    measure, not the part's; and each process a part uses must get at least MIN_WARM_PART_WORK_S
-    of its frames. So a scene that takes a second to sync, whose runs of nine frames each got
-    one process by the part's own measure, renders them in two, loaded once for the job. A
-    one-frame part (a job's first, which the farm times, and the preview frames after it)
-    renders in one process, and the count is what the slot keeps: a spare loads the scene
-    meanwhile, on a core the single frame leaves partly idle, ready for the job's longer parts
-    (docs/benchmarks.md: 40 frames of that scene, 0.92 of plain Blender's time with the spare
-    loading during the first part and the previews, 0.97 with it started at the first longer part).
+    must repay starting it is the job's work left (the claim's `frames_left` at
+    `seconds_per_frame`), by process_policy's measure, not the part's: that many are kept. A part
+    renders in as many of them as get at least MIN_WARM_PART_WORK_S of its frames each; the
+    others wait, loaded, for the job's longer parts. So a scene that takes a second to sync,
+    whose runs of nine frames each got one process by the part's own measure, renders them in
+    two, loaded once for the job; and a one-frame part (the job's first, which the farm times,
+    and the preview frames after it) renders in one while a spare loads the scene on a core the
+    single frame leaves partly idle (docs/benchmarks.md: 40 frames of that scene, 0.92 of plain
+    Blender's time with the spare loading during the first part and the previews, 0.97 with it
+    started at the first longer part). Before the farm has measured the job's time per frame a
+    part renders in as many as a cold part would, and at most one spare loads beside it (the
+    scene's size is unknown too).
     """
     for_job = process_policy(max(frame_count, frames_left or 0), cores, seconds_per_frame)
-    if seconds_per_frame is None or seconds_per_frame <= 0 or frame_count == 1:
-        return for_job
-    return max(1, min(for_job, int(frame_count * seconds_per_frame // MIN_WARM_PART_WORK_S)))
+    if seconds_per_frame is None or seconds_per_frame <= 0:
+        use = process_policy(frame_count, cores)
+        return max(use, min(for_job, 2)), use
+    if frame_count == 1:
+        return for_job, 1
+    return for_job, max(1, min(for_job, int(frame_count * seconds_per_frame // MIN_WARM_PART_WORK_S)))
 
 
 @dataclass

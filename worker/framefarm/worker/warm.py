@@ -15,7 +15,8 @@ them exactly).
 
 A slot's processes are replaced (stopped, and started again for the next part):
 - when the next part is of another job (or needs another device or output format);
-- when one crashes or exits, or a part fails in any way (the part is retried as today);
+- when a part fails in any way (the part is retried as today);
+- one alone, when it crashed or exited between parts (the others keep the scene);
 - when a part is cancelled, abandoned, or the worker stops: at once, as a cold Blender is;
 - when their resident memory has grown past the limit after a part (`max_memory`, else twice
   what they held after their first part: a leak, or caches that only grow);
@@ -23,6 +24,11 @@ A slot's processes are replaced (stopped, and started again for the next part):
 - when idle: a process that receives no request for `idle_s` exits by itself (its memory is
   freed once the job is over, even while the worker waits or is frozen), and the worker does not
   reuse one idle for more than half of that, so a request never meets a process that is exiting.
+  A process the part does not render in (a spare kept for the job's longer parts, or one done
+  with its slice) is pinged meanwhile, so it is not idle while its slot works.
+
+How many processes a slot keeps for a job, and how many a part renders in, is
+render.warm_policy's: a spare loads the scene while a one-frame part renders.
 
 In the sandbox a process's folders are bound when it starts, so each slot has a folder of
 its own (output and scratch) that every process of the slot writes to; each part's frames are
@@ -31,6 +37,7 @@ moved from there into the part's folder once checked.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import json
 import logging
@@ -111,12 +118,14 @@ class WarmSlot:
         return key.job
 
     def render(self, job: str, scene: Path, span: PartSpan, out_dir: Path, *, device: str = "CPU",
-               processes: int = 1, scene_root: Path | None = None, cancel: threading.Event | None = None,
+               processes: int = 1, use: int | None = None, scene_root: Path | None = None, cancel: threading.Event | None = None,
                log_path: Path | None = None, limits: Limits = NO_LIMITS, output_format: str | None = None,
                stats: RenderStats | None = None) -> list[Path]:
         """Render `span` of `job`'s `scene` into `out_dir`, as render.render_frames does (same
         arguments, files, checks and errors), in this slot's warm processes: started (and the
-        scene loaded) only when the slot holds no process for this job yet."""
+        scene loaded) only when the slot holds no process for this job yet. The slot keeps
+        `processes` of them (render.warm_policy); the part renders in at most `use` (None: as
+        many as it has frames for), and the others wait, loaded, for the job's longer parts."""
         scene, out_dir = Path(scene).resolve(), Path(out_dir).resolve()
         key = _Key(job, scene, choose_device(device, self.info), output_format)
         out_dir.mkdir(parents=True, exist_ok=True)  # the part's log lies beside it
@@ -128,16 +137,16 @@ class WarmSlot:
                     self._prepare_folder(key)
                 else:
                     self._drop_unusable()
-                # As many processes as the policy gives (render.warm_policy): more are started
-                # (each loads the scene once), spare ones stopped (they hold memory). The part
-                # renders in as many as it has frames for; the others load the scene meanwhile.
+                # As many processes as the policy keeps: more are started (each loads the scene
+                # once), ones past it stopped (they hold memory).
                 wanted = max(1, processes)
-                started = self._start(key, scene_root.resolve() if scene_root else scene.parent,
-                                      wanted - len(self._runs))
+                new = self._start(key, scene_root.resolve() if scene_root else scene.parent,
+                                  wanted - len(self._runs))
                 if len(self._runs) > wanted:
                     spare, self._runs = self._runs[wanted:], self._runs[:wanted]
                     _close(spare)
-                files = self._render(span, started, cancel, log_path, limits, stats)
+                files = self._render(slices(span, min(len(self._runs), use or len(self._runs))), new,
+                                     cancel, log_path, limits, stats)
             except BaseException:
                 self._stop_all()  # whatever went wrong, the next part starts from a fresh Blender
                 raise
@@ -171,16 +180,17 @@ class WarmSlot:
         (self.folder / "out").mkdir(parents=True)
         (self.folder / "tmp").mkdir()
 
-    def _start(self, key: _Key, scene_root: Path, count: int) -> float | None:
-        """Start `count` more processes (none: None; else when they started). Their first
-        request is sent at once (_render), before the scene has loaded, so the part renders
+    def _start(self, key: _Key, scene_root: Path, count: int) -> list[_Blender]:
+        """Start `count` more processes; the new ones. A new one's first request, if the part
+        uses it, is sent at once (_render), before the scene has loaded, so the part renders
         whatever the worker does meanwhile (a worker frozen past its lease finds its frames done,
         as with a cold Blender); as for a cold Blender, loading counts towards the first frame's
         time limit. Threads are set per request, so processes started apart share the cores."""
         if count <= 0:
-            return None
+            return []
         source = f"{inspect.getsource(_blender_setup)}\n{inspect.getsource(_blender_warm)}\n"
         log.info("starting %d warm Blender process(es) for job %s", count, key.job)
+        new: list[_Blender] = []
         try:
             for _ in range(count):
                 self._serial += 1
@@ -198,10 +208,11 @@ class WarmSlot:
                 run = _Blender(cmd, self.folder / "tmp" / f"expected-{index}.json", f"[{index}] ", None,
                                self._log_lock, FrameClock([]), self.sandbox.bwrap is not None, control=marker)
                 self._runs.append(run)
+                new.append(run)
                 self._asked[run] = time.monotonic()
         except OSError as exc:
             raise RenderError(f"cannot start Blender {self.info.path!r}: {exc}") from None
-        return time.monotonic()
+        return new
 
     def _drop_unusable(self) -> None:
         """Stop, one by one, the processes that exited (crashed between parts, or idle past their
@@ -211,7 +222,11 @@ class WarmSlot:
         usable = [run for run in self._runs
                   if run.proc.poll() is None and now - self._asked.get(run, 0.0) <= self.settings.idle_s / 2]
         if len(usable) < len(self._runs):
-            _close([run for run in self._runs if run not in usable])
+            gone = [run for run in self._runs if run not in usable]
+            log.info("replacing %d of the warm Blender processes of job %s: %s", len(gone), self.job or "?",
+                     "; ".join(f"exited with code {run.proc.returncode}" if run.proc.returncode is not None
+                               else "idle too long" for run in gone))
+            _close(gone)
             self._runs = usable
         self._asked = {run: self._asked[run] for run in usable if run in self._asked}
 
@@ -236,23 +251,26 @@ class WarmSlot:
             self._stop_all()
 
     # -- one part ---------------------------------------------------------------------
-    def _render(self, span: PartSpan, started: float | None, cancel: threading.Event | None,
+    def _render(self, pieces: list[PartSpan], new: list[_Blender], cancel: threading.Event | None,
                 log_path: Path | None, limits: Limits, stats: RenderStats | None) -> list[Path]:
-        """Send the part's slices to the processes and wait for them; `started`: when the
-        processes that have not answered a request yet were started (None: there are none)."""
+        """Send the part's slices to the first processes and wait for them; `new`: the processes
+        started for this part (their load is the part's)."""
         out = self.folder / "out"
         for leftover in out.iterdir():  # frames of a part that ended early are not this part's
             leftover.unlink()
-        pieces = slices(span, len(self._runs))
         runs = self._runs[:len(pieces)]
+        started = min((self._asked[run] for run in new), default=None)
         # As the cold path's -t: with several processes each gets its share of the cores; alone,
         # the scene's own setting.
         threads = max(1, len(os.sched_getaffinity(0)) // len(runs)) if len(runs) > 1 else None
         with (log_path.open("a", encoding="utf-8") if log_path else contextlib.nullcontext()) as part_log:
             for run, piece in zip(runs, pieces, strict=True):
                 run.expect.unlink(missing_ok=True)
-                # A process that just started (its clock has no frames yet) keeps its start time.
-                run.clock = _restarted(run.clock, piece) if not run.clock.frames else FrameClock(piece.frames())
+                # A process started for this part keeps its start time (loading counts towards the
+                # first frame's limit); a spare that loaded earlier starts its clock now.
+                run.clock = _restarted(run.clock, piece) if run in new else FrameClock(piece.frames())
+                if run not in new:
+                    _drain(run)  # a spare's "ready" is not this part's load
                 run.log = part_log
                 request = {"frames": piece.frames(), "start": piece.start, "end": piece.end, "step": piece.step,
                            "expect": str(run.expect), "threads": threads}
@@ -262,8 +280,8 @@ class WarmSlot:
             finally:
                 for run in runs:
                     run.log = None
-        answered = time.monotonic()
-        self._asked.update((run, answered) for run in runs)
+        self._keep_spares(runs, every=0.0)  # all idle from now on: the spares' clocks restart too
+        self._asked.update((run, time.monotonic()) for run in runs)
         files = _verify(runs, out)
         if stats is not None:
             stats.frames += frames
@@ -280,10 +298,12 @@ class WarmSlot:
         frames: list[FrameStat] = []
         ready: list[float] = []
         while waiting:
-            self._keep_spares(runs)
+            self._keep_spares([runs[index] for index in waiting], every=self.settings.idle_s / 4)
             if cancel is not None and cancel.is_set():
                 raise RenderCancelled("warm render cancelled")
-            over = _over_limit(runs, limits)
+            # The spares are held to the memory ceiling too (not to a frame's time: they render none).
+            over = _over_limit(runs, limits) or _over_limit([run for run in self._runs if run not in runs],
+                                                            dataclasses.replace(limits, max_frame_s=None))
             if over is not None:
                 raise _failure_after_stop(over, self._runs)
             for index in list(waiting):
@@ -308,14 +328,15 @@ class WarmSlot:
                     time.sleep(POLL_S)
         return frames, ready
 
-    def _keep_spares(self, used: list[_Blender]) -> None:
-        """A spare process (one the job's one-frame parts do not use) waits for the job's longer
-        parts: a ping, every quarter of `idle_s`, keeps it from exiting as idle meanwhile."""
+    def _keep_spares(self, busy: list[_Blender], every: float) -> None:
+        """The processes not rendering (spares the part does not use, and those done with their
+        slice while others render) wait for the job's next parts: a ping when they were last
+        asked more than `every` seconds ago keeps them from exiting as idle meanwhile."""
         now = time.monotonic()
-        for spare in self._runs:
-            if spare not in used and now - self._asked.get(spare, 0.0) > self.settings.idle_s / 4:
-                _send(spare, {"ping": True})
-                self._asked[spare] = now
+        for run in self._runs:
+            if run not in busy and now - self._asked.get(run, 0.0) > every:
+                _send(run, {"ping": True})
+                self._asked[run] = now
 
     def _move(self, files: list[Path], out_dir: Path) -> list[Path]:
         moved = []
@@ -342,6 +363,12 @@ def _send(run: _Blender, request: dict) -> None:
         run.proc.stdin.flush()
     except OSError:
         pass
+
+
+def _drain(run: _Blender) -> None:
+    """Drop a process's answers not read yet (a spare's "ready", from before this part)."""
+    while not run.answers.empty():
+        run.answers.get_nowait()
 
 
 def _close(runs: list[_Blender]) -> None:
