@@ -14,9 +14,9 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-@pytest.fixture
-def done_parts(http, app, tokens, scenes):
-    """A 3-frame job whose two parts have been rendered and uploaded; returns (farm, job id)."""
+def render_parts(http, tokens, scenes, after_each=lambda: None) -> str:
+    """A 3-frame job whose two parts are rendered and uploaded, `after_each` called after each
+    result; returns the job's id."""
     blend = scenes("--no-texture").read_bytes()
     sha = sha256(blend)
     assert http.put(f"/v1/files/{sha}", data=blend, headers=auth(tokens.client)).status_code == 201
@@ -29,7 +29,23 @@ def done_parts(http, app, tokens, scenes):
         res = http.put(f"/v1/parts/{part['id']}/result", data=body,
                        headers={**auth(tokens.worker), "X-Lease-Token": part["token"], "X-Worker-Id": wid})
         assert res.status_code == 200, res.get_json()
-    return app.extensions["framefarm"], job["id"]
+        after_each()
+    return job["id"]
+
+
+@pytest.fixture
+def done_parts(http, app, tokens, scenes):
+    """A 3-frame job whose two parts have been rendered and uploaded; returns (farm, job id)."""
+    return app.extensions["framefarm"], render_parts(http, tokens, scenes)
+
+
+def test_the_last_result_wakes_its_process_assembler(http, app, tokens, scenes):
+    """The request that counts a job's last result sets its process's assembly event (app.py
+    runs the assembler at once when it is set, not on its next tick); an earlier one does not."""
+    due = app.extensions[archive.DUE]
+    seen: list[bool] = []
+    render_parts(http, tokens, scenes, lambda: seen.append(due.is_set()))
+    assert seen == [False, True]
 
 
 def test_assembly_streams_every_frame_once_stored_and_deletes_the_parts(done_parts):

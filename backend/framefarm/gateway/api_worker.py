@@ -14,7 +14,7 @@ import re
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from . import finishing, jobs, keys, longpoll, results, scheduling, uploads, workers
+from . import archive, finishing, jobs, keys, longpoll, results, scheduling, uploads, workers
 from .auth import requires
 from .downloads import send_stored, storage_link
 from .errors import ApiError, TooMany, not_found
@@ -184,6 +184,8 @@ def _counted(part: results.LeasedPart, job_status: str):
     """A counted result's answer; with `?next=S`, the worker's next claim too (waiting up to S
     seconds, the finished part's job held), so a result and the next part take one request."""
     out: dict = {"ok": True, "job_status": job_status}
+    if job_status == "assembling":  # this result was the job's last: assemble now, not on the next tick
+        current_app.extensions[archive.DUE].set()
     wait = request.args.get("next", type=float)
     if wait is None:
         return jsonify(out)

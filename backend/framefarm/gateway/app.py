@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None, *, background: bool = False) ->
     app.extensions["framefarm.waiters"] = scheduling.Waiters(settings.max_waiters, settings.max_waiters_per_token)
     app.extensions[api_worker.WAITING_CLAIMS] = workers.WaitingClaims()
     app.extensions[auth.TOKENS] = auth.TokenCache(settings.token_cache_s)
+    app.extensions[archive.DUE] = threading.Event()  # a job's last result is in: its assembly waits no tick
     errors.install(app)
     metrics.install(app)  # first: every request is timed, refused ones too
 
@@ -76,7 +77,7 @@ def start_background(farm: Farm, app: Flask) -> threading.Event:
     loop("reaper", 1.0, lambda: scheduling.reap(farm), stop)
     waiting: workers.WaitingClaims = app.extensions[api_worker.WAITING_CLAIMS]
     loop("presence", workers.renew_s(farm), lambda: waiting.renew(farm), stop)
-    loop("assembler", 1.0, lambda: archive.assemble_pending(farm), stop)
+    loop("assembler", 1.0, lambda: archive.assemble_pending(farm), stop, app.extensions[archive.DUE])
     loop("cleanup", s.cleanup_period_s, lambda: cleanup.step(farm), stop)
     loop("webhooks", 1.0, webhooks.Deliverer(farm, app).step, stop)
     log.info("gateway process ready (redis %s, storage %s, public url %s)",

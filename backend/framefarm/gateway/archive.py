@@ -29,6 +29,9 @@ from .storage import StorageError
 log = logging.getLogger("framefarm.gateway.archive")
 
 LOCK_TTL_S = 60
+# app.extensions: a threading.Event that wakes this process's assembler now (app.py), set by the
+# request that counted a job's last result; other processes' assemblers find the job on their tick.
+DUE = "framefarm.assembly_due"
 COPY_BUFFER = 1024 * 1024
 
 

@@ -14,9 +14,12 @@ import redis
 log = logging.getLogger("framefarm.gateway.background")
 
 
-def loop(name: str, period: float, step: Callable[[], object], stop: threading.Event) -> threading.Thread:
+def loop(name: str, period: float, step: Callable[[], object], stop: threading.Event,
+         wake: threading.Event | None = None) -> threading.Thread:
     """Run `step()` every `period` seconds, surviving errors: a Redis outage must
-    not end a gateway's duties, only pause them. What a step returns is ignored."""
+    not end a gateway's duties, only pause them. What a step returns is ignored.
+    `wake`, set, runs the next step at once (and is cleared): a request of this process that
+    knows there is work (a job's last result, for the assembler) saves the step its wait."""
 
     def run() -> None:
         while not stop.is_set():
@@ -26,7 +29,11 @@ def loop(name: str, period: float, step: Callable[[], object], stop: threading.E
                 log.warning("%s: redis unavailable (%s)", name, e)
             except Exception:
                 log.exception("%s failed", name)
-            stop.wait(period)
+            if wake is None:
+                stop.wait(period)
+            else:
+                wake.wait(period)
+                wake.clear()
 
     t = threading.Thread(target=run, name=name, daemon=True)
     t.start()
