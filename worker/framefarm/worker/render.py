@@ -233,7 +233,8 @@ class _Blender:
 
     With a `control` marker (a warm Blender, warm.py) its stdin is a pipe the worker writes
     requests to, and its output lines that start with the marker are its answers: they go
-    to `answers`, not to the log."""
+    to `answers`, not to the log; `news`, if set, is set after each answer and when the output
+    ends (the process exited), so whoever waits for answers wakes at once."""
 
     def __init__(self, cmd: list[str], expect: Path, label: str, log: IO[str] | None,
                  log_lock: threading.Lock, clock: FrameClock, sandboxed: bool, control: str | None = None) -> None:
@@ -242,6 +243,7 @@ class _Blender:
         self.stopped_for = ""  # why the worker stopped it: a limit it ran past
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.answers: queue.Queue[dict] = queue.Queue()
+        self.news: threading.Event | None = None
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if control else subprocess.DEVNULL,
                                      stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, errors="replace", env=clean_env(),
@@ -252,12 +254,21 @@ class _Blender:
         self._reader.start()
 
     def _read(self, label: str, lock: threading.Lock) -> None:
+        try:
+            self._read_lines(label, lock)
+        finally:
+            if self.news is not None:
+                self.news.set()
+
+    def _read_lines(self, label: str, lock: threading.Lock) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             line = line.rstrip("\r\n")
             if self.control and line.startswith(self.control):
                 with contextlib.suppress(ValueError):
                     self.answers.put(json.loads(line[len(self.control):]))
+                if self.news is not None:
+                    self.news.set()
                 continue
             self.tail.append(line)
             self.clock.line(line)

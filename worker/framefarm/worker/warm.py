@@ -107,6 +107,7 @@ class WarmSlot:
         self._asked: dict[_Blender, float] = {}
         self._serial = 0  # numbers the processes' scripts and notes in the slot's folder
         self._log_lock = threading.Lock()
+        self._news = threading.Event()  # a process answered or exited (_Blender.news): _await wakes
         self._lock = threading.Lock()  # the processes: started, used and stopped under it
 
     @property
@@ -207,6 +208,7 @@ class WarmSlot:
                     read_only=[scene_root], writable=[self.folder], gpu=key.device != "CPU")
                 run = _Blender(cmd, self.folder / "tmp" / f"expected-{index}.json", f"[{index}] ", None,
                                self._log_lock, FrameClock([]), self.sandbox.bwrap is not None, control=marker)
+                run.news = self._news
                 self._runs.append(run)
                 new.append(run)
                 self._asked[run] = time.monotonic()
@@ -298,6 +300,7 @@ class WarmSlot:
         frames: list[FrameStat] = []
         ready: list[float] = []
         while waiting:
+            self._news.clear()  # before the answers are read: one that comes later wakes the wait below
             self._keep_spares([runs[index] for index in waiting], every=self.settings.idle_s / 4)
             if cancel is not None and cancel.is_set():
                 raise RenderCancelled("warm render cancelled")
@@ -322,10 +325,10 @@ class WarmSlot:
                 if index in waiting and exited:
                     raise _failure_after_stop(run, self._runs)
             if waiting:
-                if cancel is not None:
-                    cancel.wait(POLL_S)
-                else:
-                    time.sleep(POLL_S)
+                # An answer or an exit wakes this at once (a part's end waited up to POLL_S for
+                # the next look: 0.05 s a part on average, 3 % of 60 quick frames in 13 parts);
+                # the limits, the spares' pings and `cancel` are looked at every POLL_S.
+                self._news.wait(POLL_S)
         return frames, ready
 
     def _keep_spares(self, busy: list[_Blender], every: float) -> None:
