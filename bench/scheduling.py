@@ -5,28 +5,36 @@
    fake workers using the project's own client (common/api.py FarmAPI): each claims a part of
    one frame and sends its result (a real zip, checked by the gateway), over and over; where
    the client can, the result brings the next claim (`?next`). The fake workers run in their
-   own processes, on the same cores as the gateway. Printed per count: cycles/s, and the CPU
-   the gateway's processes and redis-server spent per cycle. With `--compare`, each count runs
+   own processes, on the same cores as the gateway. Printed per count: cycles/s, the CPU the
+   gateway's processes, redis-server and the fake workers spent per cycle, and the rate at which
+   those costs would keep every core of the machine busy (a ceiling for any gateway process
+   count on this machine, the fake workers sharing its cores). With `--compare`, each count runs
    also "as before" on a second gateway host, alternating: the fake workers ask for an upload
    URL before each result (FRAMEFARM_INLINE_RESULT_BYTES=0), which was a cycle's second request;
    and with `--token-cache S`, a third host whose gateway keeps tokens S seconds
-   (FRAMEFARM_TOKEN_CACHE_S, off by default). The ratios to "before" are printed.
+   (FRAMEFARM_TOKEN_CACHE_S, off by default). The ratios to "before" are printed. With
+   `--floor`, each count runs also against gunicorn with the gateway host's settings serving
+   bench/bare_wsgi.py, which reads each result and answers without a look at it: what the
+   fake workers, gunicorn and gevent cost a cycle before any of the gateway's own code runs.
 2. **Claim latency at 100 and at 100,000 queued parts** through the gateway (FarmAPI.claim,
    each part handed back at once so the queue keeps its length): the median round trip and
    the ratio. `bench/claims.py` measures the same inside Redis, without HTTP.
 
-    python bench/scheduling.py [--seconds 10] [--workers 4,16,64] [--parts 100000] [--compare]
+    python bench/scheduling.py [--seconds 10] [--workers 4,16,64] [--parts 100000] [--compare] [--floor]
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import inspect
 import json
 import multiprocessing
 import os
 import statistics
+import sys
 import threading
 import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -35,11 +43,12 @@ from claims import write_job
 
 from framefarm.common.api import FarmAPI
 from framefarm.common.http import Client
+from framefarm import gateway
 from framefarm.gateway import keys
 from framefarm.gateway.auth import create_token
 from framefarm.gateway.config import Settings
 from framefarm.gateway.farm import Farm
-from framefarm.gateway.localfarm import GatewayProcess, RedisServer, free_port
+from framefarm.gateway.localfarm import GatewayProcess, Process, RedisServer, free_port
 
 PROCESSES = 4  # fake workers' processes: one Python process's GIL could not keep 64 of them busy
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -97,43 +106,72 @@ def fake_worker(url: str, token: str, until: float, folder: Path, counts: list[i
     counts.append(done)
 
 
+def bare_worker(url: str, token: str, until: float, folder: Path, counts: list[int], inline: bool = True) -> None:
+    """What fake_worker sends, a result with `?next=0` through the same client, to bench/bare_wsgi.py."""
+    client = Client([url], token, discover=False)
+    done = 0
+    while time.monotonic() < until:
+        path = result_zip(folder, [done % 9000 + 1])
+        client.request("PUT", "/v1/parts/0123456789ab:0/result", body=path.read_bytes(), params={"next": 0},
+                       headers={"X-Lease-Token": "0" * 32, "X-Worker-Id": "w-0123456789ab",
+                                "Content-Type": "application/zip"}).json()
+        path.unlink()
+        done += 1
+    counts.append(done)
+
+
 def fake_workers(url: str, token: str, n: int, start: float, seconds: float, folder: str, out,
-                 inline: bool = True) -> None:
+                 inline: bool = True, target=fake_worker) -> None:
     counts: list[int] = []
-    threads = [threading.Thread(target=fake_worker, args=(url, token, start + seconds, Path(folder), counts, inline))
-               for _ in range(n)]
+    folders = [Path(folder) / f"{os.getpid()}-{i}" for i in range(n)]  # each thread's result files its own
+    for f in folders:
+        f.mkdir(parents=True, exist_ok=True)
+    threads = [threading.Thread(target=target, args=(url, token, start + seconds, f, counts, inline))
+               for f in folders]
     while time.monotonic() < start - 1:  # every process starts its workers together
         time.sleep(0.05)
+    cpu = time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    out.put(sum(counts))
+    out.put((sum(counts), time.process_time() - cpu))  # registrations included: a few ms
 
 
-def cycles(root: Path, gw: GatewayProcess, redis: RedisServer, farm: Farm, token: str, workers: int,
-           seconds: float, inline: bool = True) -> dict:
-    job = f"c{workers:011x}"
-    write_job(farm, job, int(workers * seconds * 400) + 1000)  # far more parts than any run takes
+def cycles(root: Path, gw: GatewayProcess | Process, redis: RedisServer | None, farm: Farm | None, token: str,
+           workers: int, seconds: float, inline: bool = True) -> dict:
+    """`workers` fake workers cycling through `gw` for `seconds`; without a farm, bare_worker's
+    results to bench/bare_wsgi.py (the floor)."""
+    if farm is not None:
+        write_job(farm, f"c{workers:011x}", int(workers * seconds * 400) + 1000)  # far more parts than any run takes
+    url = gw.url if isinstance(gw, GatewayProcess) else FLOOR_URL[gw]
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
     start = time.monotonic() + 3  # registrations and connections first; the clock starts after
     per = [workers // PROCESSES + (i < workers % PROCESSES) for i in range(PROCESSES)]
-    procs = [ctx.Process(target=fake_workers, args=(gw.url, token, n, start, seconds, str(root), out, inline))
+    procs = [ctx.Process(target=fake_workers, args=(url, token, n, start, seconds, str(root), out, inline,
+                                                    fake_worker if farm is not None else bare_worker))
              for n in per if n]
     for p in procs:
         p.start()
     while time.monotonic() < start:
         time.sleep(0.01)
-    gw_cpu, redis_cpu = cpu_seconds(gw.pid), cpu_seconds(redis.pid)
+    redis_pid = redis.pid if redis is not None else None
+    gw_cpu, redis_cpu = cpu_seconds(gw.pid), cpu_seconds(redis_pid) if redis_pid else 0.0
     time.sleep(seconds)
-    gw_cpu, redis_cpu = cpu_seconds(gw.pid) - gw_cpu, cpu_seconds(redis.pid) - redis_cpu
-    done = sum(out.get() for _ in procs)
+    gw_cpu, redis_cpu = cpu_seconds(gw.pid) - gw_cpu, (cpu_seconds(redis_pid) - redis_cpu if redis_pid else 0.0)
+    got = [out.get() for _ in procs]
+    done, client_cpu = sum(n for n, _ in got), sum(c for _, c in got)
     for p in procs:
         p.join()
-    farm.redis.delete(keys.queue(304))  # the next run starts from an empty line
-    return {"workers": workers, "cycles_per_s": done / seconds, "gateway_ms_per_cycle": 1000 * gw_cpu / max(done, 1),
-            "redis_ms_per_cycle": 1000 * redis_cpu / max(done, 1), "gateway_cores": gw_cpu / seconds}
+    if farm is not None:
+        farm.redis.delete(keys.queue(304))  # the next run starts from an empty line
+    per = 1000 / max(done, 1)
+    return {"workers": workers, "cycles_per_s": done / seconds, "gateway_ms_per_cycle": gw_cpu * per,
+            "redis_ms_per_cycle": redis_cpu * per, "gateway_cores": gw_cpu / seconds,
+            "client_ms_per_cycle": client_cpu * per,
+            # What the cores could do if every one of them were busy with cycles at these costs.
+            "ceiling_per_s": 1000 * (os.cpu_count() or 1) / ((gw_cpu + redis_cpu + client_cpu) * per or 1)}
 
 
 def claim_latency(api: FarmAPI, farm: Farm, parts: int, claims: int) -> float:
@@ -166,6 +204,39 @@ def gateway_host(root: Path, procs: list, env: dict[str, str] | None = None
     return redis, farm, token, gw
 
 
+FLOOR_URL: dict[Process, str] = {}
+
+
+def _access_log_format() -> str:
+    """The gateway's access log format, read from gunicorn_conf.py without importing it (an
+    import prepares a metrics folder and changes this process's limits)."""
+    source = (Path(gateway.__file__).parent / "gunicorn_conf.py").read_text()
+    return next(ast.literal_eval(node.value) for node in ast.parse(source).body
+                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "access_log_format")
+
+
+def floor_host(root: Path, procs: list) -> Process:
+    """gunicorn as the gateway host runs it (gevent, two processes, the access log written)
+    serving bench/bare_wsgi.py: what a cycle costs before the gateway's own code runs."""
+    port = free_port()
+    host = Process("floor", [sys.executable, "-m", "gunicorn", "-k", "gevent", "--workers", "2",
+                             "--worker-connections", "4000", "--keep-alive", "5", "--bind", f"127.0.0.1:{port}",
+                             "--access-logfile", "-", "--access-logformat", _access_log_format(),
+                             "--chdir", str(Path(__file__).parent), "bare_wsgi:app"], root / "floor.log")
+    procs.append(host.start())
+    FLOOR_URL[host] = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(FLOOR_URL[host], data=b"", method="PUT"),
+                                        timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+    host.wait_until(ready, 60, "ready")
+    return host
+
+
 # What --compare runs "as before": each result asks for an upload URL first.
 BEFORE: tuple[dict[str, str], bool] = ({}, False)
 
@@ -178,15 +249,20 @@ def main() -> None:
     ap.add_argument("--claims", type=int, default=300)
     ap.add_argument("--compare", action="store_true", help="also run each count as before, alternating")
     ap.add_argument("--token-cache", type=float, default=0, help="also run with this FRAMEFARM_TOKEN_CACHE_S")
+    ap.add_argument("--floor", action="store_true",
+                    help="also run each count against gunicorn serving bench/bare_wsgi.py, alternating")
     args = ap.parse_args()
     with scratch("ffbench-sched-") as (root, procs):
         configs = {"now": ({}, True), **({"before": BEFORE} if args.compare else {}),
                    **({"cache": ({"FRAMEFARM_TOKEN_CACHE_S": str(args.token_cache)}, True)} if args.token_cache else {})}
         hosts = {name: (gateway_host(root / name, procs, env), inline) for name, (env, inline) in configs.items()}
         runs: dict[str, list[dict]] = {name: [] for name in configs}
+        floor = floor_host(root / "floor", procs) if args.floor else None
         for n in args.workers.split(","):
             for name, ((redis, farm, token, gw), inline) in hosts.items():
                 runs[name].append(cycles(root / name, gw, redis, farm, token, int(n), args.seconds, inline))
+            if floor is not None:
+                runs.setdefault("floor", []).append(cycles(root / "floor", floor, None, None, "-", int(n), args.seconds))
         (redis, farm, token, gw), _ = hosts["now"]
         api = FarmAPI(Client([gw.url], token, discover=False))
         small, big = (claim_latency(api, farm, n, args.claims) for n in (100, args.parts))
@@ -195,8 +271,9 @@ def main() -> None:
             for r in rs:
                 print(f"  {name:>6} {r['workers']:>3} workers: {r['cycles_per_s']:7.0f} cycles/s, gateway "
                       f"{r['gateway_ms_per_cycle']:.2f} ms CPU per cycle ({r['gateway_cores']:.2f} cores), redis "
-                      f"{r['redis_ms_per_cycle']:.3f} ms per cycle")
-        for name in [n for n in runs if n != "before"]:
+                      f"{r['redis_ms_per_cycle']:.3f} ms, fake workers {r['client_ms_per_cycle']:.2f} ms; "
+                      f"all cores busy at these costs: {r['ceiling_per_s']:.0f} cycles/s")
+        for name in [n for n in runs if n not in ("before", "floor")]:
             for now, before in zip(runs[name], runs.get("before", [])):
                 print(f"  {name} / before, {now['workers']:>3} workers: cycles/s "
                       f"{now['cycles_per_s'] / max(before['cycles_per_s'], 1e-9):.2f}, gateway CPU per cycle "
