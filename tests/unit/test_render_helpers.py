@@ -206,3 +206,33 @@ def test_a_frame_outside_the_output_folder_is_refused(tmp_path: Path) -> None:
     (tmp_path / "scene.blend").write_bytes(b"BLENDER")
     with pytest.raises(RenderError, match="0001.png is not in the part's output folder"):
         render_frames(info, tmp_path / "scene.blend", FrameRange(1, 1), tmp_path / "out")
+
+
+# -- a warm Blender's answers wake whoever waits for them ----------------------------------------
+
+def test_an_answer_and_the_end_of_output_each_set_the_processes_news(tmp_path: Path) -> None:
+    """warm.py's _await sleeps on `news` between looks: an answer must set it at once (the
+    process then stays alive, so only the answer can have set it), and so must the output's end."""
+    import threading
+
+    from framefarm.worker.limits import FrameClock
+    from framefarm.worker.render import _Blender
+
+    marker = "MARK-abc "
+    script = f'import sys; sys.stdin.readline(); print({marker + json.dumps({"done": True})!r}, flush=True); sys.stdin.read()'
+    run = _Blender([sys.executable, "-c", script], tmp_path / "expect.json", "[1] ", None, threading.Lock(),
+                   FrameClock([]), False, control=marker)
+    news = threading.Event()
+    run.news = news  # as WarmSlot._start sets it, just after the start
+    try:
+        assert run.proc.stdin is not None
+        run.proc.stdin.write("go\n")  # the answer comes only now, after `news` is in place
+        run.proc.stdin.flush()
+        assert news.wait(30), "an answer did not set news"
+        assert run.answers.get(timeout=5) == {"done": True}
+        news.clear()
+        run.proc.stdin.close()  # end of input: the process exits, its output ends
+        assert news.wait(30), "the end of the output did not set news"
+    finally:
+        run.proc.kill()
+        run.proc.wait()
