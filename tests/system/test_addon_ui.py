@@ -16,16 +16,19 @@ import json
 import os
 import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from farmtools import REPO, require, require_blender
+from farmtools import REPO, require, require_blender, wait_for
+from framefarm.common.api import FarmAPI
+from framefarm.common.http import Client
 from test_addon import addon_zip, user_env  # noqa: F401  (addon_zip is a fixture)
 
 DRIVER = REPO / "tests" / "addon_ui_driver.py"
-SCREEN = (1600, 1000)
+SCREEN = (1600, 2600)  # tall: the Properties editor shows the add-on panel without scrolling
 
 
 @pytest.fixture
@@ -35,38 +38,81 @@ def xvfb_run() -> str:
     return require("xvfb-run")
 
 
-def run_blender_window(xvfb_run: str, args: list[str], env: dict[str, str],
-                       timeout: float) -> subprocess.CompletedProcess:
-    """Blender with a window on a fresh Xvfb display; the whole group is killed on a timeout."""
+def start_blender_window(xvfb_run: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """Blender with a window on a fresh Xvfb display, in a process group of its own."""
     cmd = [xvfb_run, "-a", "-s", f"-screen 0 {SCREEN[0]}x{SCREEN[1]}x24", require_blender(), *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> subprocess.CompletedProcess:
+    """Its output once it exits; the whole group is killed on a timeout."""
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         err += f"\n(killed after {timeout:.0f}s)"
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+class HeldPart:
+    """One of the farm's parts claimed and kept under lease by the test, as a worker that
+    never finishes it would: the job cannot end until `release`. It lets the panel be seen
+    between a job's first frame and its last however fast the real worker renders (a warm
+    Blender renders ten one-frame parts in about a second, which a panel polling every
+    second could miss)."""
+
+    def __init__(self, cluster) -> None:
+        self.api = FarmAPI(Client(cluster.urls, cluster.tokens.worker, discover=False, retry_for=30))
+        self.worker_id = self.api.register({"name": "holder", "blender_version": "3.4.1"})["id"]
+        self.part: dict | None = None
+        self.claimed = threading.Event()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._hold, daemon=True)
+        self.thread.start()
+
+    def _hold(self) -> None:
+        while self.part is None and not self.done.is_set():
+            self.part = self.api.claim(self.worker_id, 2)
+        self.claimed.set()
+        # Heartbeats at the farm's test cadence keep the 4 s lease (clustertools.cluster_env).
+        while self.part is not None and not self.done.wait(1):
+            self.api.heartbeat(self.worker_id, [{"id": self.part["id"], "token": self.part["token"]}])
+
+    def release(self) -> None:
+        self.done.set()
+        self.thread.join(timeout=30)
+        if self.part is not None:
+            self.api.release(self.part["id"], self.part["token"])
 
 
 def test_panel_progress_and_finish_popup_in_a_window(xvfb_run, cluster, scenes, addon_zip, tmp_path):  # noqa: F811
+    ffmpeg = require("ffmpeg")  # the driver's screenshots
     scene = scenes("--frames", "1-10", "--animated")
     cluster.add_gateway()
-    cluster.add_worker()
     out_dir = tmp_path / "ui"
     out_dir.mkdir()
     config = {"scenario": "ui", "zip": str(addon_zip), "gateways": cluster.urls[0], "token": cluster.tokens.client,
-              # Ten one-frame parts: the panel must catch the job between its first frame and its
-              # last, and a warm Blender renders a two-part job in about a second.
-              "frames": [1, 10], "chunk": 1, "out_dir": str(out_dir)}
+              "frames": [1, 10], "chunk": 1, "out_dir": str(out_dir), "ffmpeg": ffmpeg}
     cfg = tmp_path / "ui-config.json"
     cfg.write_text(json.dumps(config))
     env = {**user_env(tmp_path), "TMPDIR": str(tmp_path)}  # Blender's quit.blend lands here, not in /tmp
     # --debug-jobs: Blender logs each job it ran (a thumbnail loaded on a job's thread is checked below).
     args = ["--debug-jobs", "--factory-startup", "--window-geometry", "0", "0", str(SCREEN[0]), str(SCREEN[1]),
             "--python-exit-code", "1", str(scene), "--python", str(DRIVER), "--", str(cfg)]
-    proc = run_blender_window(xvfb_run, args, env, timeout=150)
+    holder = HeldPart(cluster)
+    proc = start_blender_window(xvfb_run, args, env)
+    try:
+        # Ten one-frame parts, one held by the test: the real worker renders the other nine, and the
+        # job stays running with frames done until the panel was seen so (the driver's screenshot).
+        wait_for(lambda: holder.claimed.is_set() or proc.poll() is not None, 120, "the job's first part")
+        cluster.add_worker()
+        wait_for(lambda: (out_dir / "running.png").exists() or proc.poll() is not None, 120,
+                 "the panel to show the running job")
+    finally:
+        holder.release()
+    proc = finish(proc, timeout=150)
     log = proc.stdout[-6000:] + proc.stderr[-6000:]
     crash = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*.crash.txt"))  # Blender's own report
     result = out_dir / "out.json"

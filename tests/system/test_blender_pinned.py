@@ -76,7 +76,9 @@ def test_the_farms_blender_renders_in_the_sandbox(cluster, scenes, tmp_path):
     assert publish(cluster, tarball).returncode == 0
     cluster.add_gateway()
     worker = cluster.add_worker(blender="farm", extra=["--sandbox", "required"])
-    wait_for(lambda: registered(cluster) == 1 or not worker.alive(), 90, "the worker to register")
+    # Its own log line, not the farm's count: the gateway counts the worker before the worker logs it.
+    wait_for(lambda: "registered as" in worker.log_path.read_text() or not worker.alive(), 90,
+             "the worker to register")
     assert worker.alive(), worker.tail(30)
     assert "sandbox bwrap" in worker.log_path.read_text()
     out = tmp_path / "frames"
