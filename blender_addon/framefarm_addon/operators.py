@@ -298,6 +298,9 @@ class FRAMEFARM_OT_flipbook(_JobOperator):
         if image is None:
             self.report({"ERROR"}, f"Framefarm: no previews of job {self.job_id} yet")
             return {"CANCELLED"}
+        if not bpy.app.background and not state.current.flipbook.get("window"):
+            self.report({"WARNING"}, f"Framefarm: the flipbook is the image '{image.name}': a new window cannot "
+                                     "open from here (a maximized area?); show it in an Image Editor")
         return {"FINISHED"}
 
 

@@ -150,7 +150,10 @@ def _show(image: bpy.types.Image, scene: bpy.types.Scene, count: int) -> bool:
     if wm is None:
         return False
     before = set(wm.windows[:])
-    bpy.ops.wm.window_new()
+    try:
+        bpy.ops.wm.window_new()
+    except RuntimeError:  # its poll failed: e.g. from a maximized area (Ctrl Space)
+        return False
     new = [w for w in wm.windows if w not in before]
     if not new or new[0].screen is None:
         return False
