@@ -110,6 +110,10 @@ def test_panel_progress_and_finish_popup_in_a_window(xvfb_run, cluster, scenes, 
         cluster.add_worker()
         wait_for(lambda: (out_dir / "running.png").exists() or proc.poll() is not None, 120,
                  "the panel to show the running job")
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)  # no Blender, Xvfb or driver outlives a failed wait
+        proc.communicate()
+        raise
     finally:
         holder.release()
     proc = finish(proc, timeout=150)
