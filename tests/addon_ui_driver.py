@@ -161,7 +161,7 @@ def redrawn() -> Iterator[float]:
     """Until the Properties editor has been drawn again (the panel grows as jobs are listed). The
     window is tall enough for the add-on's panel, after Blender's own, to show without scrolling:
     view2d.scroll_down run from a timer crashed Blender 3.4 (a segfault in about a third of runs
-    once the job list had grown; none in 8 runs without it)."""
+    once the job list had grown; none in 21 runs without it)."""
     _window, area, _region = properties()
     drawn = sum(DRAWS.values())
     area.tag_redraw()
@@ -171,7 +171,7 @@ def redrawn() -> Iterator[float]:
 def screenshot(name: str) -> Iterator[float]:
     """Save the whole window as the X server shows it, with the panel as it is now: grabbed by
     ffmpeg (x11grab), so no operator of Blender's runs from the driver's timer for it (Blender
-    3.4's screenshot operator segfaulted here, in free(), after the scrolling `redrawn` did)."""
+    3.4's screenshot operator segfaulted in this test, in free(), while the driver still scrolled)."""
     yield from redrawn()
     window, area, _region = properties()
     path = OUT_DIR / f"{name}.png"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import stat
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from framefarm.common.frameset import FrameRange, FrameSpecError, PartSpan
+from framefarm.worker.limits import FrameClock
 from framefarm.worker.render import (BlenderInfo, RenderError, as_span, choose_device, probe_blender,
-                                     process_policy, render_frames, slices, warm_policy)
+                                     process_policy, render_frames, slices, warm_policy, _Blender)
 
 
 def test_probe_missing_binary() -> None:
@@ -213,11 +215,6 @@ def test_a_frame_outside_the_output_folder_is_refused(tmp_path: Path) -> None:
 def test_an_answer_and_the_end_of_output_each_set_the_processes_news(tmp_path: Path) -> None:
     """warm.py's _await sleeps on `news` between looks: an answer must set it at once (the
     process then stays alive, so only the answer can have set it), and so must the output's end."""
-    import threading
-
-    from framefarm.worker.limits import FrameClock
-    from framefarm.worker.render import _Blender
-
     marker = "MARK-abc "
     script = f'import sys; sys.stdin.readline(); print({marker + json.dumps({"done": True})!r}, flush=True); sys.stdin.read()'
     run = _Blender([sys.executable, "-c", script], tmp_path / "expect.json", "[1] ", None, threading.Lock(),
