@@ -79,6 +79,9 @@ def test_up_runs_the_farm_and_stops_everything_it_started(short_tmp, scenes, tmp
                             env={"FRAMEFARM_HOME": str(home)})
         assert res.returncode == 0, res.stderr
         check_frames(out, list(range(1, 7)), (48, 48))
+        # Its worker was left to `--slots auto`: two parts at once where there are two cores to overlap.
+        slots = 2 if (os.cpu_count() or 1) >= 2 else 1
+        assert f"device CPU, {slots} slot(s)" in (home / "logs" / "worker-0.log").read_text()
         assert oct((home / "client.json").stat().st_mode & 0o777) == "0o600"
     finally:
         up.send_signal(signal.SIGTERM)

@@ -194,8 +194,10 @@ def test_an_artist_and_a_render_node_install_without_the_gateway(wheels, tmp_pat
     assert venv.importable("flask", "redis", "gunicorn", "framefarm.gateway") == []
     res = venv.framefarm("worker", "--help")
     assert res.returncode == 0 and "--slots" in res.stdout, res.stderr
-    res = venv.framefarm("worker", "--slots", "0", "--token", "x", "--gateway", "http://127.0.0.1:9")
-    assert res.returncode == 2 and "--slots must be 1 or more" in res.stderr
+    for bad, says in (("0", "0 slots: give 1 to 64, or 'auto'"), ("65", "65 slots"),
+                      ("two", "'two' is not a number of slots or 'auto'")):
+        res = venv.framefarm("worker", "--slots", bad, "--token", "x", "--gateway", "http://127.0.0.1:9")
+        assert res.returncode == 2 and says in res.stderr, (bad, res.stderr)
     assert_needs(venv.framefarm("token", "create", "--role", "client"), "framefarm-gateway")
 
 

@@ -17,7 +17,8 @@ from PIL import Image
 from framefarm.common.frameset import FrameRange, FrameSpecError, PartSpan
 from framefarm.worker.limits import FrameClock
 from framefarm.worker.render import (BlenderInfo, RenderError, as_span, choose_device, probe_blender,
-                                     process_policy, render_frames, slices, warm_policy, _Blender)
+                                     process_policy, render_frames, slices, slot_policy, warm_policy,
+                                     _Blender)
 
 
 def test_probe_missing_binary() -> None:
@@ -47,6 +48,13 @@ def test_explicit_device_must_exist() -> None:
     assert choose_device("CPU", fake_info()) == "CPU"
     with pytest.raises(RenderError, match="Cycles device OPTIX is not available here.*CPU, CUDA"):
         choose_device("OPTIX", fake_info("CUDA"))
+
+
+@pytest.mark.parametrize("device, cores, expected", [("CPU", 2, 2), ("CPU", 16, 2), ("CPU", 1, 1), ("CUDA", 16, 1),
+                                                     ("OPTIX", 2, 1), ("METAL", 8, 1)])
+def test_slot_policy(device: str, cores: int, expected: int) -> None:
+    """`--slots auto`: two parts at once on a CPU that has two cores to overlap them, one on a GPU."""
+    assert slot_policy(device, cores) == expected
 
 
 @pytest.mark.parametrize("frames, cores, expected", [(1, 16, 1), (7, 16, 1), (8, 16, 2), (31, 16, 2),

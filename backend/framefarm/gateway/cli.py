@@ -188,7 +188,8 @@ def up(args: argparse.Namespace) -> int:
         start(gw)
         home.write_private_json(home.client_config_path(), {"gateways": [gw.url], "token": client_token})
         workers = [WorkerProcess(f"local-{i}", [gw.url], worker_token, root / "workers" / str(i),
-                                 logs_dir / f"worker-{i}.log", blender=args.blender, device=args.device)
+                                 logs_dir / f"worker-{i}.log", blender=args.blender, device=args.device,
+                                 slots=None)
                    for i in range(args.workers)]
         for w in workers:
             start(w)

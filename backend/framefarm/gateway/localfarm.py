@@ -198,10 +198,13 @@ class WorkerProcess(Process):
     grace_s = 15.0  # the agent's own bound (agent.STOP_S) and room for Python to exit
 
     def __init__(self, name: str, gateways: list[str], token: str, workdir: Path, log_path: Path, *,
-                 blender: str | None = None, device: str = "auto", slots: int = 1,
+                 blender: str | None = None, device: str = "auto", slots: int | None = 1,
                  extra: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        """`slots` None leaves it to the worker (`--slots auto`), as `framefarm up` does."""
         argv = [sys.executable, "-m", "framefarm.cli", "worker", "--name", name,
-                "--workdir", str(workdir), "--device", device, "--slots", str(slots)]
+                "--workdir", str(workdir), "--device", device]
+        if slots is not None:
+            argv += ["--slots", str(slots)]
         for g in gateways:
             argv += ["--gateway", g]
         if blender:

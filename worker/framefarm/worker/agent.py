@@ -35,7 +35,7 @@ from framefarm.common.http import FarmError, backoff
 from . import finishing, previews
 from .limits import Limits
 from .render import (BlenderInfo, RenderCancelled, RenderError, RenderStats, choose_device, process_policy,
-                     render_frames, warm_policy)
+                     render_frames, slot_policy, warm_policy)
 from .sandbox import NO_SANDBOX, Sandbox
 from .scene_cache import CacheError, SceneCache
 from .warm import WarmSettings, WarmSlot
@@ -92,21 +92,23 @@ class Ahead:
 
 class Agent:
     def __init__(self, api: FarmAPI, info: BlenderInfo, *, workdir: Path, device: str = "auto",
-                 slots: int = 1, name: str | None = None, cores: int | None = None,
+                 slots: int | None = 1, name: str | None = None, cores: int | None = None,
                  sandbox: Sandbox = NO_SANDBOX, max_memory: int | None = None,
                  warm: WarmSettings | None = WarmSettings(), prefetch: bool = True) -> None:
-        self.api, self.info, self.slots = api, info, slots
+        self.api, self.info = api, info
         self.sandbox, self.max_memory = sandbox, max_memory
         self.device = choose_device(device, info)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.cores = cores or os.cpu_count() or 1
+        self.slots = slot_policy(self.device, self.cores) if slots is None else slots  # None: `--slots auto`
         self.workdir = workdir
         self.cache = SceneCache(workdir / "cache")
         # The finishing kinds it advertises (encode: ffmpeg; merge-denoise: its Blender denoises).
         self.capabilities = finishing.capabilities(info, sandbox)
         # One WarmSlot per slot (None: the cold path, `framefarm worker --no-warm`).
         self.warm: list[WarmSlot] | None = None if warm is None else [
-            WarmSlot(info, workdir / "warm" / f"slot-{i}", sandbox=sandbox, settings=warm) for i in range(slots)]
+            WarmSlot(info, workdir / "warm" / f"slot-{i}", sandbox=sandbox, settings=warm)
+            for i in range(self.slots)]
         self.prefetch = prefetch  # claim the next part and fetch its scene while a part renders
         self._fetching: dict[str, threading.Thread] = {}  # part id -> the thread fetching its scene ahead
         self.stop = threading.Event()

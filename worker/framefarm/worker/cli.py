@@ -23,7 +23,9 @@ def add_worker(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
                    help="Blender executable (default: blender on PATH), or 'farm' for the build the farm publishes")
     p.add_argument("--device", default="auto", choices=["auto", "CPU", "CUDA", "OPTIX", "HIP", "ONEAPI", "METAL"],
                    help="Cycles device (auto picks the best this Blender reports)")
-    p.add_argument("--slots", type=int, default=1, help="parts rendered at once")
+    p.add_argument("--slots", type=_slots, default=None, metavar="N|auto",
+                   help="parts rendered at once, each by its own Blender on all the cores (default auto: 2 on "
+                        "a CPU with 2 cores or more, 1 on a GPU); 1 for scenes that need most of the memory")
     p.add_argument("--workdir", default=None, help="cache and scratch folder (default $FRAMEFARM_HOME/worker)")
     p.add_argument("--name", default=None, help="worker name shown by the farm")
     p.add_argument("--sandbox", default="auto", choices=["auto", "required", "off"],
@@ -45,6 +47,20 @@ def add_worker(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
                         "it held after its first part)")
     client_options(p)
     p.set_defaults(func=worker, default_log_level="INFO")
+
+
+def _slots(text: str) -> int | None:
+    """`auto` (None: the agent decides by device and cores, render.slot_policy) or a count
+    from 1 to 64 (the farm takes at most 64 leases from one worker)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        slots = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of slots or 'auto'") from None
+    if not 1 <= slots <= 64:
+        raise argparse.ArgumentTypeError(f"{slots} slots: give 1 to 64, or 'auto'")
+    return slots
 
 
 def _size(text: str) -> int:
@@ -84,8 +100,6 @@ def worker(args: argparse.Namespace) -> int:
     from .sandbox import SandboxError, choose
     from .warm import WarmSettings
 
-    if args.slots < 1:
-        raise UsageError("--slots must be 1 or more")
     if args.warm_parts < 1:
         raise UsageError("--warm-parts must be 1 or more")
     api = config.from_args(args).api()

@@ -151,6 +151,18 @@ def choose_device(requested: str, info: BlenderInfo) -> str:
     return wanted
 
 
+def slot_policy(device: str, cores: int) -> int:
+    """How many parts a worker renders at once when `--slots` is left to `auto`.
+
+    On a CPU with two cores or more, two: a part's Blender leaves cores idle while it starts,
+    loads the scene, saves a frame and ends, and a second part fills those gaps (bench/overhead.py:
+    a scene slow to load, in preview order, went from 1.02 to 0.84-0.88 of one plain `blender -a`;
+    quick frames unchanged). Each slot's Blender still runs on all the cores. On a GPU, one: two
+    scenes would share one card's memory and the card is busy from start to end anyway.
+    """
+    return 2 if device == "CPU" and cores >= 2 else 1
+
+
 # A Blender process more on a part pays one more start-up and scene load (about a second
 # here, far more for a heavy scene) and its memory; it pays back only when each process has
 # at least this many seconds of rendering to overlap (bench/processes.py: 24 frames of 0.1 s,
