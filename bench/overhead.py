@@ -1,13 +1,15 @@
 """How much slower is the farm than plain Blender on the same machine, with Blender started
-afresh for every part (cold) and kept warm between parts (the worker's default)?
+afresh for every part (cold), kept warm between parts, and with the worker's defaults?
 
 For each scenario, the same scene and frames are rendered, side by side in each round:
 - plain: `blender -b scene.blend -o out/#### -s 1 -e N -a`, one process;
 - cold: `framefarm submit --wait` on a local farm (private redis-server, gunicorn gateway)
   with one `framefarm worker --no-warm --no-prefetch`;
 - warm: the same with one `framefarm worker --no-prefetch` (warm Blender);
-- prefetch: the same with one `framefarm worker` (the default: warm Blender, and each next part
+- prefetch: the same with one `framefarm worker --slots 1` (warm Blender, and each next part
   claimed, its scene fetched, while the current part renders);
+- default: the same with one `framefarm worker` as users start it: as prefetch, with `--slots
+  auto` (two parts at once on a CPU with two cores or more, render.slot_policy);
 upload, splitting, rendering, checking, assembling, downloading and extracting included. The
 worker of each kind is started and registered before its clock starts, and stopped after.
 Rounds alternate the kinds so that a noisy machine hurts all alike; ratios of the medians are
@@ -18,6 +20,7 @@ Scenarios: `quick`, 60 frames of about 0.15 s (scripts/make_scene.py, 128 px); `
 
     python bench/overhead.py [--scenarios quick,slow-load] [--rounds 2] [--frames 60] [--size 128]
         [--samples 64] [--slow-frames 40] [--grid 800] [--chunk N] [--order preview|sequential]
+        [--kinds plain,cold,warm,prefetch,default]
 """
 from __future__ import annotations
 
@@ -38,8 +41,12 @@ from framefarm.gateway import keys
 from framefarm.gateway.auth import create_token
 from framefarm.gateway.localfarm import GatewayProcess, RedisServer, WorkerProcess, free_port
 
-KINDS = ("plain", "cold", "warm", "prefetch")
-FLAGS = {"cold": ["--no-warm", "--no-prefetch"], "warm": ["--no-prefetch"], "prefetch": []}  # worker options
+KINDS = ("plain", "cold", "warm", "prefetch", "default")
+# Each farm kind's worker: its slots (None: the worker's own `auto`) and options.
+WORKERS = {"cold": (1, ["--no-warm", "--no-prefetch"]), "warm": (1, ["--no-prefetch"]), "prefetch": (1, []),
+           "default": (None, [])}
+RATIOS = [("cold", "plain"), ("warm", "plain"), ("prefetch", "plain"), ("default", "plain"), ("warm", "cold"),
+          ("prefetch", "warm"), ("default", "prefetch")]  # printed where both kinds ran
 
 
 def plain(scene: Path, frames: int, out: Path) -> float:
@@ -71,9 +78,10 @@ class Farm:
                order: str | None = None) -> float:
         self.runs += 1
         r = self.redis.client()
+        slots, flags = WORKERS[kind]
         worker = WorkerProcess(f"bench-{kind}-{self.runs}", [self.gateway.url], self.worker_token,
                                self.root / f"w-{self.runs}", self.root / f"w-{self.runs}.log", device="CPU",
-                               extra=FLAGS[kind]).start()
+                               slots=slots, extra=flags).start()
         try:
             wait_for(lambda: r.zcard(keys.WORKERS) == 1, 60, "the worker to register")
             start = time.perf_counter()
@@ -114,27 +122,29 @@ def main() -> None:
                     help="frames per part (default: the farm sizes parts by their measured time)")
     ap.add_argument("--order", choices=("preview", "sequential"), default=None,
                     help="the order the farm hands frames out in (default: the farm's, preview first)")
+    ap.add_argument("--kinds", default=",".join(KINDS),
+                    help="the kinds to run, plain among them (the ratios are to plain)")
     args = ap.parse_args()
+    kinds = args.kinds.split(",")
+    if "plain" not in kinds or not set(kinds) <= set(KINDS):
+        ap.error(f"--kinds: plain and any of {', '.join(KINDS[1:])}")
     with scratch("ffbench-") as (root, procs):
         farm = Farm(root, procs)
         results = {}
         for name in args.scenarios.split(","):
             scene, frames = scenario_scene(name, root, args)
-            times: dict[str, list[float]] = {kind: [] for kind in KINDS}
+            times: dict[str, list[float]] = {kind: [] for kind in kinds}
             for n in range(args.rounds):
-                for kind in KINDS:
+                for kind in kinds:
                     out = root / f"out-{name}-{kind}-{n}"
                     t = (plain(scene, frames, out) if kind == "plain"
                          else farm.render(kind, scene, frames, out, args.chunk, args.order))
                     times[kind].append(t)
-                    print(f"{name} round {n + 1}: {kind:<5} {t:7.2f} s", flush=True)
-            med = {kind: statistics.median(times[kind]) for kind in KINDS}
+                    print(f"{name} round {n + 1}: {kind:<8} {t:7.2f} s", flush=True)
+            med = {kind: statistics.median(times[kind]) for kind in kinds}
             results[name] = {"frames": frames, "times": times, "medians": med}
-            print(f"{name}: plain {med['plain']:.2f} s, cold farm {med['cold']:.2f} s, warm farm {med['warm']:.2f} s, "
-                  f"warm+prefetch farm {med['prefetch']:.2f} s; cold/plain = {med['cold'] / med['plain']:.3f}, "
-                  f"warm/plain = {med['warm'] / med['plain']:.3f}, prefetch/plain = {med['prefetch'] / med['plain']:.3f}, "
-                  f"warm/cold = {med['warm'] / med['cold']:.3f}, prefetch/warm = {med['prefetch'] / med['warm']:.3f}",
-                  flush=True)
+            print(f"{name}: " + ", ".join(f"{kind} {t:.2f} s" for kind, t in med.items()) + "; " + ", ".join(
+                f"{a}/{b} = {med[a] / med[b]:.3f}" for a, b in RATIOS if a in med and b in med), flush=True)
         print(json.dumps({"cpus": os.cpu_count(), "machine": platform.platform(), "args": vars(args),
                           "results": results}))
 
