@@ -95,8 +95,9 @@ def get_job(http, token: str, job_id: str, **params: str) -> dict[str, Any]:
     return resp.get_json()
 
 
-def register_worker(http, token: str, version: str = "3.4.1", name: str = "w") -> str:
-    resp = http.post("/v1/workers", json={"name": name, "blender_version": version}, headers=bearer(token))
+def register_worker(http, token: str, version: str = "3.4.1", name: str = "w", slots: int = 1) -> str:
+    resp = http.post("/v1/workers", json={"name": name, "blender_version": version, "slots": slots},
+                     headers=bearer(token))
     assert resp.status_code == 201, resp.get_json()
     return resp.get_json()["id"]
 

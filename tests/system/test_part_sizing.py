@@ -75,6 +75,17 @@ def test_the_last_parts_are_shared_among_the_live_workers(http, tokens, sha):
     assert sizes == [50, 25, 12], sizes
 
 
+def test_the_share_counts_each_workers_slots(http, tokens, sha):
+    """Two workers of two slots: four parts render at once, so each claim takes a quarter of
+    what is left (a worker of one slot beside them would have taken half as much again)."""
+    submit(http, tokens.client, sha, frames="1-100", chunk=None, order="sequential")
+    a, b = (register_worker(http, tokens.worker, name=n, slots=2) for n in "ab")
+    first = claim(http, tokens.worker, a)
+    assert put_result(http, tokens.worker, first, result_with(first["frames"], 0.01)).status_code == 200
+    sizes = [len(claim(http, tokens.worker, w)["frames"]) for w in (a, b, a, b)]
+    assert sizes == [25, 19, 14, 11], sizes
+
+
 def test_without_stats_the_leases_wall_time_sizes_the_parts(http, tokens, sha):
     submit(http, tokens.client, sha, frames="1-100", chunk=None, order="sequential")
     wid = register_worker(http, tokens.worker)
@@ -98,11 +109,13 @@ def test_the_farm_may_turn_sizing_off(settings, tokens, scene_bytes):
     assert job["target_part_seconds"] is None and job["parts"]["total"] > 1
 
 
-def test_cut_parts_keep_to_the_parts_limit(settings, tokens, scene_bytes):
+@pytest.mark.parametrize("slots", [1, 64])
+def test_cut_parts_keep_to_the_parts_limit(settings, tokens, scene_bytes, slots):
+    """Also when a worker says it has the most slots the farm takes, which shrinks every share."""
     http = app_with(settings, max_parts=7)
     job = submit(http, tokens.client, upload(http, tokens.client, scene_bytes), frames="1-1000", chunk=None)
     assert job["parts"]["chunk"] == 143
-    wid = register_worker(http, tokens.worker)
+    wid = register_worker(http, tokens.worker, slots=slots)
     while (part := claim(http, tokens.worker, wid)) is not None:
         assert put_result(http, tokens.worker, part, result_with(part["frames"], 50.0)).status_code == 200
     assert get_job(http, tokens.client, job["id"])["parts"]["total"] <= 7

@@ -12,11 +12,11 @@ local now = now_ms()
 -- Parts sized by time (jobs.py: a job with `target_ms`): the part just popped keeps the frames
 -- that fill the target at the job's time per frame (the workers' stats, else the leases' wall
 -- time; none yet: `first_frames`), at most its share of the job's queued frames among the live
--- workers (so every worker gets some, and parts shrink towards the end), at least `min_frames`;
+-- workers' slots (so every slot gets some, and parts shrink towards the end), at least `min_frames`;
 -- the rest of its frames become
 -- a new part, index parts_total, queued behind the job's others. A finishing part, or one
 -- leased before (a retry), is never cut.
-local function carve(pid, job_id)
+local function carve(pid, job_id, slots)
   local jk = k_job(job_id)
   local j = redis.call('HMGET', jk, 'target_ms', 'stat_frames', 'stat_seconds', 'wall_frames', 'wall_ms',
     'first_frames', 'min_frames', 'parts_total', 'step')
@@ -38,7 +38,10 @@ local function carve(pid, job_id)
     for _, i in ipairs(redis.call('ZRANGE', k_job_queue(job_id), 0, 63)) do
       left = left + tonumber(redis.call('HGET', k_part(job_id .. ':' .. i), 'count') or '0')
     end
-    take = math.min(take, math.ceil(left / math.max(1, redis.call('ZCARD', K_WORKERS))))
+    -- Each live worker counted with the claiming worker's slots: a sum over all of them would cost a
+    -- call per worker on every claim, and a farm's workers mostly share one kind. A worker that
+    -- claims more slots than it has only gets smaller parts, never below `min_frames`.
+    take = math.min(take, math.ceil(left / math.max(1, redis.call('ZCARD', K_WORKERS) * slots)))
   end
   take = math.max(take, tonumber(j[7]), 1)
   if take >= count then return end
@@ -51,7 +54,7 @@ local function carve(pid, job_id)
   enqueue(rest, job_id)
 end
 reap_expired(now, max_attempts, 100)
-local w = redis.call('HMGET', k_worker(wid), 'owner', 'blender_version')
+local w = redis.call('HMGET', k_worker(wid), 'owner', 'blender_version', 'slots')
 if not w[1] then return {'unknown_worker'} end
 if w[1] ~= ARGV[2] then return {'not_your_worker'} end
 local version = tonumber(w[2])
@@ -104,7 +107,7 @@ local popped = redis.call('ZPOPMIN', k_job_queue(best_job))
 if redis.call('EXISTS', k_job_queue(best_job)) == 0 then redis.call('ZREM', best_q, best_job) end
 if #popped == 0 then return {'empty'} end  -- not reached: a job is in line only with queued parts
 local pid = best_job .. ':' .. popped[1]
-carve(pid, best_job)
+carve(pid, best_job, math.max(1, tonumber(w[3]) or 1))
 -- The token leads with the fence number, which only grows, so a token still tells which
 -- lease came later; the secret after it is what makes the token unguessable.
 local fence = redis.call('INCR', K_FENCE)
