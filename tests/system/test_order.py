@@ -86,12 +86,15 @@ def test_a_chunked_job_hands_out_whole_chunks_in_its_order(live, tokens, sha, or
     cancel(live, tokens.client, job)
 
 
-def test_a_real_worker_renders_the_first_last_and_middle_frames_first(module_cluster, live, tokens, scenes):
+def test_a_real_worker_renders_the_first_last_and_middle_frames_first(module_cluster, live, tokens, scenes,
+                                                                     tmp_path):
     """With one worker (one slot) the lease fences say the order the parts went out in."""
     module_cluster.add_worker()
     module_cluster.wait_registered(1)
     scene = scenes("--animated", "--size", "32", "--samples", "1")
-    res = framefarm_cli("submit", str(scene), "--frames", "1-9", "--wait", "--json", env=module_cluster.client_env())
+    # From a folder of its own: `--wait` downloads the frames into the current folder.
+    res = framefarm_cli("submit", str(scene), "--frames", "1-9", "--wait", "--json", env=module_cluster.client_env(),
+                        cwd=tmp_path)
     assert res.returncode == 0, res.stderr + module_cluster.logs()
     job = json.loads(res.stdout)
     assert job["status"] == "done" and job["order"] == "preview"
