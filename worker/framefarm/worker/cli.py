@@ -99,11 +99,17 @@ def worker(args: argparse.Namespace) -> int:
     from .render import RenderError
     from .sandbox import SandboxError, choose
     from .warm import WarmSettings
+    from .workdir import WorkdirError, hold
 
     if args.warm_parts < 1:
         raise UsageError("--warm-parts must be 1 or more")
     api = config.from_args(args).api()
     workdir = Path(args.workdir) if args.workdir else home.home() / "worker"
+    try:
+        hold(workdir)  # until this process ends: two workers on one folder would mix their frames
+    except WorkdirError as e:
+        print(f"framefarm worker: {e}", file=sys.stderr)
+        return 1
     try:
         blender = args.blender or "blender"
         if blender == "farm":  # the build the farm publishes, checked against its SHA-256
