@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from farmtools import check_frames, descendants, framefarm_cli, pid_alive, require, require_blender
+from farmtools import check_frames, descendants, framefarm_cli, pid_alive, require, require_blender, wait_for
 from framefarm.gateway import auth, keys
 
 
@@ -89,14 +89,23 @@ def test_up_runs_the_farm_and_stops_everything_it_started(short_tmp, scenes, tmp
     assert code == 0
     assert not [p for p in started if pid_alive(p)]
 
-    # A restart keeps the jobs (Redis with AOF) and the client's token.
+    # A restart keeps the jobs (Redis with AOF) and the client's token. With two local workers,
+    # each takes one slot: two workers already render two parts at once.
     up = subprocess.Popen([sys.executable, "-m", "framefarm.cli", "up", "--port", str(port),
-                           "--workers", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                           "--workers", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert "Framefarm is up" in up.stdout.readline()
         res = framefarm_cli("jobs", "--json", env={"FRAMEFARM_HOME": str(home)})
         assert res.returncode == 0, res.stderr
         assert [j["status"] for j in json.loads(res.stdout)] == ["done"]
+
+        def registered(n: int) -> str:
+            lines = [line for line in (home / "logs" / f"worker-{n}.log").read_text().splitlines()
+                     if "registered as" in line]
+            return lines[-1] if len(lines) > (1 if n == 0 else 0) else ""  # worker-0's first run logged one
+
+        wait_for(lambda: registered(0) and registered(1), 60, "both workers to register")
+        assert all(", 1 slot(s)" in registered(n) for n in (0, 1)), (registered(0), registered(1))
     finally:
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=60) == 0

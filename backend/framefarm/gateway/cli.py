@@ -42,7 +42,8 @@ def add_gateway(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
 def add_up(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("up", help=ROLE_COMMANDS["up"][1])
     p.add_argument("--port", type=int, default=8400)
-    p.add_argument("--workers", type=int, default=1, help="local worker processes")
+    p.add_argument("--workers", type=int, default=1,
+                   help="local worker processes (one takes `framefarm worker --slots auto`, several one slot each)")
     p.add_argument("--blender", default=None)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=up, default_log_level="INFO")
@@ -187,9 +188,12 @@ def up(args: argparse.Namespace) -> int:
         gw = GatewayProcess(args.port, redis_server.url, f"file://{root / 'storage'}", logs_dir / "gateway.log")
         start(gw)
         home.write_private_json(home.client_config_path(), {"gateways": [gw.url], "token": client_token})
+        # One local worker takes its `--slots auto`; several already render that many parts at
+        # once on this machine's cores, so each takes one slot.
+        slots = None if args.workers == 1 else 1
         workers = [WorkerProcess(f"local-{i}", [gw.url], worker_token, root / "workers" / str(i),
                                  logs_dir / f"worker-{i}.log", blender=args.blender, device=args.device,
-                                 slots=None)
+                                 slots=slots)
                    for i in range(args.workers)]
         for w in workers:
             start(w)
