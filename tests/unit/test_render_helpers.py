@@ -4,6 +4,7 @@ Blender that crashes or lies, played by small stand-in programs."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 import sys
 import threading
@@ -17,8 +18,8 @@ from PIL import Image
 from framefarm.common.frameset import FrameRange, FrameSpecError, PartSpan
 from framefarm.worker.limits import FrameClock
 from framefarm.worker.render import (BlenderInfo, RenderError, as_span, choose_device, probe_blender,
-                                     process_policy, render_frames, slices, slot_policy, warm_policy,
-                                     _Blender)
+                                     process_policy, render_frames, slices, slot_policy, usable_cores,
+                                     warm_policy, _Blender)
 
 
 def test_probe_missing_binary() -> None:
@@ -55,6 +56,19 @@ def test_explicit_device_must_exist() -> None:
 def test_slot_policy(device: str, cores: int, expected: int) -> None:
     """`--slots auto`: two parts at once on a CPU that has two cores to overlap them, one on a GPU."""
     assert slot_policy(device, cores) == expected
+
+
+@pytest.mark.parametrize("cpu_max, limit", [("max 100000\n", None), ("100000 100000\n", 1), ("150000 100000\n", 2),
+                                            ("50000 100000\n", 1), ("400000 100000\n", 4), ("garbage\n", None),
+                                            ("0 0\n", None), (None, None)])
+def test_usable_cores_heed_the_cgroups_quota(tmp_path, cpu_max: str | None, limit: int | None) -> None:
+    """A container's CPU limit (cgroup v2 cpu.max), rounded up, below the cores the process may
+    run on; an unlimited, unreadable or missing limit leaves the affinity alone."""
+    path = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        path.write_text(cpu_max)
+    mine = len(os.sched_getaffinity(0))
+    assert usable_cores(path) == (mine if limit is None else min(mine, limit))
 
 
 @pytest.mark.parametrize("frames, cores, expected", [(1, 16, 1), (7, 16, 1), (8, 16, 2), (31, 16, 2),

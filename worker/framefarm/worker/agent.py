@@ -35,7 +35,7 @@ from framefarm.common.http import FarmError, backoff
 from . import finishing, previews
 from .limits import Limits
 from .render import (BlenderInfo, RenderCancelled, RenderError, RenderStats, choose_device, process_policy,
-                     render_frames, slot_policy, warm_policy)
+                     render_frames, slot_policy, usable_cores, warm_policy)
 from .sandbox import NO_SANDBOX, Sandbox
 from .scene_cache import CacheError, SceneCache
 from .warm import WarmSettings, WarmSlot
@@ -99,7 +99,7 @@ class Agent:
         self.sandbox, self.max_memory = sandbox, max_memory
         self.device = choose_device(device, info)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        self.cores = cores or os.cpu_count() or 1
+        self.cores = cores or usable_cores()
         self.slots = slot_policy(self.device, self.cores) if slots is None else slots  # None: `--slots auto`
         self.workdir = workdir
         self.cache = SceneCache(workdir / "cache")

@@ -151,6 +151,25 @@ def choose_device(requested: str, info: BlenderInfo) -> str:
     return wanted
 
 
+# cgroup v2's CPU limit of this process's group, as a container sees it: "max 100000" or
+# "QUOTA PERIOD" in microseconds (a container's --cpus 2, a Kubernetes limit of 2: "200000 100000").
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """The cores this worker may use: those it may run on (taskset, a cpuset), and no more
+    than its cgroup's CPU quota, rounded up. `os.cpu_count()` counts the host's cores, which in
+    a container limited to 2 of 64 would give each part 32 processes' worth of threads."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, -(-int(quota) // int(period)))
+    except (OSError, ValueError, ZeroDivisionError):
+        pass  # no cgroup v2 limit readable here: the affinity alone
+    return max(1, cores)
+
+
 def slot_policy(device: str, cores: int) -> int:
     """How many parts a worker renders at once when `--slots` is left to `auto`.
 
@@ -337,7 +356,7 @@ def render_frames(info: BlenderInfo, scene: Path, frames: PartSpan | FrameRange,
     pieces = slices(span, processes)
     per_process = None
     if threads is not None or len(pieces) > 1:
-        per_process = max(1, (threads or len(os.sched_getaffinity(0))) // len(pieces))
+        per_process = max(1, (threads or usable_cores()) // len(pieces))
     with tempfile.TemporaryDirectory(prefix="framefarm-render-") as tmp, \
             (log_path.open("a", encoding="utf-8") if log_path else contextlib.nullcontext()) as log:
         folders = _Folders(scene_root.resolve() if scene_root else scene.parent, out_dir, Path(tmp))

@@ -56,7 +56,7 @@ from .blender_setup import _blender_setup
 from .blender_warm import _blender_warm
 from .limits import NO_LIMITS, FrameClock, FrameStat, Limits, format_size, tree_rss
 from .render import (BlenderInfo, RenderCancelled, RenderError, RenderStats, _Blender, _failure, _over_limit,
-                     _stop, _verify, blender_command, choose_device, slices)
+                     _stop, _verify, blender_command, choose_device, slices, usable_cores)
 from .sandbox import NO_SANDBOX, Sandbox
 
 log = logging.getLogger("framefarm.worker")
@@ -264,7 +264,7 @@ class WarmSlot:
         started = min((self._asked[run] for run in new), default=None)
         # As the cold path's -t: with several processes each gets its share of the cores; alone,
         # the scene's own setting.
-        threads = max(1, len(os.sched_getaffinity(0)) // len(runs)) if len(runs) > 1 else None
+        threads = max(1, usable_cores() // len(runs)) if len(runs) > 1 else None
         with (log_path.open("a", encoding="utf-8") if log_path else contextlib.nullcontext()) as part_log:
             for run, piece in zip(runs, pieces, strict=True):
                 run.expect.unlink(missing_ok=True)
