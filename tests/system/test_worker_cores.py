@@ -3,7 +3,6 @@ cpuset or a container's CPU limit would) takes one slot under `--slots auto` (re
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -12,12 +11,12 @@ from framefarm.gateway import keys
 
 
 def test_a_worker_held_to_one_core_takes_one_slot(cluster):
-    require("taskset")
+    taskset = require("taskset")
     cluster.add_gateway()
     log = cluster.root / "pinned.log"
     with log.open("wb") as out:
         worker = subprocess.Popen(
-            [shutil.which("taskset") or "taskset", "-c", "0", sys.executable, "-m", "framefarm.cli", "worker",
+            [taskset, "-c", "0", sys.executable, "-m", "framefarm.cli", "worker",
              "--gateway", cluster.urls[0], "--workdir", str(cluster.root / "pinned"), "--device", "CPU",
              "--name", "pinned"],
             env={**os.environ, "FRAMEFARM_TOKEN": cluster.tokens.worker}, stdout=out,

@@ -176,8 +176,9 @@ def slot_policy(device: str, cores: int) -> int:
     On a CPU with two cores or more, two: a part's Blender leaves cores idle while it starts,
     loads the scene, saves a frame and ends, and a second part fills those gaps (bench/overhead.py:
     a scene slow to load, in preview order, went from 0.96-1.05 of one plain `blender -a` with one
-    slot to 0.78-0.84 with two; quick frames unchanged; docs/benchmarks.md, sixth pass). Each slot's Blender still runs on all the cores. On a GPU, one: two
-    scenes would share one card's memory and the card is busy from start to end anyway.
+    slot to 0.78-0.84 with two; quick frames unchanged; docs/benchmarks.md, sixth pass). Each
+    slot's Blender still runs on all the cores. On a GPU, one: two scenes would share one card's
+    memory and the card is busy from start to end anyway.
     """
     return 2 if device == "CPU" and cores >= 2 else 1
 
